@@ -75,9 +75,13 @@ class Recommender:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, data, *, progress=None) -> "Recommender":
-        """Fit on a :class:`Dataset` (its train part) or an interaction matrix (n_users, n_items)."""
-        X = as_csr(data)
+    def fit(self, data, *, parts: tuple[str, ...] = ("train",), progress=None) -> "Recommender":
+        """Fit on a :class:`Dataset` (the union of ``parts``, default its train part) or an
+        interaction matrix (n_users, n_items)."""
+        if isinstance(data, Dataset) and tuple(parts) != ("train",):
+            X = as_csr(sum(data.matrix(p) for p in parts if p in data.parts))
+        else:
+            X = as_csr(data)
         if X.nnz == 0:
             raise ValueError(f"{self.name}: cannot fit on an empty interaction matrix")
         if isinstance(data, Dataset):

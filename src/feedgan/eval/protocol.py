@@ -1,0 +1,100 @@
+"""The evaluation protocol: choose on validation, refit, touch test once, repeat over seeds.
+
+1. **Tune** every model on the validation part: each hyperparameter setting (a grid, or a random
+   sample of it under ``max_trials`` / ``budget_s``) is fitted on train and scored on valid.
+2. **Refit** the chosen setting on train + valid.
+3. **Test once** on the test part, with train + valid as the history to exclude.
+4. Repeat 2-3 for each seed (the model's own seed; a re-split per seed when the split is random)
+   and report mean and standard deviation.
+
+The test part is never looked at before step 3, so no choice is made on it.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data.dataset import Dataset
+from ..rec.base import Recommender
+from .metrics import evaluate
+
+
+@dataclass
+class ModelSpec:
+    """A model class with the grid to search and fixed hyperparameters."""
+
+    cls: type[Recommender]
+    grid: dict[str, list] = field(default_factory=dict)
+    fixed: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+    def settings(self, max_trials: int | None, rng: np.random.Generator) -> list[dict]:
+        keys = list(self.grid)
+        combos = [dict(zip(keys, vals)) for vals in itertools.product(*(self.grid[k] for k in keys))]
+        if max_trials is not None and len(combos) > max_trials:
+            pick = rng.choice(len(combos), size=max_trials, replace=False)
+            combos = [combos[i] for i in sorted(pick)]
+        return [{**self.fixed, **c} for c in combos]
+
+    def build(self, params: dict, seed: int | None = None) -> Recommender:
+        model = self.cls(**params)
+        if seed is not None and "seed" in model.get_params():
+            model.set_params(seed=seed)
+        return model
+
+
+def _fit_parts(dataset: Dataset) -> tuple[str, ...]:
+    return tuple(p for p in ("train", "valid", "valid_input") if p in dataset.parts)
+
+
+def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 10, 20),
+         max_trials: int | None = None, budget_s: float | None = None, seed: int = 0,
+         progress=None) -> tuple[dict, list[dict]]:
+    """Pick hyperparameters on the validation part. Returns (best params, every trial)."""
+    if dataset.matrix("valid").nnz == 0:
+        raise ValueError("the dataset has no validation interactions to tune on; split with valid > 0")
+    settings = spec.settings(max_trials, np.random.default_rng(seed))
+    task = progress.add_task(f"tune {spec.name}", total=len(settings)) if progress is not None else None
+    trials, start = [], time.perf_counter()
+    for params in settings:
+        t0 = time.perf_counter()
+        model = spec.build(params, seed).fit(dataset)
+        fit_s = time.perf_counter() - t0
+        scores = evaluate(model, dataset, "valid", ks)
+        trials.append({"params": params, "valid": scores, "fit_s": fit_s})
+        if task is not None:
+            progress.advance(task)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    best = max(trials, key=lambda t: t["valid"][metric])
+    return best["params"], trials
+
+
+def refit_and_test(spec: ModelSpec, params: dict, dataset: Dataset, *, ks=(5, 10, 20), seed: int = 0,
+              progress=None) -> dict:
+    """Refit on train + valid with ``params`` and score the test part (the only look at it)."""
+    t0 = time.perf_counter()
+    model = spec.build(params, seed).fit(dataset, parts=_fit_parts(dataset))
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    scores = evaluate(model, dataset, "test", ks, progress=progress)
+    return {"test": scores, "fit_s": fit_s, "eval_s": time.perf_counter() - t1, "model": model}
+
+
+def summarise(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation (ddof=1 when there are several seeds) of every test metric."""
+    keys = runs[0]["test"].keys()
+    out = {}
+    for k in keys:
+        vals = np.array([r["test"][k] for r in runs], dtype=np.float64)
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    for k in ("fit_s", "eval_s"):
+        vals = np.array([r[k] for r in runs])
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    return out

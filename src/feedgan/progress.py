@@ -1,0 +1,29 @@
+"""Rich progress bars shared by every long-running command."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=False)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool | None = None):
+    """A Rich ``Progress`` (tasks: ``add_task``/``advance``), or ``None`` when disabled.
+
+    Disabled by default when output is not a terminal or ``FEEDGAN_NO_PROGRESS`` is set, so logs
+    and CI output stay clean.
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("FEEDGAN_NO_PROGRESS")
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=True) as prog:
+        yield prog
