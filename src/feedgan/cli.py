@@ -18,7 +18,7 @@ from rich.table import Table
 from .data.schema import DataError
 from .progress import console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="GANs and honest baselines for social-media data.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="GANs and honest baselines for social-media data.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, inspect, simulate and convert interaction logs.")
 app.add_typer(data_app, name="data")
 
@@ -129,6 +129,120 @@ def data_convert(
     except DataError as e:
         _fail(e)
     console.print(f"wrote {len(inter):,} interactions to {out}")
+
+
+def _data_options(data: Path, format: str, split: str, valid: float, test: float, positive_threshold, k_core,
+                  columns, seed: int):
+    from .data.dataset import DataConfig
+
+    return DataConfig(path=str(data), format=format, split=split, valid=valid, test=test, seed=seed,
+                      positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns))
+
+
+DATA = typer.Option(..., "--data", "-d", help="log file or folder")
+FORMAT = typer.Option("auto", "--format", "-f", help="reader format (see `feedgan data inspect --help`)")
+SPLIT = typer.Option("random", help="random, leave-last-out, temporal, by-user, predefined")
+
+
+@app.command()
+def bench(
+    data: Path = DATA,
+    format: str = FORMAT,
+    split: str = SPLIT,
+    models: str = typer.Option("most-popular,itemknn,rp3beta,ease,puresvd", help="comma-separated model names"),
+    seeds: int = typer.Option(5, help="seeds per model (refit + test once each)"),
+    valid: float = typer.Option(0.1, help="validation fraction (cut from train for predefined splits)"),
+    test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
+    positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
+    k_core: Optional[int] = typer.Option(None, help="k-core filter"),
+    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    metric: str = typer.Option("ndcg@20", help="selection metric, on validation"),
+    ks: str = typer.Option("5,10,20", help="cut-offs"),
+    max_trials: int = typer.Option(10, help="hyperparameter settings tried per model"),
+    seed: int = typer.Option(0, help="base seed"),
+    save_models: bool = typer.Option(False, help="store the dataset and seed-0 models for `feedgan evaluate`"),
+    runs_dir: Path = typer.Option(Path("runs")),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+):
+    """Tune on validation, refit, test once per seed; write results.json and results.md."""
+    from dataclasses import replace
+
+    from .config import save_yaml
+    from .data.dataset import prepare
+    from .data.readers import read
+    from .eval.bench import model_specs, public_rows, results_markdown, run_bench
+    from .eval.bench import save_models as store
+    from .io import atomic_open, write_json
+    from .progress import progress_bar
+    from .runs import new_run_dir
+
+    available = model_specs()
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in available]
+    if unknown:
+        _fail(ValueError(f"unknown model(s) {unknown}; available: {', '.join(available)}"))
+    cut = sorted({int(k) for k in ks.split(",")})
+    try:
+        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed)
+        inter = read(data, format, columns=cfg.columns)
+        first = prepare(inter, cfg)
+    except DataError as e:
+        _fail(e)
+    run = new_run_dir(runs_dir, "bench")
+    save_yaml(run / "config.yaml", {"data": cfg, "models": names, "seeds": seeds, "metric": metric, "ks": cut,
+                                    "max_trials": max_trials})
+    console.print(f"[bold]bench[/] {data} -> {run}")
+
+    def make_dataset(s: int):
+        return first if s == seed else prepare(inter, replace(cfg, seed=s if split != "predefined" else seed))
+
+    with progress_bar(progress) as prog:
+        rows = run_bench(make_dataset, [available[n] for n in names], seeds=seeds, metric=metric, ks=cut,
+                         max_trials=max_trials, seed=seed, progress=prog, keep_models=save_models,
+                         log=console.print)
+    show = [f"{m}@{k}" for m in ("precision", "recall", "ndcg") for k in cut]
+    md = results_markdown(rows, show, title=f"{data.name} ({split} split, {seeds} seeds)")
+    write_json(run / "results.json", {"data": first.stats(), "config": cfg, "rows": public_rows(rows)})
+    with atomic_open(run / "results.md") as fh:
+        fh.write(md)
+    if save_models:
+        store(run, first, rows)
+    console.print(md)
+
+
+@app.command()
+def evaluate(
+    run: str = typer.Argument(..., help="run folder or number (written by `bench --save-models` or `demo`)"),
+    ks: str = typer.Option("5,10,20", help="cut-offs"),
+    runs_dir: Path = typer.Option(Path("runs")),
+):
+    """Re-score a saved run's models on its test split."""
+    from .data.dataset import Dataset
+    from .eval.metrics import evaluate as score
+    from .io import write_json
+    from .rec.base import Recommender
+    from .runs import find_run
+
+    try:
+        folder = find_run(run, runs_dir)
+        ds = Dataset.load(folder / "dataset")
+    except (FileNotFoundError, DataError) as e:
+        _fail(e)
+    model_dirs = sorted(p for p in (folder / "models").glob("*") if (p / "model.json").exists())
+    if not model_dirs:
+        _fail(FileNotFoundError(f"{folder}: no saved models; run bench with --save-models"))
+    cut = sorted({int(k) for k in ks.split(",")})
+    table = Table(title=f"{folder.name}: test split, re-scored")
+    show = [f"{m}@{cut[-1]}" for m in ("precision", "recall", "ndcg", "mrr")]
+    for col in ["model", *show]:
+        table.add_column(col, justify="right")
+    results = {}
+    for d in model_dirs:
+        model = Recommender.load(d)
+        results[model.name] = score(model, ds, "test", cut)
+        table.add_row(model.name, *[f"{results[model.name][m]:.4f}" for m in show])
+    write_json(folder / "evaluate.json", results)
+    console.print(table)
 
 
 @app.command()

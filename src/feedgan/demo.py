@@ -7,32 +7,25 @@ report.html). The default size trains everything in about a minute on 2 CPU core
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from .config import save_yaml, to_dict
+from .config import save_yaml
 from .data.dataset import DataConfig, Dataset, prepare
 from .data.simulate import SimulationConfig, simulate
 from .eval import report
-from .eval.protocol import ModelSpec, refit_and_test, summarise, tune
+from .eval.bench import model_specs, public_rows, run_bench, save_models
 from .io import write_json
 from .progress import console, progress_bar
-from .rec.baselines import EASE, ItemKNN, MostPopular
 from .runs import new_run_dir
 
 LEADERBOARD_METRICS = ["precision@10", "recall@20", "ndcg@20", "mrr@20", "coverage@20"]
 
 
-def default_models() -> list[ModelSpec]:
-    """Every recommender available, with the search grid the demo tunes over."""
-    return [
-        ModelSpec(MostPopular),
-        ModelSpec(ItemKNN, grid={"k": [50, 100, 200], "shrink": [0.0, 10.0, 50.0]}),
-        ModelSpec(EASE, grid={"l2": [50.0, 200.0, 500.0, 1000.0]}),
-    ]
+DEMO_MODELS = ["most-popular", "itemknn", "rp3beta", "ease", "puresvd", "bpr", "multvae"]
 
 
 @dataclass
@@ -47,16 +40,17 @@ class DemoConfig:
     metric: str = "ndcg@20"   # model selection metric, on validation only
     max_trials: int = 6       # hyperparameter settings tried per model
     budget_s: float = 120.0   # soft wall-clock budget for the whole demo
-    models: list[str] = field(default_factory=lambda: [s.name for s in default_models()])
+    models: list[str] = field(default_factory=lambda: list(DEMO_MODELS))
     runs_dir: str = "runs"
 
 
 def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
     t_start = time.perf_counter()
-    specs = [s for s in default_models() if s.name in cfg.models]
-    unknown = sorted(set(cfg.models) - {s.name for s in default_models()})
+    available = model_specs()
+    unknown = sorted(set(cfg.models) - set(available))
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; available: {[s.name for s in default_models()]}")
+        raise ValueError(f"unknown model(s) {unknown}; available: {sorted(available)}")
+    specs = [available[name] for name in cfg.models]
     run = new_run_dir(cfg.runs_dir, "demo")
     sim_cfg = SimulationConfig(n_users=cfg.users, n_items=cfg.items, seed=cfg.seed)
     console.print(f"[bold]feedgan demo[/] -> {run}")
@@ -65,30 +59,26 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
     console.print(f"simulated {cfg.users:,} users, {cfg.items:,} posts: {len(sim.interactions):,} interactions, "
                   f"{len(sim.interactions.social):,} friend edges in {time.perf_counter() - t0:.1f}s")
     data_cfg = DataConfig(split=cfg.split, valid=cfg.valid, test=cfg.test, seed=cfg.seed)
-    datasets = {s: prepare(sim.interactions, DataConfig(**{**to_dict(data_cfg), "seed": cfg.seed + s}))
-                for s in range(cfg.seeds)}
-    ds = datasets[0]
-    stats = ds.stats()
     save_yaml(run / "config.yaml", {"demo": cfg, "simulation": sim_cfg, "data": data_cfg})
 
-    leaderboard, per_budget = [], cfg.budget_s * 0.6 / max(1, len(specs))
+    def make_dataset(seed: int) -> Dataset:
+        return prepare(sim.interactions, replace(data_cfg, seed=seed))
+
+    ds = make_dataset(cfg.seed)
+    stats = ds.stats()
     with progress_bar(progress) as prog:
-        for spec in specs:
-            params, trials = tune(spec, ds, metric=cfg.metric, max_trials=cfg.max_trials, budget_s=per_budget,
-                                  seed=cfg.seed, progress=prog)
-            runs = [refit_and_test(spec, params, datasets[s], seed=cfg.seed + s) for s in range(cfg.seeds)]
-            best_valid = max(t["valid"][cfg.metric] for t in trials)
-            leaderboard.append({"model": spec.name, "params": params, "valid_" + cfg.metric: best_valid,
-                                "trials": len(trials), "test": summarise(runs), "_model": runs[0]["model"]})
-    leaderboard.sort(key=lambda r: -r["test"][cfg.metric]["mean"])
+        leaderboard = run_bench(make_dataset, specs, seeds=cfg.seeds, metric=cfg.metric,
+                                max_trials=cfg.max_trials, budget_s=cfg.budget_s * 0.5 / max(1, len(specs)),
+                                seed=cfg.seed, progress=prog, keep_models=True)
 
     _print_leaderboard(leaderboard, cfg)
     examples = _example_users(leaderboard[0]["_model"], ds, sim, n_users=3)
     _print_examples(examples, leaderboard[0]["model"])
     metrics = {"dataset": stats, "seeds": cfg.seeds, "selection_metric": cfg.metric,
-               "leaderboard": [{k: v for k, v in r.items() if k != "_model"} for r in leaderboard],
+               "leaderboard": public_rows(leaderboard),
                "simulation": sim.summary(), "seconds": time.perf_counter() - t_start}
     write_json(run / "metrics.json", metrics)
+    save_models(run, ds, leaderboard)
     _write_report(run, cfg, leaderboard, ds, stats, sim, examples)
     console.print(f"wrote {run / 'metrics.json'} and {run / 'report.html'} "
                   f"({time.perf_counter() - t_start:.0f}s in all)")

@@ -5,6 +5,7 @@ A crash or an exception mid-write leaves the old file (or nothing) in place, nev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -51,4 +52,6 @@ def _jsonable(o):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
     raise TypeError(f"cannot write {type(o).__name__} as JSON")

@@ -105,7 +105,9 @@ def _timestamps(col: pd.Series, file, line_of) -> pd.Series:
             mask = col.isna().to_numpy()
             raise DataError("missing timestamp", file=file, line=_row_of(mask, line_of),
                             fix="fill it or drop the timestamp column")
-        secs = (col.dt.tz_localize(None) if col.dt.tz is not None else col).astype("int64") // 10**9
+        naive = col.dt.tz_convert("UTC").dt.tz_localize(None) if col.dt.tz is not None else col
+        # unit-agnostic (pandas may store ns or us): whole seconds since the epoch
+        secs = (naive - pd.Timestamp(0)) // pd.Timedelta(seconds=1)
         return secs.astype(np.int64)
     num = pd.to_numeric(col, errors="coerce")
     if num.isna().any() and not pd.api.types.is_numeric_dtype(col):

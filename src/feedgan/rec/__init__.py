@@ -1,0 +1,7 @@
+"""Recommenders: one contract (``base.Recommender``), many models."""
+from .base import Recommender, registry
+from .baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
+from .bpr import BPR
+from .multvae import MultVAE
+
+__all__ = ["BPR", "EASE", "ItemKNN", "MostPopular", "MultVAE", "PureSVD", "RP3beta", "Recommender", "registry"]

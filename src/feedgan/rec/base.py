@@ -184,6 +184,8 @@ class Recommender:
             meta = json.loads((path / "model.json").read_text())
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no model.json here; point at a folder written by model.save") from e
+        import feedgan.rec  # noqa: F401  (defines every model class, filling the registry)
+
         cls = _REGISTRY.get(meta["model"])
         if cls is None:
             raise ValueError(f"{path}: unknown model {meta['model']!r}; known: {sorted(_REGISTRY)}")

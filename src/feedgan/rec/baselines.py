@@ -7,6 +7,8 @@ model         fold-in  idea
 ============  =======  ===================================================================
 MostPopular   yes      items ranked by how many users interacted with them
 ItemKNN       yes      cosine item-item similarity with shrinkage, top-k neighbours kept
+RP3beta       yes      two-step random walk item -> user -> item, penalised by popularity
+PureSVD       yes      truncated SVD; a history is projected on the item factors
 EASE          yes      closed-form linear item-item autoencoder (Steck 2019), zero diagonal
 ============  =======  ===================================================================
 """
@@ -34,20 +36,25 @@ class MostPopular(Recommender):
         return np.broadcast_to(self.popularity_, (history.shape[0], self.n_items_)).copy()
 
 
-def _topk_sparse(S: sp.csr_matrix, k: int, block: int = 2048) -> sp.csr_matrix:
-    """Keep the ``k`` largest entries of every row of ``S`` (dense blocks through torch.topk)."""
-    n = S.shape[0]
-    k = min(k, S.shape[1])
+def _blockwise_topk(block_fn, n_rows: int, n_cols: int, k: int, block: int = 1024) -> sp.csr_matrix:
+    """Build a sparse matrix row block by row block, keeping the ``k`` largest positive entries of
+    each row. ``block_fn(start, stop)`` returns the dense rows (stop - start, n_cols) as a tensor,
+    so the full dense matrix never exists (41k x 41k floats would be 6.7 GB)."""
+    k = min(k, n_cols)
     rows, cols, vals = [], [], []
-    for start in range(0, n, block):
-        dense = torch.from_numpy(S[start:start + block].toarray())  # (b, n_items)
+    for start in range(0, n_rows, block):
+        dense = block_fn(start, min(start + block, n_rows))  # (b, n_cols)
         v, c = torch.topk(dense, k, dim=1)
         keep = v > 0
-        rows.append((torch.arange(start, start + dense.shape[0])[:, None].expand_as(c))[keep].numpy())
+        rows.append(torch.arange(start, start + dense.shape[0])[:, None].expand_as(c)[keep].numpy())
         cols.append(c[keep].numpy())
         vals.append(v[keep].numpy())
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=S.shape,
-                         dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n_rows, n_cols), dtype=np.float32)
+
+
+def _dense(m: sp.spmatrix) -> torch.Tensor:
+    return torch.from_numpy(m.toarray().astype(np.float32, copy=False))
 
 
 class _SparseItemModel(Recommender):
@@ -78,16 +85,67 @@ class ItemKNN(_SparseItemModel):
         self.k, self.shrink = k, shrink
 
     def _fit(self, X, progress=None):
-        Xc = X.tocsc()
-        co = (Xc.T @ Xc).tocsr()  # (n_items, n_items) co-occurrence counts
-        co.setdiag(0)
-        co.eliminate_zeros()
-        norms = np.sqrt(np.asarray(Xc.sum(0)).ravel())
-        co = co.tocoo()
-        sim = co.data / (norms[co.row] * norms[co.col] + self.shrink + 1e-12)
-        S = sp.csr_matrix((sim.astype(np.float32), (co.row, co.col)), shape=co.shape)
-        # keep the top-k neighbours of each target item j (column j), stored as rows of W^T
-        self.W_ = _topk_sparse(S.T.tocsr(), self.k).T.tocsr()
+        XT = X.T.tocsr()  # (n_items, n_users)
+        norms = torch.from_numpy(np.sqrt(np.asarray(X.sum(0)).ravel()).astype(np.float32))  # (n_items,)
+
+        def block(start, stop):  # rows start:stop of the shrunk cosine similarity
+            co = _dense(XT[start:stop] @ X)  # (b, n_items) co-occurrence counts
+            co[torch.arange(stop - start), torch.arange(start, stop)] = 0.0  # no self-similarity
+            return co / (norms[start:stop, None] * norms[None, :] + self.shrink + 1e-12)
+
+        # S is symmetric: row j of S holds the candidate neighbours of target item j; keep k of
+        # them and transpose, so that W[i, j] = sim(i, j) for i among j's neighbours.
+        self.W_ = _blockwise_topk(block, self.n_items_, self.n_items_, self.k).T.tocsr()
+
+
+class RP3beta(_SparseItemModel):
+    """Random walk item -> user -> item, popularity-penalised (Paudel et al. 2017).
+
+    ``W[i, j] = (P_iu P_uj)[i, j] ** alpha / pop(j) ** beta`` with row-stochastic transition
+    matrices; each source item ``i`` keeps its ``k`` strongest targets.
+    """
+
+    name = "rp3beta"
+
+    def __init__(self, k: int = 200, alpha: float = 1.0, beta: float = 0.5):
+        self.k, self.alpha, self.beta = k, alpha, beta
+
+    def _fit(self, X, progress=None):
+        pop = np.asarray(X.sum(0)).ravel()  # (n_items,)
+        user_deg = np.asarray(X.sum(1)).ravel()
+        P_ui = sp.diags(1.0 / np.maximum(user_deg, 1)) @ X  # (n_users, n_items) user -> item
+        P_iu = (sp.diags(1.0 / np.maximum(pop, 1)) @ X.T).tocsr()  # (n_items, n_users) item -> user
+        penalty = torch.from_numpy((1.0 / np.maximum(pop, 1) ** self.beta).astype(np.float32))
+
+        def block(start, stop):
+            walk = _dense(P_iu[start:stop] @ P_ui)  # (b, n_items) two-step transition probabilities
+            walk[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
+            return walk.pow_(self.alpha) * penalty[None, :]
+
+        self.W_ = _blockwise_topk(block, self.n_items_, self.n_items_, self.k)
+
+
+class PureSVD(Recommender):
+    """Truncated SVD of the interaction matrix (Cremonesi et al. 2010): ``score = x V V^T``.
+
+    Folds in any history through the item factors ``V`` (n_items, factors).
+    """
+
+    name = "puresvd"
+
+    def __init__(self, factors: int = 64, seed: int = 0):
+        self.factors, self.seed = factors, seed
+
+    def _fit(self, X, progress=None):
+        from scipy.sparse.linalg import svds
+
+        k = min(self.factors, min(X.shape) - 1)
+        rng = np.random.default_rng(self.seed)
+        _, _, vt = svds(X.astype(np.float64), k=k, v0=rng.random(min(X.shape)))
+        self.V_ = np.ascontiguousarray(vt.T.astype(np.float32))  # (n_items, k)
+
+    def _score(self, users, history):
+        return (history @ self.V_) @ self.V_.T
 
 
 class EASE(Recommender):

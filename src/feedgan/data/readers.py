@@ -1,0 +1,521 @@
+"""Readers: turn interaction logs on disk into a validated :class:`~feedgan.data.schema.Interactions`.
+
+Every reader builds a raw table plus the 1-based file line of each row, then hands both to
+:func:`~feedgan.data.schema.validate`, so any problem surfaces as a one-line :class:`DataError`
+naming the file, the line and the fix. Formats (``read(path, format)``; ``"auto"`` guesses from the
+suffix, a well-known file name or a folder's contents):
+
+Generic tables (``columns`` maps our names user/item/action/timestamp/weight/part to the file's):
+    csv       read("log.csv", columns={"user": "uid", "item": "post_id"})
+    tsv       read("log.tsv")                        # header row, tab-separated
+    parquet   read("log.parquet")
+    jsonl     read("log.jsonl")                      # one JSON object per line
+    uir       read("ratings.txt", "uir")             # headerless ``u i r [timestamp]``, any whitespace;
+              read("irgan-ml100k-split/", "uir")     # a folder of *train*/*valid*/*test* files sets ``part``
+              (alias ``irgan``; IRGAN's tab-separated splits load this way)
+Named public formats (rating data sets get action "rate" with weight = rating):
+    movielens       read("ml-100k/", "movielens")    # u.data (tab) or ratings.dat (``::``), file or folder
+    lastfm-hetrec   read("hetrec2011-lastfm-2k/", "lastfm-hetrec")  # user_artists.dat + user_friends.dat
+                    (action "listen", weight = play count; friendships become the social graph)
+    lightgcn        read("gowalla/", "lightgcn")     # ``u i i i ...`` lines; folder train/[valid/]test.txt
+                    (action "interact", weight 1; a folder sets ``part``, a single file does not)
+    cfgan           read("ML100K.train", "cfgan")    # ``u i r``; reads both X.train and X.test (``part``)
+    filmtrust       read("filmtrust/", "filmtrust")  # ratings.txt ``u i r`` + trust.txt ``src dst w``
+    ciao, epinions  read("ciao/", "ciao")            # same shape: rating*.txt (first 3 columns) + trust*.txt
+    kuairand        read("log_standard.csv", "kuairand")  # one row per set flag: click->view, like,
+                    (follow, comment, forward->share; impressions with no flag are dropped and counted)
+    recbole         read("ml-100k.inter", "recbole") # RecBole atomic file, header ``name:type``
+
+``social=`` adds (or replaces) a user->user edge file: csv/tsv with a ``src,dst`` header, or two or
+three whitespace-separated columns ``src dst [weight]`` without one. Writers :func:`write_recbole`
+and :func:`write_table` go through :mod:`feedgan.io`, so an error mid-write leaves no partial file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from feedgan.data.schema import DataError, Interactions, validate, validate_social
+from feedgan.io import atomic_open, atomic_path
+
+OURS = ("user", "item", "action", "timestamp", "weight", "part")
+ALIASES = {  # our column -> file column names we recognise (compared lower-case), best first
+    "user": ("user", "user_id", "userid", "uid"),
+    "item": ("item", "item_id", "itemid", "iid", "post_id", "movieid", "movie_id"),
+    "action": ("action",),
+    "timestamp": ("timestamp", "ts", "time"),
+    "weight": ("weight", "rating"),
+    "part": ("part",),
+}
+KUAIRAND_FLAGS = {"is_click": "view", "is_like": "like", "is_follow": "follow",
+                  "is_comment": "comment", "is_forward": "share"}
+EDGE_HEADER_NAMES = {"src", "dst", "source", "target", "user", "user_id", "userid", "friend", "friendid",
+                     "friend_id", "trustor", "trustee", "follower", "followee", "from", "to"}
+ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _need(path: Path, what: str = "file or folder") -> Path:
+    if not path.exists():
+        raise DataError(f"no such {what}", file=path, fix=f"check the path (relative to {Path.cwd()})")
+    return path
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    """The whole file as text; empty files and undecodable bytes become DataErrors."""
+    raw = _need(path, "file").read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise DataError(f"byte 0x{raw[err.start]:02x} is not valid {encoding}", file=path,
+                        line=raw.count(b"\n", 0, err.start) + 1, fix=ENCODING_FIX) from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}", file=path, fix="use e.g. utf-8 or latin-1") from None
+    if not text.strip():
+        raise DataError("file is empty", file=path, fix="check the path, or re-download the file")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _split(path: Path, text: str, *, sep: str | None = None, fields: tuple[int, int | None] = (3, 3),
+           header: bool | str = False) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """Split delimited text into columns of strings plus each row's file line.
+
+    ``fields`` is the (min, max) field count; every line must have the same count as most lines.
+    ``header="auto"`` skips the first line when its first field is not a number.
+    """
+    rows, lines = [], []
+    for no, raw in enumerate(text.split("\n"), 1):
+        s = raw.strip()
+        if s:
+            rows.append([f.strip() for f in s.split(sep)] if sep else s.split())
+            lines.append(no)
+    if rows and (header is True or (header == "auto" and not _is_number(rows[0][0]))):
+        rows, lines = rows[1:], lines[1:]
+    if not rows:
+        raise DataError("no data lines (only a header?)", file=path, fix="check the path and the format name")
+    n = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    lo, hi = fields
+    ok = (n >= lo) & (n <= (hi or n.max()))
+    if ok.any():  # the most common allowed count, ties going to the earliest line
+        counts, first, freq = np.unique(n[ok], return_index=True, return_counts=True)
+        expected = int(counts[np.lexsort((first, -freq))[0]])
+        want, bad = f"{expected} like most lines", n != expected
+    else:
+        want, bad = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}", ~ok
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        shown = text.split("\n")[lines[i] - 1].strip()[:60]
+        raise DataError(f"found {n[i]} fields separated by {'whitespace' if sep is None else repr(sep)}, "
+                        f"expected {want}: {shown!r}", file=path, line=lines[i], fix="fix or delete that line")
+    return list(zip(*rows)), np.asarray(lines, dtype=np.int64)
+
+
+def _col(values, dtype=np.int64):
+    """Strings -> int64 (or float64) array when they all parse, else an object array for validate()."""
+    for dt in ((np.int64, np.float64) if dtype is np.int64 else (np.float64,)):
+        try:
+            return np.array(values, dtype=dt)
+        except (ValueError, OverflowError):
+            pass
+    return np.array(values, dtype=object)
+
+
+def _finish(frame: pd.DataFrame, source: Path, line_of, *, social=None, action: str = "view",
+            **notes) -> Interactions:
+    inter = validate(frame, social=social, source=source, line_of=line_of, default_action=action)
+    inter.notes.update(notes)
+    return inter
+
+
+def _combine(pieces: list[tuple[Interactions, str | None]], source: Path, social=None) -> Interactions:
+    """Concatenate separately validated files (each named in its own errors) into one table."""
+    frames = [p.frame.assign(part=name) if name else p.frame for p, name in pieces]
+    notes: dict = {}
+    for p, _ in pieces:
+        for k, v in p.notes.items():
+            notes[k] = notes.get(k, 0) + v if isinstance(v, (int, float)) else v
+    return _finish(pd.concat(frames, ignore_index=True), source, None, social=social, **notes)
+
+
+def _uir_frame(cols, lines, action: str = "rate") -> tuple[pd.DataFrame, np.ndarray]:
+    frame = pd.DataFrame({"user": _col(cols[0]), "item": _col(cols[1]),
+                          "weight": _col(cols[2], np.float64), "action": action})
+    if len(cols) > 3:
+        frame["timestamp"] = _col(cols[3])
+    return frame, lines
+
+
+def _social(social, encoding: str, default=None):
+    return read_social(social, encoding=encoding) if social is not None else default
+
+
+def _pick(folder: Path, names: tuple[str, ...], globs: tuple[str, ...] = (), required: bool = True):
+    """The first of ``names`` in ``folder``, else the single match of ``globs``."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    for pattern in globs:
+        found = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise DataError(f"several files match {pattern}: {[p.name for p in found]}", file=folder,
+                            fix="pass the file you mean instead of the folder")
+    if required:
+        raise DataError(f"no {' or '.join(names + globs)} in this folder", file=folder,
+                        fix="pass the folder that holds the data files, or the file itself")
+    return None
+
+
+# ------------------------------------------------------------------------------------ social graph
+def read_social(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
+    """A user->user edge file: csv/tsv with a header naming src/dst, or headerless ``src dst [weight]``."""
+    path = Path(path)
+    text = _read_text(path, encoding)
+    first = next(line for line in text.split("\n") if line.strip())
+    sep = "\t" if "\t" in first else "," if "," in first else None
+    names = [f.strip().lower() for f in (first.split(sep) if sep else first.split())]
+    cols, lines = _split(path, text, sep=sep, fields=(2, 3), header=names[0] in EDGE_HEADER_NAMES)
+    src, dst = (names.index("src"), names.index("dst")) if {"src", "dst"} <= set(names) else (0, 1)
+    edges = pd.DataFrame({"src": _col(cols[src]), "dst": _col(cols[dst])})
+    if len(cols) > 2:
+        edges["weight"] = _col(cols[3 - src - dst], np.float64)
+    return validate_social(edges, source=path, line_of=lines)
+
+
+# ---------------------------------------------------------------------------------- generic tables
+def _map_columns(df: pd.DataFrame, columns: dict[str, str] | None, source: Path) -> tuple[pd.DataFrame, str]:
+    df = df.rename(columns=lambda c: str(c).strip())
+    rename: dict[str, str] = {}
+    for ours, theirs in (columns or {}).items():
+        if ours not in OURS:
+            raise DataError(f"unknown column name {ours!r} in the mapping; ours are {list(OURS)}", file=source,
+                            fix="map our names to yours, e.g. --columns user=uid,item=post_id")
+        if theirs not in df.columns:
+            raise DataError(f"column {theirs!r} (for {ours}) not found; found {list(df.columns)}", file=source,
+                            fix="check the --columns mapping against the file's header")
+        rename[theirs] = ours
+    lower = {c.lower(): c for c in reversed(df.columns)}  # first spelling wins
+    for ours, names in ALIASES.items():
+        if ours not in rename.values():
+            hit = next((lower[n] for n in names if n in lower and lower[n] not in rename), None)
+            if hit is not None:
+                rename[hit] = ours
+    keep = [c for c in df.columns if c in rename or c.lower() not in OURS]
+    weight_from = next((k for k, v in rename.items() if v == "weight"), "")
+    action = "rate" if weight_from.lower() == "rating" else "view"
+    return df[keep].rename(columns=rename), action
+
+
+def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """pandas.read_csv with blank lines kept, so row i sits on file line ``line_of[i]``."""
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False)
+    except pd.errors.ParserError as err:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if not m:
+            raise DataError(f"cannot parse: {str(err).strip()}", file=path, fix="check the separator") from None
+        raise DataError(f"expected {m[1]} fields separated by {sep!r}, found {m[3]}", file=path, line=int(m[2]),
+                        fix="fix or delete that line (or pass the right --sep)") from None
+    blank = df.isna().all(axis=1).to_numpy()
+    return df[~blank], np.flatnonzero(~blank) + 2  # +1 for the header, +1 for 1-based
+
+
+def read_table(path: str | Path, *, columns: dict[str, str] | None = None, social=None, sep: str | None = None,
+               encoding: str = "utf-8", kind: str | None = None) -> Interactions:
+    """csv / tsv / parquet / jsonl with named columns (``kind`` defaults to the suffix)."""
+    path = _need(Path(path))
+    kind = kind or {".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                    ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower(), "csv")
+    if kind == "parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for non-parquet input
+            raise DataError(f"not a readable parquet file ({type(err).__name__})", file=path,
+                            fix="check the file, or pass the right format") from None
+        lines = np.arange(1, len(df) + 1)
+    elif kind == "jsonl":
+        records, line_list = [], []
+        for no, raw in enumerate(_read_text(path, encoding).split("\n"), 1):
+            if raw.strip():
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"invalid JSON ({err.msg})", file=path, line=no,
+                                    fix="each line must be one JSON object") from None
+                if not isinstance(rec, dict):
+                    raise DataError("line is not a JSON object", file=path, line=no, fix='write {"user": ..., ...}')
+                records.append(rec)
+                line_list.append(no)
+        df, lines = pd.DataFrame.from_records(records), np.asarray(line_list)
+    else:
+        df, lines = _read_delimited(path, _read_text(path, encoding), sep or ("\t" if kind == "tsv" else ","))
+    frame, action = _map_columns(df, columns, path)
+    return _finish(frame.reset_index(drop=True), path, lines, social=_social(social, encoding), action=action)
+
+
+def read_uir(path: str | Path, *, social=None, sep: str | None = None, encoding: str = "utf-8") -> Interactions:
+    """Headerless ``user item rating [timestamp]`` lines; a folder of *train*/*valid*/*test* files sets part."""
+    path = _need(Path(path))
+    if path.is_dir():
+        parts = [(p, name) for name in ("train", "valid", "test")
+                 if (p := _pick(path, (), (f"*{name}*",), required=name == "train"))]
+        pieces = [(read_uir(p, sep=sep, encoding=encoding), name) for p, name in parts]
+        return _combine(pieces, path, social=_social(social, encoding))
+    cols, lines = _split(path, _read_text(path, encoding), sep=sep, fields=(3, 4))
+    frame, lines = _uir_frame(cols, lines)
+    return _finish(frame, path, lines, social=_social(social, encoding))
+
+
+# --------------------------------------------------------------------------------- named formats
+def read_movielens(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """ML-100K ``u.data`` (tab) or ML-1M/10M ``ratings.dat`` (``::``): user item rating timestamp."""
+    path = _need(Path(path))
+    if path.is_dir():
+        path = _pick(path, ("u.data", "ratings.dat"), ("*/u.data", "*/ratings.dat"))
+    text = _read_text(path, encoding)
+    cols, lines = _split(path, text, sep="::" if "::" in text[:1000] else None, fields=(4, 4))
+    frame, lines = _uir_frame(cols, lines)
+    return _finish(frame, path, lines, social=_social(social, encoding))
+
+
+def read_lastfm_hetrec(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """HetRec 2011 Last.fm: user_artists.dat (userID artistID weight) + user_friends.dat as social graph."""
+    path = _need(Path(path))
+    folder = path if path.is_dir() else path.parent
+    plays = _pick(folder, ("user_artists.dat",)) if path.is_dir() else path
+    friends = _pick(folder, ("user_friends.dat",), required=False)
+    cols, lines = _split(plays, _read_text(plays, encoding), sep="\t", fields=(3, 3), header="auto")
+    frame, lines = _uir_frame(cols, lines, action="listen")
+    edges = _social(social, encoding, read_social(friends, encoding=encoding) if friends else None)
+    return _finish(frame, plays, lines, social=edges)
+
+
+def read_lightgcn(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """``user item item ...`` per line; a folder with train.txt, test.txt [valid.txt] sets part."""
+    path = _need(Path(path))
+    if path.is_dir():
+        files = [(_pick(path, (f"{part}.txt",), required=part != "valid"), part)
+                 for part in ("train", "valid", "test")]
+        pieces = [(read_lightgcn(f, encoding=encoding), part) for f, part in files if f is not None]
+        return _combine(pieces, path, social=_social(social, encoding))
+    users, counts, items, lines, empty = [], [], [], [], 0
+    for no, raw in enumerate(_read_text(path, encoding).split("\n"), 1):
+        tok = raw.split()
+        if len(tok) == 1:
+            empty += 1  # a user with no items in this file
+        elif tok:
+            users.append(tok[0])
+            counts.append(len(tok) - 1)
+            items.extend(tok[1:])
+            lines.append(no)
+    frame = pd.DataFrame({"user": np.repeat(_col(users), counts), "item": _col(items)})
+    return _finish(frame, path, np.repeat(lines, counts), social=_social(social, encoding), action="interact",
+                   users_without_items=empty)
+
+
+def read_cfgan(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """The CFGAN authors' splits: ``X.train`` + ``X.test`` (``u i r``, whitespace); path is either or ``X``."""
+    path = Path(path)
+    if path.is_dir():
+        path = _pick(path, (), ("*.train",))
+    prefix = path.with_suffix("") if path.suffix in (".train", ".test") else path
+    pieces = []
+    for name in ("train", "test"):
+        f = prefix.with_name(f"{prefix.name}.{name}")
+        if not f.is_file():
+            raise DataError(f"CFGAN split {f.name} not found (both .train and .test are needed)", file=f,
+                            fix="pass the X.train/X.test prefix, or read one file with format uir")
+        frame, lines = _uir_frame(*_split(f, _read_text(f, encoding), fields=(3, 3)))
+        pieces.append((_finish(frame, f, lines), name))
+    return _combine(pieces, prefix, social=_social(social, encoding))
+
+
+def read_ratings_trust(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """FilmTrust / Ciao / Epinions (LibRec layout): ratings ``u i r ...`` + trust ``src dst [w]``."""
+    path = _need(Path(path))
+    folder = path if path.is_dir() else path.parent
+    ratings = _pick(folder, ("ratings.txt", "rating.txt"), ("rating*.txt",)) if path.is_dir() else path
+    trust = _pick(folder, ("trust.txt",), ("trust*.txt",), required=False)
+    cols, lines = _split(ratings, _read_text(ratings, encoding), fields=(3, None))
+    frame, lines = _uir_frame(cols[:3], lines)
+    edges = _social(social, encoding, read_social(trust, encoding=encoding) if trust else None)
+    return _finish(frame, ratings, lines, social=edges)
+
+
+def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """KuaiRand log CSV: each feedback flag that is 1 becomes a row (click->view, forward->share)."""
+    path = _need(Path(path))
+    df, lines = _read_delimited(path, _read_text(path, encoding), ",")
+    flags = [f for f in KUAIRAND_FLAGS if f in df.columns]
+    missing = [c for c in ("user_id", "video_id") if c not in df.columns] + ([] if flags else ["is_click"])
+    if missing:
+        raise DataError(f"missing KuaiRand column(s) {missing}; found {list(df.columns)}", file=path, line=1,
+                        fix="pass a KuaiRand log_*.csv file (or use format csv with --columns)")
+    if "time_ms" in df.columns:
+        ts = pd.to_numeric(df["time_ms"], errors="coerce") // 1000
+    elif {"date", "hourmin"} <= set(df.columns):  # YYYYMMDD + HHMM, Beijing local time read as UTC
+        day = pd.to_datetime(df["date"].astype(str), format="%Y%m%d", errors="coerce")
+        hm = pd.to_numeric(df["hourmin"], errors="coerce")
+        ts = (day - pd.Timestamp(0)).dt.total_seconds() + (hm // 100) * 3600 + (hm % 100) * 60
+    else:
+        ts = None
+    pieces, any_flag = [], np.zeros(len(df), dtype=bool)
+    for order, flag in enumerate(flags):
+        col = pd.to_numeric(df[flag], errors="coerce")
+        bad = ~col.isin([0, 1]).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{flag} is {str(df[flag].iloc[i])!r}, expected 0 or 1", file=path, line=int(lines[i]),
+                            fix="feedback flags must be 0 or 1")
+        hit = (col == 1).to_numpy()
+        any_flag |= hit
+        piece = pd.DataFrame({"user": df["user_id"].to_numpy()[hit], "item": df["video_id"].to_numpy()[hit],
+                              "action": KUAIRAND_FLAGS[flag], "_line": lines[hit], "_order": order})
+        if ts is not None:
+            piece["timestamp"] = ts.to_numpy()[hit]
+        pieces.append(piece)
+    frame = pd.concat(pieces, ignore_index=True).sort_values(["_line", "_order"], kind="stable")
+    line_of = frame.pop("_line").to_numpy()
+    frame = frame.drop(columns="_order").reset_index(drop=True)
+    return _finish(frame, path, line_of, social=_social(social, encoding),
+                   impressions_without_action=int((~any_flag).sum()))
+
+
+def read_recbole(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """RecBole atomic ``.inter``: tab-separated, header ``name:type`` (user_id, item_id, rating, timestamp...)."""
+    path = _need(Path(path))
+    if path.is_dir():
+        path = _pick(path, (), ("*.inter",))
+    df, lines = _read_delimited(path, _read_text(path, encoding), "\t")
+    fields = {}
+    for head in df.columns:
+        name, colon, kind = str(head).strip().partition(":")
+        if not colon:
+            raise DataError(f"header field {head!r} has no :type", file=path, line=1,
+                            fix="RecBole headers look like user_id:token<TAB>item_id:token<TAB>rating:float")
+        fields[name] = (head, kind)
+    rename = {fields[k][0]: v for k, v in (("user_id", "user"), ("item_id", "item"), ("timestamp", "timestamp"),
+                                          ("action", "action"), ("part", "part")) if k in fields}
+    weight = next((n for n in ("weight", "rating", "count") if n in fields and fields[n][1] == "float"), None)
+    if weight:
+        rename[fields[weight][0]] = "weight"
+    frame = df.rename(columns=rename).reset_index(drop=True)
+    return _finish(frame, path, lines, social=_social(social, encoding),
+                   action="rate" if weight == "rating" else "view")
+
+
+FORMATS: dict[str, Callable[..., Interactions]] = {
+    **{kind: partial(read_table, kind=kind) for kind in ("csv", "tsv", "parquet", "jsonl")},
+    "uir": read_uir, "irgan": read_uir,
+    "movielens": read_movielens,
+    "lastfm-hetrec": read_lastfm_hetrec,
+    "lightgcn": read_lightgcn,
+    "cfgan": read_cfgan,
+    "filmtrust": read_ratings_trust, "ciao": read_ratings_trust, "epinions": read_ratings_trust,
+    "kuairand": read_kuairand,
+    "recbole": read_recbole,
+}
+_TAKES_COLUMNS = {"csv", "tsv", "parquet", "jsonl"}
+_TAKES_SEP = {"csv", "tsv", "uir", "irgan"}
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess a format name from a file's suffix or name, or from the files inside a folder."""
+    path = Path(path)
+    if not path.exists() and path.with_name(f"{path.name}.train").is_file():
+        return "cfgan"  # the X prefix of X.train / X.test
+    if _need(path).is_dir():
+        names = {p.name.lower() for p in path.iterdir()}
+        globbed = lambda pattern: any(path.glob(pattern))  # noqa: E731
+        checks = [("u.data" in names or "ratings.dat" in names, "movielens"),
+                  ("user_artists.dat" in names, "lastfm-hetrec"),
+                  ({"train.txt", "test.txt"} <= names, "lightgcn"),
+                  (globbed("rating*.txt") and globbed("trust*.txt"), "filmtrust"),
+                  (globbed("*.inter"), "recbole"), (globbed("*.train"), "cfgan"), (globbed("*train*"), "uir")]
+        found = next((fmt for hit, fmt in checks if hit), None)
+    else:
+        name, suffix = path.name.lower(), path.suffix.lower()
+        found = {"u.data": "movielens", "ratings.dat": "movielens", "user_artists.dat": "lastfm-hetrec"}.get(name)
+        found = found or {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                          ".jsonl": "jsonl", ".ndjson": "jsonl", ".inter": "recbole", ".train": "cfgan",
+                          ".test": "cfgan"}.get(suffix)
+        if found == "csv" and path.stat().st_size:
+            with open(path, "rb") as fh:
+                found = "kuairand" if b"is_click" in fh.readline() else "csv"
+    if found is None:
+        raise DataError("cannot tell the format from the name or contents", file=path,
+                        fix=f"pass format= one of {', '.join(FORMATS)}")
+    return found
+
+
+def read(path: str | Path, format: str = "auto", *, columns: dict[str, str] | None = None,
+         social: str | Path | None = None, sep: str | None = None, encoding: str = "utf-8") -> Interactions:
+    """Read an interaction log in ``format`` (see the module docstring) into validated Interactions."""
+    path, name = Path(path), format.strip().lower().replace("_", "-")
+    if name != "auto" and name not in FORMATS:
+        raise DataError(f"unknown format {format!r}", file=path, fix=f"use auto or one of {', '.join(FORMATS)}")
+    if name == "auto":
+        name = detect_format(path)
+    elif name != "cfgan":  # cfgan accepts the X prefix, which is not a file
+        _need(path)
+    kwargs: dict = {"social": social, "encoding": encoding}
+    for key, value, allowed in (("columns", columns, _TAKES_COLUMNS), ("sep", sep, _TAKES_SEP)):
+        if value and name not in allowed:  # an empty mapping or separator counts as not given
+            raise DataError(f"{key}= does not apply to format {name}", file=path,
+                            fix=f"{key}= works with {', '.join(sorted(allowed))}; drop it")
+        if value:
+            kwargs[key] = value
+    return FORMATS[name](path, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ writers
+def write_recbole(inter: Interactions, path: str | Path) -> None:
+    """RecBole atomic ``.inter``: user_id, item_id, action, weight [, timestamp] [, part] (tab-separated)."""
+    f = inter.frame
+    cols = {"user_id:token": f["user"], "item_id:token": f["item"], "action:token": f["action"],
+            "weight:float": f["weight"]}
+    if "timestamp" in f.columns:
+        cols["timestamp:float"] = f["timestamp"]
+    if "part" in f.columns:
+        cols["part:token"] = f["part"]
+    out = pd.DataFrame(cols)
+    for name in ("user_id:token", "item_id:token", "action:token"):
+        if out[name].dtype == object and out[name].astype(str).str.contains(r"[\t\n\r]").any():
+            raise DataError(f"a {name.split(':')[0]} contains a tab or newline", file=path,
+                            fix="RecBole tokens cannot hold tabs or newlines; clean the ids first")
+    with atomic_open(path) as fh:
+        out.to_csv(fh, sep="\t", index=False, lineterminator="\n")
+
+
+def write_table(inter: Interactions, path: str | Path) -> None:
+    """Write the interaction table as .parquet, .csv, .tsv or .jsonl (chosen by suffix), atomically."""
+    suffix = Path(path).suffix.lower()
+    frame = inter.frame
+    if suffix in (".parquet", ".pq"):
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+    elif suffix in (".csv", ".tsv"):
+        with atomic_open(path) as fh:
+            frame.to_csv(fh, sep="," if suffix == ".csv" else "\t", index=False, lineterminator="\n")
+    elif suffix in (".jsonl", ".ndjson"):
+        with atomic_open(path) as fh:
+            frame.to_json(fh, orient="records", lines=True)
+    else:
+        raise DataError(f"cannot write a {suffix or 'suffix-less'} file", file=path,
+                        fix="use a .parquet, .csv, .tsv or .jsonl path")

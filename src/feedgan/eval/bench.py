@@ -1,0 +1,100 @@
+"""Benchmark runner: the protocol over several models and seeds, with tables for the docs.
+
+Used by ``feedgan bench``, ``feedgan demo`` and the scripts under ``benchmarks/``.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..data.dataset import Dataset
+from ..rec.baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
+from .protocol import ModelSpec, refit_and_test, summarise, tune
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """Every recommender with the grid searched on validation (CLI name -> spec)."""
+    from ..rec.bpr import BPR
+    from ..rec.multvae import MultVAE
+
+    specs = [
+        ModelSpec(MostPopular),
+        ModelSpec(ItemKNN, grid={"k": [50, 100, 200, 500], "shrink": [0.0, 10.0, 50.0, 200.0]}),
+        ModelSpec(RP3beta, grid={"k": [100, 200, 500], "alpha": [0.5, 0.8, 1.0], "beta": [0.0, 0.3, 0.5, 0.7]}),
+        ModelSpec(EASE, grid={"l2": [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]}),
+        ModelSpec(PureSVD, grid={"factors": [16, 32, 64, 128, 256, 512]}),
+        ModelSpec(BPR, grid={"factors": [64, 128], "lr": [1e-3, 3e-3], "reg": [1e-5, 1e-4, 1e-3]},
+                  fixed={"epochs": 30}),
+        ModelSpec(MultVAE, grid={"beta_max": [0.1, 0.2, 0.4], "dropout": [0.5], "lr": [1e-3]},
+                  fixed={"epochs": 50}),
+    ]
+    return {s.name: s for s in specs}
+
+
+def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *, seeds: int = 5,
+              metric: str = "ndcg@20", ks=(5, 10, 20), max_trials: int | None = 10,
+              budget_s: float | None = None, seed: int = 0, progress=None, keep_models: bool = False,
+              log: Callable[[str], None] | None = None) -> list[dict]:
+    """Tune each model on seed ``seed``'s validation split, then refit and test once per seed.
+
+    ``make_dataset(s)`` gives the dataset of seed ``s`` (a new random split, or the same
+    predefined one). Returns one leaderboard row per model, best first by mean test ``metric``.
+    """
+    datasets: dict[int, Dataset] = {}
+
+    def data(s: int) -> Dataset:
+        if s not in datasets:
+            datasets[s] = make_dataset(s)
+        return datasets[s]
+
+    rows = []
+    for spec in specs:
+        t0 = time.perf_counter()
+        params, trials = tune(spec, data(seed), metric=metric, ks=ks, max_trials=max_trials, budget_s=budget_s,
+                              seed=seed, progress=progress)
+        tune_s = time.perf_counter() - t0
+        runs = [refit_and_test(spec, params, data(seed + s), ks=ks, seed=seed + s, progress=progress)
+                for s in range(seeds)]
+        best = max(trials, key=lambda t: t["valid"][metric])
+        row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
+               "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
+               "tune_s": tune_s, "seeds": seeds, "test": summarise(runs)}
+        if keep_models:
+            row["_model"] = runs[0]["model"]
+        rows.append(row)
+        if log is not None:
+            log(f"{spec.name}: {metric} {row['test'][metric]['mean']:.4f} ± {row['test'][metric]['std']:.4f} "
+                f"(params {params}, tuned in {tune_s:.1f}s)")
+    rows.sort(key=lambda r: -r["test"][metric]["mean"])
+    return rows
+
+
+def results_markdown(rows: list[dict], metrics: list[str], title: str | None = None,
+                     command: str | None = None) -> str:
+    """A markdown table: mean ± std per metric, chosen params, fit and evaluation seconds."""
+    lines = [f"### {title}", ""] if title else []
+    if command:
+        lines += [f"Reproduce: `{command}`", ""]
+    lines.append("| model | " + " | ".join(metrics) + " | fit s | eval s | chosen on valid |")
+    lines.append("|---|" + "---:|" * (len(metrics) + 2) + "---|")
+    for r in rows:
+        t = r["test"]
+        cells = [f"{t[m]['mean']:.4f} ± {t[m]['std']:.4f}" for m in metrics]
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        lines.append(f"| {r['model']} | " + " | ".join(cells)
+                     + f" | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} | {params} |")
+    return "\n".join(lines) + "\n"
+
+
+def public_rows(rows: list[dict]) -> list[dict]:
+    """Leaderboard rows without in-memory objects, ready for JSON."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def save_models(run, dataset: Dataset, rows: list[dict]) -> None:
+    """Store the dataset and each row's seed-0 refit model under ``run/`` so that
+    ``feedgan evaluate RUN`` can re-score them (rows need ``keep_models=True``)."""
+    dataset.save(run / "dataset")
+    for r in rows:
+        if "_model" in r:
+            r["_model"].save(run / "models" / r["model"])

