@@ -49,7 +49,6 @@ def test_tsv_column_mapping_and_iso_dates():
     assert f["weight"].tolist() == [1.0, 1.0, 1.0]
 
 
-@pytest.mark.xfail(reason="schema._timestamps assumes datetime64[ns]; pandas 3 parses ISO strings to [us]")
 def test_iso_dates(tmp_path):
     f = tmp_path / "iso.csv"
     f.write_text("user,item,timestamp\n1,2,2021-03-02T00:00:00Z\n")

@@ -40,9 +40,8 @@ class IdMap:
 
     @classmethod
     def from_values(cls, values, name: str = "id") -> "IdMap":
-        uniq = pd.unique(pd.Series(values))
-        return cls(np.sort(uniq.astype(np.int64)) if np.issubdtype(uniq.dtype, np.integer)
-                   else np.sort(uniq.astype(str)), name)
+        arr = np.asarray(pd.Series(values).to_numpy())
+        return cls(np.unique(arr.astype(np.int64) if arr.dtype.kind in "iu" else arr.astype(str)), name)
 
     def __len__(self) -> int:
         return len(self._raw)

@@ -89,12 +89,18 @@ def _ids(col: pd.Series, name: str, file, line_of) -> pd.Series:
         arr = col.to_numpy()
         bad = arr != np.round(arr)
         if bad.any():
-            raise DataError(f"{name} id {arr[bad][0]!r} is not an integer", file=file,
+            raise DataError(f"{name} id {float(arr[bad][0])} is not an integer", file=file,
                             line=_row_of(bad, line_of), fix=f"use integer or string {name} ids")
         return col.astype(np.int64)
     as_str = col.astype(str).str.strip()
+    blank = (as_str == "").to_numpy()
+    if blank.any():
+        raise DataError(f"empty {name} id", file=file, line=_row_of(blank, line_of),
+                        fix=f"every row needs a {name} id; drop or fill that row")
     numeric = pd.to_numeric(as_str, errors="coerce")
-    if numeric.notna().all() and (numeric == np.round(numeric)).all() and not as_str.str.contains(r"[.eE]").any():
+    # "007" and "7" are different raw ids: only plain integers without leading zeros become int64
+    plain_int = as_str.str.fullmatch(r"-?(0|[1-9][0-9]*)")
+    if plain_int.all() and numeric.notna().all():
         return numeric.astype(np.int64)
     return as_str.astype(object)
 
@@ -111,7 +117,10 @@ def _timestamps(col: pd.Series, file, line_of) -> pd.Series:
         return secs.astype(np.int64)
     num = pd.to_numeric(col, errors="coerce")
     if num.isna().any() and not pd.api.types.is_numeric_dtype(col):
-        parsed = pd.to_datetime(col, errors="coerce", utc=True)
+        parsed = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+        if parsed.isna().any():  # not all ISO-8601: let pandas infer each value's format
+            parsed = parsed.fillna(pd.to_datetime(col.where(parsed.isna()), errors="coerce", utc=True,
+                                                  format="mixed"))
         if parsed.notna().all():
             return _timestamps(parsed, file, line_of)
         bad = (num.isna() & parsed.isna()).to_numpy()

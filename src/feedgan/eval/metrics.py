@@ -86,6 +86,7 @@ def evaluate(model, dataset, part: str = "test", ks: Iterable[int] = (5, 10, 20)
     recommended = {k: np.zeros(dataset.n_items, dtype=bool) for k in ks}
     pop = np.asarray((dataset.matrix("train").getnnz(0))).ravel() / max(1, dataset.n_users)
     pop_sum = {k: 0.0 for k in ks}
+    pop_slots = {k: 0 for k in ks}  # filled slots only (-1 = nothing left to recommend)
     task = progress.add_task(f"evaluate {getattr(model, 'name', 'model')} on {part}", total=len(users)) \
         if progress is not None else None
     for start in range(0, len(users), batch_size):
@@ -99,13 +100,14 @@ def evaluate(model, dataset, part: str = "test", ks: Iterable[int] = (5, 10, 20)
             t = t[t >= 0]
             recommended[k][t] = True
             pop_sum[k] += float(pop[t].sum())
+            pop_slots[k] += len(t)
         if task is not None:
             progress.advance(task, len(u))
     n = max(1, len(users))
     result = {key: v / n for key, v in sums.items()}
     for k in ks:
         result[f"coverage@{k}"] = float(recommended[k].mean())
-        result[f"popularity@{k}"] = pop_sum[k] / max(1, n * k)
+        result[f"popularity@{k}"] = pop_sum[k] / max(1, pop_slots[k])
     result["users_evaluated"] = int(len(users))
     result["users_skipped"] = int(n_skipped)
     return result
