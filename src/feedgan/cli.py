@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from .data.schema import DataError
+from .eval.metrics import METRICS
 from .progress import console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="GANs and honest baselines for social-media data.")
@@ -182,6 +183,9 @@ def bench(
     if unknown:
         _fail(ValueError(f"unknown model(s) {unknown}; available: {', '.join(available)}"))
     cut = sorted({int(k) for k in ks.split(",")})
+    name, _, at = metric.partition("@")
+    if name not in METRICS or not at.isdigit() or int(at) not in cut:
+        _fail(ValueError(f"--metric {metric!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {ks}"))
     try:
         cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed)
         inter = read(data, format, columns=cfg.columns)
@@ -194,7 +198,8 @@ def bench(
     console.print(f"[bold]bench[/] {data} -> {run}")
 
     def make_dataset(s: int):
-        return first if s == seed else prepare(inter, replace(cfg, seed=s if split != "predefined" else seed))
+        # predefined: one split for every seed, only model seeds vary
+        return first if (s == seed or split == "predefined") else prepare(inter, replace(cfg, seed=s))
 
     with progress_bar(progress) as prog:
         rows = run_bench(make_dataset, [available[n] for n in names], seeds=seeds, metric=metric, ks=cut,
@@ -252,15 +257,18 @@ def demo(
     seeds: int = typer.Option(3, help="seeds per model (mean ± std)"),
     seed: int = typer.Option(0, help="base random seed"),
     budget: float = typer.Option(120.0, help="soft time budget in seconds"),
+    models: Optional[str] = typer.Option(None, help="comma-separated subset of the demo's models"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run folders go"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bars (default: on a terminal)"),
 ):
     """Simulate a social network, tune and test every recommender, print a leaderboard, write a report."""
     from .demo import DemoConfig, run_demo
 
+    cfg = DemoConfig(users=users, items=items, seeds=seeds, seed=seed, budget_s=budget, runs_dir=str(runs_dir))
+    if models:
+        cfg.models = [m.strip() for m in models.split(",") if m.strip()]
     try:
-        run_demo(DemoConfig(users=users, items=items, seeds=seeds, seed=seed, budget_s=budget,
-                            runs_dir=str(runs_dir)), progress=progress)
+        run_demo(cfg, progress=progress)
     except (DataError, ValueError) as e:
         _fail(e)
 

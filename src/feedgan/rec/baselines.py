@@ -162,13 +162,18 @@ class EASE(Recommender):
         self.l2 = l2
 
     def _fit(self, X, progress=None):
-        G = torch.from_numpy((X.T @ X).toarray().astype(np.float32))  # (n_items, n_items) Gram
+        n = X.shape[1]
+        XT = X.T.tocsr()  # (n_items, n_users)
+        G = torch.empty(n, n, dtype=torch.float32)  # (n_items, n_items) Gram, filled block by block
+        for start in range(0, n, 2048):  # avoids a huge sparse X^T X intermediate
+            G[start:start + 2048] = _dense(XT[start:start + 2048] @ X)
         G.diagonal().add_(self.l2)
+        # two n x n buffers at peak: G, then its Cholesky factor, then the inverse (in place after)
         L = torch.linalg.cholesky(G)
         del G
         P = torch.cholesky_inverse(L)
         del L
-        B = P / (-P.diagonal())[None, :]
+        B = P.div_(-P.diagonal().clone()[None, :])  # B_ij = -P_ij / P_jj
         B.diagonal().zero_()
         self.B_ = B.numpy()
 

@@ -1,0 +1,138 @@
+"""Baseline benchmark on the real public datasets: the yardstick for every GAN recommender.
+
+    python benchmarks/baselines.py                          # every dataset, every baseline, 5 seeds
+    python benchmarks/baselines.py --datasets ml100k-cfgan,ciao-cfgan --seeds 5
+    python benchmarks/baselines.py --datasets gowalla --models ease --max-trials 3
+
+Each dataset's results go to ``docs/benchmarks/<name>.json``; ``docs/benchmarks.md`` is rebuilt
+from every JSON present, so datasets can be run separately. Protocol: hyperparameters chosen on
+a validation split cut from train (never from test), refit on train + valid, test scored once per
+seed. Data is read from ``../shared/data`` (override with FEEDGAN_DATA); missing data is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from feedgan.data.dataset import DataConfig, prepare
+from feedgan.data.readers import read
+from feedgan.eval.bench import model_specs, public_rows, results_markdown, run_bench
+from feedgan.io import atomic_open, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "docs" / "benchmarks"
+METRICS = [f"{m}@{k}" for m in ("precision", "recall", "ndcg") for k in (5, 10, 20)]
+
+
+@dataclass
+class Bench:
+    path: str
+    format: str
+    split: str
+    note: str
+    positive_threshold: float | None = None
+
+
+BENCHES = {
+    "ml100k-cfgan": Bench("cfgan-original-splits/ML100K", "cfgan", "predefined",
+                          "CFGAN authors' ML-100K train/test; every rating is a positive"),
+    "ciao-cfgan": Bench("cfgan-original-splits/Ciao", "cfgan", "predefined",
+                        "CFGAN authors' Ciao train/test; every rating is a positive"),
+    "ml1m": Bench("movielens-1m/lightgcnpp-implicit-split", "lightgcn", "predefined",
+                  "ML-1M implicit, LightGCN++ train/valid/test (its own validation file)"),
+    "lastfm": Bench("lastfm-hetrec2011", "lastfm-hetrec", "random",
+                    "Last.fm listening counts as implicit feedback; per-user random 70/10/20"),
+    "filmtrust": Bench("filmtrust", "filmtrust", "random",
+                       "FilmTrust ratings, every rating a positive; per-user random 70/10/20"),
+    "gowalla": Bench("lightgcn-gowalla", "lightgcn", "predefined",
+                     "Gowalla, LightGCN/NGCF train/test; validation cut from train"),
+}
+DEFAULT_MODELS = "most-popular,itemknn,rp3beta,ease,puresvd,bpr,multvae"
+
+
+def run(name: str, bench: Bench, models: list[str], seeds: int, max_trials: int) -> dict | None:
+    path = DATA / bench.path
+    if not path.exists() and not path.with_suffix(".train").exists():
+        print(f"skip {name}: {path} not found (set FEEDGAN_DATA)")
+        return None
+    t0 = time.perf_counter()
+    inter = read(path, bench.format)
+    cfg = DataConfig(path=str(path), format=bench.format, split=bench.split, valid=0.1, test=0.2, seed=0,
+                     positive_threshold=bench.positive_threshold)
+    first = prepare(inter, cfg)
+    load_s = time.perf_counter() - t0
+    fixed_split = bench.split == "predefined"
+
+    def make_dataset(s: int):  # predefined: the same split for every seed (only model seeds vary)
+        return first if (s == 0 or fixed_split) else prepare(inter, replace(cfg, seed=s))
+
+    specs = model_specs()
+    rows = []
+    for m in models:  # one model at a time, so peak memory can be attributed
+        rows += run_bench(make_dataset, [specs[m]], seeds=seeds, max_trials=max_trials, seed=0,
+                          log=lambda msg: print(f"  {name} {msg}", flush=True))
+        rows[-1]["peak_rss_gib_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rows.sort(key=lambda r: -r["test"]["ndcg@20"]["mean"])
+    stats = first.stats()
+    result = {"name": name, "note": bench.note, "split": bench.split, "seeds": seeds, "max_trials": max_trials,
+              "data": {k: stats[k] for k in ("users", "items", "pairs", "density")},
+              "parts": {p: v["pairs"] for p, v in stats["parts"].items()}, "load_s": load_s,
+              "threads": torch.get_num_threads(), "rows": public_rows(rows),
+              "command": " ".join(["python", "benchmarks/baselines.py", *sys.argv[1:]])}
+    write_json(OUT / f"{name}.json", result)
+    return result
+
+
+def write_markdown() -> None:
+    parts = ["# Baseline benchmarks", "",
+             "Protocol: hyperparameters chosen on a validation split cut from train (never from test), "
+             "refit on train + valid, test scored once per seed; mean ± standard deviation over seeds. "
+             "On predefined splits only model seeds vary, so deterministic models show ± 0. "
+             "Full ranking over every item the user has not interacted with in train + valid. "
+             "Machine: 2 CPU cores.", ""]
+    speed = ["## Fit and evaluation time (seconds, refit on train + valid; evaluation = every test user)", "",
+             "| dataset | model | fit s | eval s | tuning s (all trials) | peak RSS so far (GiB) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for f in sorted(OUT.glob("*.json")):
+        r = json.loads(f.read_text())
+        d = r["data"]
+        title = (f"{r['name']}: {d['users']:,} users, {d['items']:,} items, {d['pairs']:,} pairs "
+                 f"({r['seeds']} seeds, up to {r['max_trials']} settings tried per model)")
+        parts += [results_markdown(r["rows"], METRICS, title=title, command=r["command"]), f"_{r['note']}_", ""]
+        for row in r["rows"]:
+            t = row["test"]
+            speed.append(f"| {r['name']} | {row['model']} | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} "
+                         f"| {row['tune_s']:.0f} | {row.get('peak_rss_gib_so_far', float('nan')):.1f} |")
+    with atomic_open(ROOT / "docs" / "benchmarks.md") as fh:
+        fh.write("\n".join(parts + speed) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default=",".join(BENCHES))
+    ap.add_argument("--models", default=DEFAULT_MODELS)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--max-trials", type=int, default=10)
+    args = ap.parse_args()
+    for name in args.datasets.split(","):
+        if name not in BENCHES:
+            sys.exit(f"unknown dataset {name!r}; choose from {', '.join(BENCHES)}")
+        print(f"== {name}", flush=True)
+        run(name, BENCHES[name], args.models.split(","), args.seeds, args.max_trials)
+    write_markdown()
+    print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
