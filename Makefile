@@ -15,10 +15,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(FIND_LINKS) "$(TORCH)"
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq $(FIND_LINKS) "$(TORCH)"
 	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') and torch.version.cuda is None else f'expected torch 2.13.0 CPU build, found {v} (cuda={torch.version.cuda}); remove .venv and install {\"$(TORCH)\"} from a CPU wheel')"
-	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -e ".[dev]"
+	$(BIN)/python -m pip install -qq $(FIND_LINKS) -e ".[dev]"
 	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), 'feedgan install replaced torch 2.13.0'"
 	touch $(STAMP)
 

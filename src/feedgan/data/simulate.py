@@ -37,8 +37,9 @@ Generative story
    window on, a share ``social_feed_share`` of the impressions of users whose friends have engaged
    comes from the friends instead: an item is drawn proportionally to the number of friends who
    authored, liked, commented on or shared it in earlier windows (a sparse product
-   ``friends @ engaged``). Users are never shown their own posts, and an item a user has already
-   viewed is not shown again (such repeats are dropped, not counted as impressions).
+   ``friends @ engaged``). Users are never shown their own posts, nor an item they have already
+   viewed or were already shown in the window: such repeats are dropped and redrawn (a few
+   times), so impressions approximate sampling without replacement.
 6. **Funnel.** Each impression converts to a view, each view independently to a like, a comment
    and a share, with probability ``min(0.95, c_stage * affinity ** affinity_effect * boost)``,
    where ``affinity = n_topics * theta_u[topic_i]`` (1 for a user indifferent to topics),
@@ -68,10 +69,14 @@ Size of the log
 Rows are roughly ``n_users * exposures_per_user * view_rate * (1 + like_rate + comment_rate +
 share_rate)`` (:meth:`SimulationConfig.expected_rows`), a little more with friend influence (it
 raises conversion) and somewhat less when popular items are shown again to users who already
-viewed them (repeats are dropped), which matters for small item catalogues. ``summary()`` reports
-the realised numbers. Everything is vectorised with NumPy/SciPy (Python loops only over the few
-windows, funnel stages and user chunks), ids and counts are int32 / float32 internally, and the
-user-by-topic sampling runs in chunks of users, so a million users fit in a few GB.
+viewed them (repeats are redrawn a few times, then dropped), which matters for heavy users and
+small item catalogues: at the default size about 88 % of the configured impressions and rows are
+realised. ``summary()`` reports the realised numbers.
+
+Everything is vectorised with NumPy/SciPy (Python loops only over the few windows, redraws,
+funnel stages and user chunks), ids and counts are int32 / float32 internally, and the
+user-by-topic sampling runs in chunks of users. On two CPU cores 100k users and 1M rows take
+about 5 s; a million users with ``exposures_per_user=10`` (3.4M rows) about 35 s, 1.5 GB peak RSS.
 """
 from __future__ import annotations
 
