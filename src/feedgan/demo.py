@@ -89,15 +89,20 @@ def _fmt(cell: dict) -> str:
     return f"{cell['mean']:.4f} ± {cell['std']:.4f}"
 
 
+SHORT = {"precision": "P", "recall": "R", "ndcg": "NDCG", "mrr": "MRR", "coverage": "Cov"}
+
+
 def _print_leaderboard(rows: list[dict], cfg: DemoConfig) -> None:
-    table = Table(title=f"Leaderboard: test split, mean ± std over {cfg.seeds} seeds "
-                        f"(chosen on validation {cfg.metric})")
+    table = Table(title=f"Test split, mean±std over {cfg.seeds} seeds; chosen on validation {cfg.metric}")
     table.add_column("model")
     for m in LEADERBOARD_METRICS:
-        table.add_column(m, justify="right")
+        name, k = m.split("@")
+        table.add_column(f"{SHORT[name]}@{k}", justify="right")
+    table.add_column("tried", justify="right")
     table.add_column("fit s", justify="right")
     for r in rows:
-        table.add_row(r["model"], *[_fmt(r["test"][m]) for m in LEADERBOARD_METRICS], f"{r['test']['fit_s']['mean']:.2f}")
+        cells = [f"{r['test'][m]['mean']:.3f}±{r['test'][m]['std']:.3f}" for m in LEADERBOARD_METRICS]
+        table.add_row(r["model"], *cells, str(len(r["trials"])), f"{r['test']['fit_s']['mean']:.1f}")
     console.print(table)
 
 
@@ -123,11 +128,11 @@ def _example_users(model, ds: Dataset, sim, n_users: int) -> list[dict]:
 
 def _print_examples(examples: list[dict], model_name: str) -> None:
     table = Table(title=f"Recommendations from {model_name} (ground truth: the user's 3 strongest topics)")
-    for col in ("user", "history", "true top topics", "top-10 posts (topic)", "on-topic"):
+    for col in ("user", "history", "true top topics", "topics of the top-10 posts", "on-topic"):
         table.add_column(col)
     for e in examples:
-        recs = ", ".join(f"{i}({t})" for i, t in zip(e["recommended"], e["topics"]))
-        table.add_row(str(e["user"]), str(e["history"]), str(e["top_topics"]), recs, f"{e['on_topic']:.0%}")
+        table.add_row(str(e["user"]), str(e["history"]), " ".join(map(str, e["top_topics"])),
+                      " ".join(map(str, e["topics"])), f"{e['on_topic']:.0%}")
     console.print(table)
 
 

@@ -8,7 +8,8 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=False)
+# a terminal sets its own width; logs and pipes get room for the leaderboard tables
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 @contextlib.contextmanager
