@@ -181,13 +181,15 @@ def test_no_input_parts_without_by_user(log_inter):
 def test_stats(small):
     _, _, ds = small
     st = ds.stats()
-    assert st["users"] == 5 and st["items"] == 3 and st["actions"] == ["view", "like"]
+    # 5 user ids, 2 of them only in the social graph: 3 users with interactions
+    assert st["users"] == 3 and st["social_only_users"] == 2
+    assert st["items"] == 3 and st["actions"] == ["view", "like"]
     assert st["parts"]["train"] == {"pairs": 4, "users": 3, "items": 3, "by_action": {"view": 2, "like": 2}}
     assert st["parts"]["valid"] == {"pairs": 1, "users": 1, "items": 1, "by_action": {"view": 0, "like": 1}}
     assert st["parts"]["test"] == {"pairs": 2, "users": 2, "items": 2, "by_action": {"view": 2, "like": 0}}
     # all 7 rows are distinct pairs: amy-x, amy-y, amy-z, bob-x, bob-y, cat-x, cat-z
     assert st["pairs"] == 7 and st["interactions"] == 7
-    assert st["density"] == pytest.approx(7 / 15)
+    assert st["density"] == pytest.approx(7 / 9)  # over users with interactions
     assert st["by_action"] == {"view": 4, "like": 3}
     # degrees over users with any pair: amy 3, bob 2, cat 2
     assert st["user_degree"]["min"] == 2 and st["user_degree"]["max"] == 3

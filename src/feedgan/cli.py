@@ -72,7 +72,7 @@ def data_inspect(
         print(json.dumps(stats, indent=2, default=str))
         return
     table = Table(title=f"{path} ({format})", show_header=False)
-    for k in ("users", "items", "rows", "interactions", "pairs", "density", "social_edges"):
+    for k in ("users", "items", "rows", "interactions", "pairs", "density", "social_edges", "social_only_users"):
         v = stats[k]
         table.add_row(k, f"{v:.6f}" if isinstance(v, float) else f"{v:,}")
     table.add_row("by action", ", ".join(f"{a}: {n:,}" for a, n in stats["by_action"].items()))

@@ -213,8 +213,11 @@ class Dataset:
         total.data[:] = 1
         total.eliminate_zeros()
         out["pairs"] = int(total.nnz)
+        # users counts those with interactions; the id map may also hold social-graph-only users
+        out["users"] = int((total.getnnz(1) > 0).sum())
+        out["social_only_users"] = self.n_users - out["users"]
+        out["density"] = total.nnz / max(1, out["users"] * self.n_items)
         out["interactions"] = int(sum(sum(x.nnz for x in p.actions.values()) for p in self.parts.values()))
-        out["density"] = total.nnz / max(1, self.n_users * self.n_items)
         out["by_action"] = {a: sum(p.actions[a].nnz for p in self.parts.values()) for a in self.actions}
         ud, idg = total.getnnz(1), total.getnnz(0)
         out["user_degree"] = _quantiles(ud)
