@@ -22,7 +22,7 @@ def model_specs() -> dict[str, ModelSpec]:
         ModelSpec(ItemKNN, grid={"k": [50, 100, 200, 500], "shrink": [0.0, 10.0, 50.0, 200.0]}),
         ModelSpec(RP3beta, grid={"k": [100, 200, 500], "alpha": [0.5, 0.8, 1.0], "beta": [0.0, 0.3, 0.5, 0.7]}),
         ModelSpec(EASE, grid={"l2": [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]}),
-        ModelSpec(PureSVD, grid={"factors": [16, 32, 64, 128, 256, 512]}),
+        ModelSpec(PureSVD, grid={"factors": [4, 8, 16, 32, 64, 128, 256]}),
         # reg is a per-example penalty on the batch's rows (see BPR): ~1e-2 is the useful range
         ModelSpec(BPR, grid={"factors": [64, 128], "lr": [3e-3, 1e-2], "reg": [1e-3, 3e-3, 1e-2]},
                   fixed={"epochs": 50, "batch_size": 2048}),
