@@ -87,6 +87,8 @@ def run(name: str, bench: Bench, models: list[str], seeds: int, max_trials: int)
     def make_dataset(s: int):  # predefined: the same split for every seed (only model seeds vary)
         return first if (s == 0 or fixed_split) else prepare(inter, replace(cfg, seed=s))
 
+    command = " ".join(["python", "benchmarks/baselines.py", "--datasets", name, "--models", ",".join(models),
+                        "--seeds", str(seeds), "--max-trials", str(max_trials)])
     specs = model_specs()
     if name in LARGE:
         specs = {n: replace(s, grid=LARGE_GRIDS.get(n, s.grid)) for n, s in specs.items()}
@@ -95,14 +97,18 @@ def run(name: str, bench: Bench, models: list[str], seeds: int, max_trials: int)
         rows += run_bench(make_dataset, [specs[m]], seeds=seeds, max_trials=max_trials, seed=0,
                           log=lambda msg: print(f"  {name} {msg}", flush=True))
         rows[-1]["peak_rss_gib_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        rows[-1]["command"] = command
+    out = OUT / f"{name}.json"
+    if out.exists():  # keep the rows of models not re-run now (datasets can be run model by model)
+        rows += [r for r in json.loads(out.read_text())["rows"] if r["model"] not in models]
     rows.sort(key=lambda r: -r["test"]["ndcg@20"]["mean"])
     stats = first.stats()
     result = {"name": name, "note": bench.note, "split": bench.split, "seeds": seeds, "max_trials": max_trials,
               "data": {k: stats[k] for k in ("users", "items", "pairs", "density")},
               "parts": {p: v["pairs"] for p, v in stats["parts"].items()}, "load_s": load_s,
               "threads": torch.get_num_threads(), "rows": public_rows(rows),
-              "command": " ".join(["python", "benchmarks/baselines.py", *sys.argv[1:]])}
-    write_json(OUT / f"{name}.json", result)
+              "command": command}
+    write_json(out, result)
     return result
 
 
@@ -119,9 +125,10 @@ def write_markdown() -> None:
     for f in sorted(OUT.glob("*.json")):
         r = json.loads(f.read_text())
         d = r["data"]
-        title = (f"{r['name']}: {d['users']:,} users, {d['items']:,} items, {d['pairs']:,} pairs "
-                 f"({r['seeds']} seeds, up to {r['max_trials']} settings tried per model)")
-        parts += [results_markdown(r["rows"], METRICS, title=title, command=r["command"]), f"_{r['note']}_", ""]
+        title = f"{r['name']}: {d['users']:,} users, {d['items']:,} items, {d['pairs']:,} pairs"
+        commands = list(dict.fromkeys(row.get("command", r["command"]) for row in r["rows"]))
+        parts += [results_markdown(r["rows"], METRICS, title=title), f"_{r['note']}_", "",
+                  "Reproduce: " + "; ".join(f"`{c}`" for c in commands), ""]
         for row in r["rows"]:
             t = row["test"]
             speed.append(f"| {r['name']} | {row['model']} | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} "
