@@ -67,7 +67,8 @@ def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 1
         model = spec.build(params, seed).fit(dataset)
         fit_s = time.perf_counter() - t0
         scores = evaluate(model, dataset, "valid", ks)
-        trials.append({"params": params, "valid": scores, "fit_s": fit_s})
+        # settings the fit chose on validation itself (an early-stopped epoch count) are kept
+        trials.append({"params": {**params, **model.selected_params()}, "valid": scores, "fit_s": fit_s})
         if task is not None:
             progress.advance(task)
         if budget_s is not None and time.perf_counter() - start > budget_s:

@@ -2,6 +2,7 @@
 from .base import Recommender, registry
 from .baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
 from .bpr import BPR
+from .cfgan import CFGAN
 from .multvae import MultVAE
 
-__all__ = ["BPR", "EASE", "ItemKNN", "MostPopular", "MultVAE", "PureSVD", "RP3beta", "Recommender", "registry"]
+__all__ = ["BPR", "CFGAN", "EASE", "ItemKNN", "MostPopular", "MultVAE", "PureSVD", "RP3beta", "Recommender", "registry"]

@@ -53,6 +53,9 @@ class Recommender:
 
     name: ClassVar[str] = "recommender"
     fold_in: ClassVar[bool] = True
+    # models that pick their own training length on validation (early stopping) get the dataset's
+    # valid part as ``_fit(X, valid=...)`` when fitted on train alone
+    uses_validation: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -91,11 +94,20 @@ class Recommender:
             self.item_ids_ = IdMap(np.arange(X.shape[1]), "item")
         self.n_users_, self.n_items_ = X.shape
         self.train_ = X
-        self._fit(X, progress=progress)
+        if self.uses_validation:
+            fit_on_train = isinstance(data, Dataset) and tuple(parts) == ("train",) and "valid" in data.parts
+            self._fit(X, progress=progress, valid=data.matrix("valid") if fit_on_train else None)
+        else:
+            self._fit(X, progress=progress)
         return self
 
     def _fit(self, X: sp.csr_matrix, progress=None) -> None:
         raise NotImplementedError
+
+    def selected_params(self) -> dict:
+        """Hyperparameters the fit itself chose on validation (e.g. the epoch count of an
+        early-stopped model), to reuse when refitting on train + valid. Default: none."""
+        return {}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "train_"):
@@ -190,7 +202,10 @@ class Recommender:
         if cls is None:
             raise ValueError(f"{path}: unknown model {meta['model']!r}; known: {sorted(_REGISTRY)}")
         arrays = load_file(str(path / "model.safetensors"))
-        model = cls(**meta["params"])
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
+                  for k, v in meta["params"].items()}  # JSON has no tuples
+        model = cls(**params)
         model.n_users_, model.n_items_ = meta["shape"]
         indptr, indices = arrays["train.indptr"], arrays["train.indices"]
         model.train_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=meta["shape"])
