@@ -111,3 +111,20 @@ def test_bench_unknown_model(tmp_path):
 def test_bench_metric_must_be_computed(tmp_path):
     res = invoke("bench", "--data", FIX / "lightgcn", "--format", "lightgcn", "--ks", "5,10", "--runs-dir", tmp_path)
     assert res.exit_code == 2 and "ndcg@20" in res.output
+
+
+def test_train_saves_a_loadable_model(tmp_path):
+    from feedgan.rec.base import Recommender
+
+    res = invoke("train", "ease", "--data", FIX / "lightgcn", "--format", "lightgcn", "--split", "predefined",
+                 "-p", "l2=5", "--final", "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 0, res.output
+    run = next(tmp_path.glob("*-train-ease"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["params"] == {"l2": 5} and "ndcg@20" in metrics["valid"] and "ndcg@20" in metrics["test"]
+    assert Recommender.load(run / "models" / "ease").l2 == 5
+
+
+def test_train_unknown_hyperparameter(tmp_path):
+    res = invoke("train", "ease", "--data", FIX / "lightgcn", "-f", "lightgcn", "-p", "l3=1", "--runs-dir", tmp_path)
+    assert res.exit_code == 2 and "l3" in res.output and "l2" in res.output

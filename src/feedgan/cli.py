@@ -215,6 +215,81 @@ def bench(
     console.print(md)
 
 
+def _params(items: list[str]) -> dict:
+    """``["l2=500", "g_hidden=[400, 400]"]`` -> {"l2": 500, "g_hidden": [400, 400]} (YAML values)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"bad --param {item!r}; write it as name=value, e.g. --param l2=500")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(..., help="model name, e.g. ease, itemknn, bpr, multvae, cfgan"),
+    data: Path = DATA,
+    format: str = FORMAT,
+    split: str = SPLIT,
+    param: list[str] = typer.Option([], "--param", "-p", help="hyperparameter name=value (repeatable)"),
+    valid: float = typer.Option(0.1, help="validation fraction"),
+    test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
+    positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
+    k_core: Optional[int] = typer.Option(None, help="k-core filter"),
+    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    final: bool = typer.Option(False, help="after validation, refit on train + valid and score test once"),
+    seed: int = typer.Option(0, help="split and model seed"),
+    runs_dir: Path = typer.Option(Path("runs")),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+):
+    """Fit one model, score it on validation (and with --final, once on test); save it as data."""
+    import time
+
+    from .config import save_yaml
+    from .data.dataset import prepare
+    from .data.readers import read
+    from .eval.bench import model_specs
+    from .eval.metrics import evaluate as score
+    from .io import write_json
+    from .progress import progress_bar
+    from .runs import new_run_dir
+
+    specs = model_specs()
+    if model not in specs:
+        _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
+    try:
+        params = {**specs[model].fixed, **_params(param)}
+        rec = specs[model].build(params, seed)
+        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed)
+        ds = prepare(read(data, format, columns=cfg.columns), cfg)
+    except (DataError, ValueError, TypeError) as e:
+        _fail(e)
+    run = new_run_dir(runs_dir, f"train-{model}")
+    console.print(f"[bold]train {model}[/] on {data} -> {run}")
+    metrics: dict = {"model": model, "params": rec.get_params()}
+    with progress_bar(progress) as prog:
+        t0 = time.perf_counter()
+        rec.fit(ds, progress=prog)
+        metrics["fit_s"] = time.perf_counter() - t0
+        metrics["valid"] = score(rec, ds, "valid", progress=prog)
+        if final:
+            chosen = {**rec.get_params(), **rec.selected_params()}
+            rec = specs[model].build(chosen, seed).fit(ds, parts=("train", "valid", "valid_input"), progress=prog)
+            metrics["test"] = score(rec, ds, "test", progress=prog)
+    save_yaml(run / "config.yaml", {"data": cfg, "model": model, "params": rec.get_params(), "final": final})
+    ds.save(run / "dataset")
+    rec.save(run / "models" / model)
+    write_json(run / "metrics.json", metrics)
+    for part in ("valid", "test"):
+        if part in metrics:
+            m = metrics[part]
+            console.print(f"{part}: " + "  ".join(f"{k} {m[k]:.4f}" for k in ("precision@10", "recall@20", "ndcg@20")))
+    console.print(f"saved {run / 'models' / model}")
+
+
 @app.command()
 def evaluate(
     run: str = typer.Argument(..., help="run folder or number (written by `bench --save-models` or `demo`)"),

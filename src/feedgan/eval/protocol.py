@@ -11,6 +11,7 @@ The test part is never looked at before step 3, so no choice is made on it.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ class ModelSpec:
         return [{**self.fixed, **c} for c in combos]
 
     def build(self, params: dict, seed: int | None = None) -> Recommender:
+        known = set(inspect.signature(self.cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"{self.name} has no hyperparameter(s) {unknown}; it has {sorted(known)}")
         model = self.cls(**params)
         if seed is not None and "seed" in model.get_params():
             model.set_params(seed=seed)
