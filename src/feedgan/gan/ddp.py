@@ -93,6 +93,9 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
 def teardown() -> None:
     """Leave the process group (call once at the end of a torchrun script)."""
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any leaves: a rank that tears down while another
+        # still has gloo traffic in flight aborts the whole job
+        dist.barrier()
         dist.destroy_process_group()
 
 
