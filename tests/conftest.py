@@ -32,3 +32,15 @@ def log_inter(make_log):
     from feedgan.data.schema import validate
 
     return validate(make_log(), source="gen.csv")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny tensors: one torch thread is faster than two and immune to a busy machine.
+    Results are identical either way; the previous setting is restored at the end."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

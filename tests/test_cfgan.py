@@ -17,14 +17,6 @@ SMALL = dict(g_hidden=(16,), d_hidden=(8,), batch_g=16, batch_d=16, g_steps=1, d
              eval_every=1, lr_g=1e-3, lr_d=1e-3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TestCFGANItemZP(RecommenderContract):
     def make_model(self):
         return CFGAN(mode="item", scheme="ZP", seed=0, **SMALL)

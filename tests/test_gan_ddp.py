@@ -22,14 +22,6 @@ from feedgan.gan import ddp
 from feedgan.gan.checkpoint import load_state
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SCRIPT = textwrap.dedent('''
     import json, os, sys
     from pathlib import Path

@@ -9,14 +9,6 @@ import torch
 from feedgan.gan.losses import LOSSES, get_loss, gradient_penalty, r1_penalty, r2_penalty
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 

@@ -15,14 +15,6 @@ from feedgan.gan import (BestCheckpoint, GANConfig, GANTask, GANTrainer, NonFini
 from feedgan.gan.checkpoint import load_state, save_state
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # -- tasks and models --------------------------------------------------------------------------
 class Gaussian1D(GANTask):
     """Real data N(3, 0.5^2); G maps 4-d noise to a scalar. Optional NaN injection by call count."""

@@ -21,16 +21,6 @@ from feedgan.rec.multvae import MultVAE
 from rec_contract import RecommenderContract
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """These models run many small ops; on a busy 2-core machine torch's intra-op threads spin
-    against each other (55 s vs 5 s for this file). One thread here, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TestBPR(RecommenderContract):
     def make_model(self):
         return BPR(factors=8, lr=0.01, epochs=5, batch_size=64, seed=3)
