@@ -56,7 +56,6 @@ def main() -> None:
     knn = timed("gowalla", "itemknn fit (k=100)", lambda: ItemKNN(k=100, shrink=10).fit(gow))
     res = timed("gowalla", "eval itemknn, all users", lambda: evaluate(knn, gow, "test", (20,)))
     rows[-1]["quality_untuned"] = {k: res[k] for k in ("recall@20", "ndcg@20", "users_evaluated")}
-    del knn
     timed("gowalla", "rp3beta fit (k=200)", lambda: RP3beta(k=200, alpha=1.0, beta=0.5).fit(gow))
     ease = timed("gowalla", "ease fit (l2=1000)", lambda: EASE(l2=1000).fit(gow))
     res = timed("gowalla", "eval ease, all users", lambda: evaluate(ease, gow, "test", (20,)))

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from feedgan.data.dataset import DataConfig, Dataset, IdMap, Part, prepare
+from feedgan.data.dataset import DataConfig, Dataset, IdMap, prepare
 from feedgan.data.schema import DataError, validate
-from feedgan.data.split import TEST, TEST_INPUT, TRAIN, VALID, VALID_INPUT, split
+from feedgan.data.split import TEST, TRAIN, VALID, split
 
 
 def _dense(m) -> np.ndarray:
