@@ -171,8 +171,11 @@ class EASE(Recommender):
         # two n x n buffers at peak: G, then its Cholesky factor, then the inverse (in place after)
         L = torch.linalg.cholesky(G)
         del G
-        P = torch.cholesky_inverse(L)
+        P = torch.cholesky_inverse(L)  # comes back column-major
         del L
+        # P is symmetric, so its transpose is the same matrix in row-major order: scoring
+        # (history @ B, one row of B per interaction) is ~10x faster on rows that are contiguous
+        P = P.mT if not P.is_contiguous() else P
         B = P.div_(-P.diagonal().clone()[None, :])  # B_ij = -P_ij / P_jj
         B.diagonal().zero_()
         self.B_ = B.numpy()
