@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -346,7 +345,3 @@ def demo(
         run_demo(cfg, progress=progress)
     except (DataError, ValueError) as e:
         _fail(e)
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())
