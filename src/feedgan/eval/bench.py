@@ -66,6 +66,8 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
                 runs.append(runs[0])  # same data, deterministic model: the result cannot change
             else:
                 runs.append(refit_and_test(spec, params, data(seed + s), ks=ks, seed=seed + s, progress=progress))
+                if s > 0 or not keep_models:
+                    runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
         best = max(trials, key=lambda t: t["valid"][metric])
         row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
                "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
