@@ -156,6 +156,29 @@ def gowalla_comparison() -> list[str]:
     return lines + [""]
 
 
+def leaders() -> list[str]:
+    """One line per dataset: the best model on test NDCG@20 and its margin over the runner-up,
+    in units of the larger seed standard deviation (a margin below 1 is a tie)."""
+    lines = ["## At a glance (test NDCG@20)", ""]
+    for f in sorted(OUT.glob("*.json")):
+        r = json.loads(f.read_text())
+        if r["name"] not in BENCHES:
+            continue
+        rows = sorted(r["rows"], key=lambda x: -x["test"]["ndcg@20"]["mean"])
+        if len(rows) < 2:
+            continue
+        (a, b) = rows[0]["test"]["ndcg@20"], rows[1]["test"]["ndcg@20"]
+        spread = max(a["std"], b["std"])
+        if spread < 1e-6:  # deterministic models on a fixed split: no spread to judge a margin by
+            verdict = "ahead on the one fixed split (no seed spread to judge the margin by)"
+        else:
+            margin = (a["mean"] - b["mean"]) / spread
+            verdict = "a tie within the seed spread" if margin < 1 else f"{margin:.1f} seed std ahead"
+        lines.append(f"- **{r['name']}**: {rows[0]['model']} {a['mean']:.4f}, then {rows[1]['model']} "
+                     f"{b['mean']:.4f}: {verdict}; {len(rows)} models.")
+    return lines + [""]
+
+
 def write_markdown() -> None:
     parts = ["# Baseline benchmarks", "",
              "Protocol: hyperparameters chosen on a validation split cut from train (never from test), "
@@ -178,7 +201,7 @@ def write_markdown() -> None:
             speed.append(f"| {r['name']} | {row['model']} | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} "
                          f"| {row['tune_s']:.0f} | {row.get('peak_rss_gib_so_far', float('nan')):.1f} |")
     with atomic_open(ROOT / "docs" / "benchmarks.md") as fh:
-        fh.write("\n".join(parts[:4] + gowalla_comparison() + parts[4:] + speed) + "\n")
+        fh.write("\n".join(parts[:4] + leaders() + gowalla_comparison() + parts[4:] + speed) + "\n")
 
 
 def main() -> None:
