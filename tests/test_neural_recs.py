@@ -191,3 +191,32 @@ def test_bad_hyperparameters_fail_at_fit(planted):
         BPR(factors=0).fit(planted)
     with pytest.raises(ValueError):
         MultVAE(dropout=1.0).fit(planted)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BPR(factors=16, lr=0.02, epochs=12, batch_size=128, eval_every=3, seed=0),
+    lambda: MultVAE(hidden=64, latent=16, epochs=12, batch_size=32, lr=3e-3, anneal_steps=200, eval_every=3,
+                    seed=0),
+], ids=["bpr", "multvae"])
+def test_validation_picks_the_epoch_and_keeps_its_weights(make, planted):
+    model = make().fit(planted)  # train alone: the valid part is scored every 3 epochs
+    epochs = [e for e, _ in model.valid_history_]
+    assert epochs == [3, 6, 9, 12]
+    best_epoch, best_value = max(model.valid_history_, key=lambda ev: ev[1])
+    assert model.selected_params() == {"epochs": best_epoch}
+    # the weights kept are the best epoch's: scoring them again gives the recorded value
+    again = evaluate(model, planted, "valid", ks=(20,))["ndcg@20"]
+    assert again == pytest.approx(best_value, abs=1e-6)
+
+
+def test_validation_is_off_by_default_and_for_refits(planted):
+    assert BPR(factors=8, epochs=2, seed=0).fit(planted).selected_params() == {}
+    model = BPR(factors=8, epochs=2, eval_every=1, seed=0).fit(planted, parts=("train", "valid"))
+    assert model.valid_history_ == [] and model.selected_params() == {}
+
+
+def test_patience_stops_early(planted):
+    model = BPR(factors=16, lr=0.5, epochs=40, batch_size=128, eval_every=1, patience=2, seed=0).fit(planted)
+    assert len(model.valid_history_) < 40
+    values = [v for _, v in model.valid_history_]
+    assert max(values[-2:]) <= max(values[:-2])  # the last two evaluations brought no improvement

@@ -47,6 +47,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from ..optim import adam
 from . import ddp
 from .checkpoint import Resumable
 from .losses import get_loss, gradient_penalty, r1_penalty, r2_penalty
@@ -192,8 +193,8 @@ class GANTrainer(Resumable):
         g_params = [p for p in self.G.parameters() if p.requires_grad]
         if not g_params or not self._d_params:
             raise ValueError("both G and D need trainable parameters")
-        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(self._d_params, lr=cfg.lr_d, betas=cfg.betas)
+        self.opt_g = adam(g_params, lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = adam(self._d_params, lr=cfg.lr_d, betas=cfg.betas)
         seed = int(cfg.seed) + self.dist.rank  # each rank draws different batches
         self.rng = torch.Generator().manual_seed(seed)
         self._module_rng = torch.Generator().manual_seed(seed).get_state()  # the global RNG inside fit

@@ -106,8 +106,10 @@ class Recommender:
 
     def selected_params(self) -> dict:
         """Hyperparameters the fit itself chose on validation (e.g. the epoch count of an
-        early-stopped model), to reuse when refitting on train + valid. Default: none."""
-        return {}
+        early-stopped model), to reuse when refitting on train + valid: ``{"epochs": best_epoch_}``
+        when the fit chose one (see :mod:`feedgan.rec.selection`), else nothing."""
+        best = getattr(self, "best_epoch_", None)
+        return {"epochs": int(best)} if best else {}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "train_"):

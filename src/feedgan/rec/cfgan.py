@@ -32,9 +32,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..eval.metrics import ranking_metrics
+from ..optim import adam
 from ..gan import BestCheckpoint, GANConfig, GANTask, GANTrainer
-from .base import Recommender, top_n
+from .base import Recommender
+from .selection import EpochSelector, validation_ndcg
 
 SCHEMES = ("ZR", "PM", "ZP")
 
@@ -180,10 +181,10 @@ class CFGAN(Recommender):
 
     def _fit_autoencoder(self, G, task, cfg, valid, X, every, gen, progress):
         """Ablation: the generator alone, trained on the masked reconstruction loss."""
-        opt = torch.optim.Adam(G.parameters(), lr=self.lr_g, betas=cfg.betas)
+        opt = adam(G.parameters(), lr=self.lr_g, betas=cfg.betas)
         total = self.epochs * task.steps_per_epoch
         bar = progress.add_task(f"fit {self.name} (no D)", total=total) if progress is not None else None
-        best, best_state, self.best_epoch_ = -1.0, None, self.epochs
+        select = EpochSelector(max(1, self.eval_every), self.patience)
         for step in range(1, total + 1):
             for _ in range(cfg.g_steps):
                 batch = task.real_batch(self.batch_g, gen)
@@ -194,18 +195,13 @@ class CFGAN(Recommender):
             if bar is not None:
                 progress.advance(bar)
             if valid is not None and valid.nnz and step % every == 0:
-                value = self._valid_ndcg(G, task, X, valid)
-                self.valid_history_.append((step // task.steps_per_epoch, value))
-                if value > best:
-                    best, best_state = value, {k: v.clone() for k, v in G.state_dict().items()}
-                    self.best_epoch_ = step // task.steps_per_epoch
-        if best_state is not None:
-            G.load_state_dict(best_state)
+                if select.update(step // task.steps_per_epoch, self._valid_ndcg(G, task, X, valid), G.state_dict()):
+                    break
+        self.valid_history_ = select.history
+        self.best_epoch_ = select.best_epoch or self.epochs
+        if select.best_state is not None:
+            G.load_state_dict(select.best_state)
         return G.eval()
-
-    def selected_params(self) -> dict:
-        """The epoch chosen on validation, for the refit on train + valid."""
-        return {"epochs": int(self.best_epoch_)} if self.valid_history_ else {}
 
     # -- scoring ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -226,13 +222,11 @@ class CFGAN(Recommender):
             return self._generate(G, task, X)
         return self._generate(G, task, X.T.tocsr()).T  # item-based: rows are items
 
-    def _valid_ndcg(self, G, task, X, valid: sp.csr_matrix, k: int = 20) -> float:
-        users = np.flatnonzero(valid.getnnz(1) > 0)
-        scores = torch.from_numpy(np.ascontiguousarray(self._all_scores(G, task, X)[users]))
-        seen = X[users].tocoo()
-        scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
-        top, _ = top_n(scores, k)
-        return float(np.nanmean(ranking_metrics(top, valid[users], [k])[f"ndcg@{k}"]))
+    def _valid_ndcg(self, G, task, X, valid: sp.csr_matrix) -> float:
+        if self.mode == "user":
+            return validation_ndcg(lambda u: self._generate(G, task, X[u]), X, valid)
+        scores = self._all_scores(G, task, X)  # item-based: every user's scores come at once
+        return validation_ndcg(lambda u: scores[u], X, valid)
 
     def _task(self) -> CFGANTask:
         return CFGANTask(sp.csr_matrix((0, 0)), self.scheme, self.s_zr, self.s_pm, self.alpha, self.noise_dim, 1)

@@ -19,8 +19,12 @@ over a ``latent``-dimensional code; the decoder maps a code to logits over all i
 so it is deterministic, and it needs only the history row: any user, seen at fit or not, is
 folded in (``fold_in = True``).
 
-Training reads the sparse matrix one mini-batch of users at a time and densifies only that batch.
-Randomness (init, shuffling, dropout, reparameterisation noise) comes from one local
+The input side stays sparse: a batch of rows is a CSR tensor, dropout acts on its non-zeros
+(dropping a zero changes nothing) and the first layer is one sparse-dense product, so its cost
+grows with the interactions in the batch, not with ``batch x n_items``. Only the decoder's logits
+are dense. With ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every
+``eval_every`` epochs and the best weights are kept (see :mod:`feedgan.rec.selection`); the chosen
+epoch count is what the refit on train + valid uses. Randomness (init, shuffling, dropout, reparameterisation noise) comes from one local
 ``torch.Generator`` seeded with ``seed``; the global torch RNG is untouched.
 """
 from __future__ import annotations
@@ -31,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..optim import adam
 from .base import Recommender
+from .selection import EpochSelector, validation_ndcg
 
 
 class _VAENet(nn.Module):
@@ -57,8 +63,8 @@ class _VAENet(nn.Module):
             layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen, device=layer.bias.device) * 1e-3)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, n_items) normalised, possibly dropped-out input -> mean, log-variance (B, latent) each."""
-        h = torch.tanh(self.enc_hidden(x))  # (B, hidden)
+        """(B, n_items) sparse input (normalised, maybe dropped out) -> mean, log-variance (B, latent)."""
+        h = torch.tanh(torch.sparse.mm(x, self.enc_hidden.weight.T) + self.enc_hidden.bias)  # (B, hidden)
         out = self.enc_out(h)  # (B, 2 * latent)
         return out[:, :self.latent], out[:, self.latent:]
 
@@ -67,9 +73,26 @@ class _VAENet(nn.Module):
         return self.dec_out(torch.tanh(self.dec_hidden(z)))
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    """Row-wise L2 normalisation; empty rows stay zero."""
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (B, n_items)
+class _Batch:
+    """Rows of a CSR matrix as torch arrays: ``row``/``col``/``val`` per non-zero, plus ``crow``."""
+
+    def __init__(self, X: sp.csr_matrix, rows: np.ndarray, dev: torch.device):
+        sub = X[rows]
+        self.n, self.n_items = sub.shape
+        self.crow = torch.from_numpy(sub.indptr.astype(np.int64)).to(dev)  # (b + 1,)
+        self.col = torch.from_numpy(sub.indices.astype(np.int64)).to(dev)  # (nnz,)
+        self.val = torch.from_numpy(sub.data.astype(np.float32)).to(dev)  # (nnz,)
+        self.row = torch.repeat_interleave(torch.arange(self.n, device=dev), self.crow.diff())  # (nnz,)
+
+    def normalised(self, dropout: float = 0.0, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Row-wise L2-normalised (B, n_items) sparse tensor, with inverted dropout on its non-zeros."""
+        norm = torch.zeros(self.n, device=self.val.device).index_add_(0, self.row, self.val.square()).sqrt()
+        val = self.val / norm.clamp_min(1e-12)[self.row]  # (nnz,)
+        if dropout > 0:  # our generator, not the global RNG
+            keep = torch.rand(val.shape, generator=gen, device=val.device) >= dropout  # (nnz,)
+            val = val * keep / (1.0 - dropout)
+        return torch.sparse_coo_tensor(torch.stack([self.row, self.col]), val, (self.n, self.n_items),
+                                       is_coalesced=True, check_invariants=False)  # CSR order is COO order
 
 
 class MultVAE(Recommender):
@@ -81,38 +104,43 @@ class MultVAE(Recommender):
 
     name = "multvae"
     fold_in = True
+    uses_validation = True
 
     def __init__(self, hidden: int = 600, latent: int = 200, dropout: float = 0.5, beta_max: float = 0.2,
                  anneal_steps: int = 20000, epochs: int = 100, batch_size: int = 500, lr: float = 1e-3,
-                 weight_decay: float = 0.0, seed: int = 0, device: str = "cpu"):
+                 weight_decay: float = 0.0, eval_every: int = 0, patience: int | None = None, seed: int = 0,
+                 device: str = "cpu"):
         self.hidden, self.latent, self.dropout = hidden, latent, dropout
         self.beta_max, self.anneal_steps = beta_max, anneal_steps
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.seed, self.device = seed, device
+        self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
 
     # -- training ---------------------------------------------------------------------------------
-    def _fit(self, X: sp.csr_matrix, progress=None) -> None:
+    def _fit(self, X: sp.csr_matrix, progress=None, valid: sp.csr_matrix | None = None) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
         dev = torch.device(self.device)
         gen = torch.Generator(device=dev).manual_seed(int(self.seed))
         net = _VAENet(X.shape[1], self.hidden, self.latent).to_empty(device=dev)
         net.init_weights(gen)
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
         rows = np.flatnonzero(np.diff(X.indptr) > 0)  # users with a history; empty rows teach nothing
         task = progress.add_task(f"fit {self.name}", total=self.epochs) if progress is not None else None
         self.loss_history_: list[float] = []
+        self.valid_history_: list[tuple[int, float]] = []
+        self.best_epoch_: int | None = None  # set when validation picks the epoch
+        select = (EpochSelector(self.eval_every, self.patience)
+                  if self.eval_every > 0 and valid is not None and valid.nnz else None)
         step = 0
         net.train()
-        for _ in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             order = rows[torch.randperm(len(rows), generator=gen, device=dev).cpu().numpy()]
             total = 0.0
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
-                x = torch.from_numpy(X[batch].toarray()).to(dev)  # (B, n_items) binary
                 beta = self.beta_max if self.anneal_steps <= 0 else min(self.beta_max, step / self.anneal_steps)
-                loss = self._loss(net, x, beta, gen)
+                loss = self._loss(net, _Batch(X, batch, dev), beta, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -121,20 +149,27 @@ class MultVAE(Recommender):
             self.loss_history_.append(total / max(1, len(rows)))
             if task is not None:
                 progress.advance(task)
+            if select is not None and select.due(epoch):
+                net.eval()
+                self.network_ = net
+                value = validation_ndcg(lambda u: self._score(u, X[u]), X, valid)
+                net.train()
+                self.valid_history_ = select.history
+                if select.update(epoch, value, net.state_dict()):
+                    break
         net.eval()
+        if select is not None and select.best_state is not None:
+            net.load_state_dict(select.best_state)
+            self.best_epoch_ = select.best_epoch
         self.network_ = net
 
-    def _loss(self, net: _VAENet, x: torch.Tensor, beta: float, gen: torch.Generator) -> torch.Tensor:
-        """Negative ELBO (with KL weight ``beta``) averaged over the batch ``x`` (B, n_items)."""
-        h = _normalise(x)
-        if self.dropout > 0:  # inverted dropout, with our generator instead of the global RNG
-            keep = torch.rand(h.shape, generator=gen, device=h.device) >= self.dropout  # (B, n_items)
-            h = h * keep / (1.0 - self.dropout)
-        mu, logvar = net.encode(h)  # (B, latent) each
+    def _loss(self, net: _VAENet, x: _Batch, beta: float, gen: torch.Generator) -> torch.Tensor:
+        """Negative ELBO (with KL weight ``beta``) averaged over the batch ``x`` of B users."""
+        mu, logvar = net.encode(x.normalised(self.dropout, gen))  # (B, latent) each
         eps = torch.randn(mu.shape, generator=gen, device=mu.device)  # (B, latent)
         z = mu + eps * torch.exp(0.5 * logvar)  # (B, latent) reparameterised sample
         logits = net.decode(z)  # (B, n_items)
-        nll = -(F.log_softmax(logits, dim=1) * x).sum(1).mean()
+        nll = -(F.log_softmax(logits, dim=1)[x.row, x.col] * x.val).sum() / x.n  # only non-zeros count
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
         return nll + beta * kl
 
@@ -146,9 +181,9 @@ class MultVAE(Recommender):
         out = np.empty(history.shape, dtype=np.float32)  # (B, n_items)
         with torch.inference_mode():
             for start in range(0, history.shape[0], self.batch_size):
-                x = torch.from_numpy(history[start:start + self.batch_size].toarray()).to(dev)  # (b, n_items)
-                mu, _ = net.encode(_normalise(x))  # (b, latent) posterior mean, no sampling
-                out[start:start + x.shape[0]] = net.decode(mu).cpu().numpy()  # (b, n_items) logits
+                rows = np.arange(start, min(start + self.batch_size, history.shape[0]))
+                mu, _ = net.encode(_Batch(history, rows, dev).normalised())  # (b, latent) mean, no sampling
+                out[rows] = net.decode(mu).cpu().numpy()  # (b, n_items) logits
         return out
 
     # -- persistence: the weights as plain arrays, the module rebuilt on load ---------------------
