@@ -11,7 +11,8 @@ Two rows per dataset, never to be confused:
 * **epoch chosen on validation**: cut 10% of each user's train items off as validation, choose the
   epoch on it, refit on all of train for that many epochs, score test once. The honest number.
 
-The test-selected row reuses the model's own validation machinery by handing it a dataset whose
+Both rows check every ``--eval-every`` epochs and stop after ``--patience`` checks without a gain
+(by default 100 epochs), within the authors' epoch budget. The test-selected row reuses the model's own validation machinery by handing it a dataset whose
 "valid" part *is* the test file. Results: ``docs/benchmarks/cfgan-replication.json`` and the table
 in ``docs/gan-recommenders.md``.
 """
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from feedgan.data.dataset import DataConfig, Dataset, Part, prepare
 from feedgan.data.readers import read
@@ -55,9 +57,9 @@ def test_as_valid(ds: Dataset) -> Dataset:
                                               "test": ds.parts["test"]}, ds.social, ds.meta)
 
 
-def run(name: str, seeds: int, epochs: int | None, eval_every: int) -> dict:
+def run(name: str, seeds: int, epochs: int | None, eval_every: int, patience: int) -> dict:
     path, params, paper = SETTINGS[name]
-    params = {**params, "eval_every": eval_every, **({"epochs": epochs} if epochs else {})}
+    params = {**params, "eval_every": eval_every, "patience": patience, **({"epochs": epochs} if epochs else {})}
     ds = prepare(read(DATA / path, "cfgan"), DataConfig(split="predefined", valid=0.1, seed=0))
     on_test = test_as_valid(ds)
     rows = {"best epoch on test (paper protocol, selects on test)": [], "epoch chosen on validation": []}
@@ -98,13 +100,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=None, help="override the authors' epoch budget")
     ap.add_argument("--eval-every", type=int, default=10, help="epochs between validation checks")
+    ap.add_argument("--patience", type=int, default=10, help="checks without a gain before stopping")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = ap.parse_args()
     if not DATA.exists():
         print(f"skip: {DATA} not found (set FEEDGAN_DATA)")
         return
-    results = [run(n, args.seeds, args.epochs, args.eval_every) for n in args.datasets.split(",")]
+    torch.set_num_threads(args.threads)
+    results = [run(n, args.seeds, args.epochs, args.eval_every, args.patience) for n in args.datasets.split(",")]
     command = (f"python benchmarks/cfgan_replication.py --datasets {args.datasets} --seeds {args.seeds} "
-               f"--eval-every {args.eval_every}" + (f" --epochs {args.epochs}" if args.epochs else ""))
+               f"--eval-every {args.eval_every} --patience {args.patience} --threads {args.threads}"
+               + (f" --epochs {args.epochs}" if args.epochs else ""))
     write_json(OUT, {"command": command, "results": results})
     write_markdown(results, command)
 

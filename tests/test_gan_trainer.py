@@ -93,6 +93,27 @@ def test_generator_mean_moves_to_the_real_mean():
     assert 0.15 < out.std().item() < 1.0  # spread, not a collapsed point
 
 
+class PullToZero(Gaussian1D):
+    """The Gaussian task with an extra generator term pulling every output to 0."""
+
+    def g_extra_loss(self, fake, batch):
+        return fake.pow(2).mean()
+
+
+def test_adv_weight_scales_the_adversarial_term():
+    z = torch.randn(2000, 4, generator=torch.Generator().manual_seed(1))
+    means = {}
+    for w in (0.0, 1.0):
+        G, D = toy_models(0)
+        GANTrainer(G, D, PullToZero(), cfg(max_steps=300, batch_size=64, adv_weight=w)).fit()
+        with torch.no_grad():
+            means[w] = G(z).mean().item()
+    assert abs(means[0.0]) < 0.2  # D is ignored: only the pull to 0 acts
+    assert means[1.0] > means[0.0] + 0.5  # D pulls the outputs towards the real mean (3)
+    with pytest.raises(ValueError, match="adv_weight"):
+        cfg(adv_weight=-1.0)
+
+
 def test_step_ratios_and_batch_sizes_are_honoured():
     G, D = toy_models(0)
     task = Gaussian1D()

@@ -318,8 +318,8 @@ def evaluate(
     results = {}
     for d in model_dirs:
         model = Recommender.load(d)
-        results[model.name] = score(model, ds, "test", cut)
-        table.add_row(model.name, *[f"{results[model.name][m]:.4f}" for m in show])
+        results[d.name] = score(model, ds, "test", cut)  # the folder is the bench row's name (variants included)
+        table.add_row(d.name, *[f"{results[d.name][m]:.4f}" for m in show])
     write_json(folder / "evaluate.json", results)
     console.print(table)
 

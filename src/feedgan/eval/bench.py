@@ -12,10 +12,15 @@ from ..rec.baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
 from .protocol import ModelSpec, refit_and_test, summarise, tune
 
 
+CFGAN_FIXED = {"epochs": 400, "eval_every": 10, "patience": 4}
+EASEGAN_GRID = {"l2": [50.0, 200.0, 500.0], "dropout": [0.25, 0.5], "adv_weight": [0.1, 0.3]}
+
+
 def model_specs() -> dict[str, ModelSpec]:
     """Every recommender with the grid searched on validation (CLI name -> spec)."""
     from ..rec.bpr import BPR
     from ..rec.cfgan import CFGAN
+    from ..rec.easegan import EASEGAN
     from ..rec.multvae import MultVAE
 
     specs = [
@@ -30,9 +35,18 @@ def model_specs() -> dict[str, ModelSpec]:
         # anneal_steps counts optimiser steps; small data sets take few, so smaller values matter
         ModelSpec(MultVAE, grid={"beta_max": [0.2, 0.5], "anneal_steps": [200, 2000, 20000]},
                   fixed={"epochs": 50}),
-        # the authors' ML-100K setting (item-based ZP); the epoch count is chosen on validation
+        # GAN recommenders. CFGAN starts from the authors' ML-100K setting (item-based ZP); every
+        # iterative GAN picks its epoch count on validation, stopping after 4 checks without gain
+        ModelSpec(CFGAN, grid={"alpha": [0.03, 0.1], "s_zr": [0.5, 0.7, 0.9]}, fixed=CFGAN_FIXED),
+        # ablations (ECIR 2022): no discriminator (an autoencoder), and noise appended to the condition
+        ModelSpec(CFGAN, grid={"s_zr": [0.5, 0.7, 0.9]}, fixed={**CFGAN_FIXED, "adversarial": False},
+                  label="cfgan-ae"),
         ModelSpec(CFGAN, grid={"alpha": [0.03, 0.1], "s_zr": [0.5, 0.7, 0.9]},
-                  fixed={"epochs": 400, "eval_every": 20}),
+                  fixed={**CFGAN_FIXED, "noise_dim": 64}, label="cfgan-noise"),
+        ModelSpec(EASEGAN, grid=EASEGAN_GRID, fixed={"epochs": 50, "eval_every": 5, "patience": 4}),
+        ModelSpec(EASEGAN, grid={k: v for k, v in EASEGAN_GRID.items() if k != "adv_weight"},
+                  fixed={"epochs": 50, "eval_every": 5, "patience": 4, "adversarial": False},
+                  label="easegan-noD"),
     ]
     return {s.name: s for s in specs}
 

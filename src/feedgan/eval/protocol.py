@@ -25,15 +25,17 @@ from .metrics import evaluate
 
 @dataclass
 class ModelSpec:
-    """A model class with the grid to search and fixed hyperparameters."""
+    """A model class with the grid to search and fixed hyperparameters; ``label`` names a variant
+    (an ablation such as ``cfgan-ae``) when the class's own name is taken."""
 
     cls: type[Recommender]
     grid: dict[str, list] = field(default_factory=dict)
     fixed: dict = field(default_factory=dict)
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        return self.cls.name
+        return self.label or self.cls.name
 
     def settings(self, max_trials: int | None, rng: np.random.Generator) -> list[dict]:
         keys = list(self.grid)

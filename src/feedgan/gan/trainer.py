@@ -11,7 +11,7 @@ a discriminator ``D`` (both ``nn.Module``) and a *task* (:class:`GANTask`) that 
 One *step* is ``d_steps`` discriminator updates followed by ``g_steps`` generator updates, each
 on a freshly drawn batch; ``step`` counts completed steps. D updates minimise
 ``loss.d + gp_weight * GP + r1_gamma / 2 * R1 + r2_gamma / 2 * R2`` on detached fakes; G updates
-minimise ``loss.g + g_extra`` with D's weights frozen. After every G update the EMA copy
+minimise ``adv_weight * loss.g + g_extra`` with D's weights frozen. After every G update the EMA copy
 ``G_ema <- decay * G_ema + (1 - decay) * G`` is refreshed; ``G_eval`` (the EMA copy when enabled,
 else ``G``) is the one to evaluate and sample from.
 
@@ -71,6 +71,7 @@ class GANConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam, both players
     batch_size: int = 64  # real samples per D update
     g_batch_size: int | None = None  # samples per G update; None = batch_size
+    adv_weight: float = 1.0  # weight of the adversarial term in G's loss (a regulariser when small)
     gp_weight: float = 0.0  # WGAN-GP weight (10 is the paper's value); 0 = off
     r1_gamma: float = 0.0  # adds r1_gamma / 2 * E||grad D(real)||^2 to the D loss; 0 = off
     r2_gamma: float = 0.0  # the same on fakes; 0 = off
@@ -97,7 +98,7 @@ class GANConfig:
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ValueError(f"GANConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("gp_weight", "r1_gamma", "r2_gamma", "lr_g", "lr_d"):
+        for name in ("gp_weight", "r1_gamma", "r2_gamma", "lr_g", "lr_d", "adv_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GANConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
@@ -339,7 +340,7 @@ class GANTrainer(Resumable):
             p.requires_grad_(False)
         try:
             fake = task.fake(self._G, batch, self.rng)  # (B, ...) through DDP when distributed
-            terms = {"g_adv": self.loss.g(self.D(d_input(fake, batch)))}  # raw D: its grads stay local
+            terms = {"g_adv": cfg.adv_weight * self.loss.g(self.D(d_input(fake, batch)))}  # raw D: grads stay local
             extra = task.g_extra_loss(fake, batch) if hasattr(task, "g_extra_loss") else None
         finally:
             for p in self._d_params:

@@ -3,6 +3,7 @@ from .base import Recommender, registry
 from .baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
 from .bpr import BPR
 from .cfgan import CFGAN
+from .easegan import EASEGAN
 from .multvae import MultVAE
 
-__all__ = ["BPR", "CFGAN", "EASE", "ItemKNN", "MostPopular", "MultVAE", "PureSVD", "RP3beta", "Recommender", "registry"]
+__all__ = ["BPR", "CFGAN", "EASE", "EASEGAN", "ItemKNN", "MostPopular", "MultVAE", "PureSVD", "RP3beta", "Recommender", "registry"]

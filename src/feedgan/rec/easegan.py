@@ -1,0 +1,187 @@
+"""EASE-GAN: a linear item-to-item generator, denoising reconstruction, adversarial regulariser.
+
+The ECIR 2022 study of CFGAN found its generator degenerates into an autoencoder, and a weak one;
+tuned linear autoencoders such as EASE (Steck 2019) beat it. EASE-GAN starts from there and asks
+whether adversarial training adds anything on top of the strongest simple model:
+
+- **Generator**: EASE's shape, ``scores = c @ B`` with a zero diagonal (an item never explains
+  itself), initialised at the EASE closed-form solution for ``l2``. ``B`` is (n_items, n_items),
+  so the model is meant for catalogues up to a few thousand items.
+- **Condition noise**: the generator reads the user's row with inverted dropout (``dropout``), so it
+  cannot fall back to the identity and must predict items from the others (a denoising linear
+  autoencoder, as in Steck's EDLAE / DLAE).
+- **Reconstruction** (G's main loss, the EASE objective on noisy input)::
+
+      mean_u ||x_u - G(dropout(x_u))||^2  +  (l2 / n_users) * ||B||_F^2
+
+- **Adversarial regulariser** (``adv_weight``): a CFGAN-style discriminator judges
+  ``[r * mask, c]``, real rows ``r = x_u`` against ``G(c)``, where ``mask`` keeps the observed
+  items plus a share ``s_neg`` of unobserved ones (resampled every batch); G gets
+  ``adv_weight * loss_G`` on top of the reconstruction. ``adversarial=False`` drops D: the
+  ablation that shows what the GAN part contributes.
+
+Training runs on :class:`feedgan.gan.GANTrainer`. With a validation part, NDCG@20 on it is
+measured before training (epoch 0: plain EASE) and every ``eval_every`` epochs; the best epoch
+is kept and reported by ``selected_params()``, so an adversarial phase that does not help on
+validation shows up as a chosen epoch of 0, and the refit is then EASE itself.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..gan import GANConfig, GANTask, GANTrainer
+from ..optim import adam
+from .base import Recommender
+from .baselines import EASE
+from .cfgan import mlp
+from .selection import EpochSelector, validation_ndcg
+
+
+class ItemItem(nn.Module):
+    """``c @ B`` with B's diagonal left out (the diagonal gets no gradient either)."""
+
+    def __init__(self, B: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(B.clone())  # (n_items, n_items)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return c @ self.weight - c * self.weight.diagonal()  # (B, n_items)
+
+
+class _Task(GANTask):
+    """User rows as conditions (with dropout), masks for D, the EASE loss as G's extra term."""
+
+    def __init__(self, X: torch.Tensor, dropout: float, s_neg: float, l2: float, G: ItemItem,
+                 steps_per_epoch: int):
+        self.X, self.dropout, self.s_neg, self.l2, self.G = X, dropout, s_neg, l2, G
+        self.steps_per_epoch = steps_per_epoch
+
+    def real_batch(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x = self.X[torch.randint(self.X.shape[0], (n,), generator=generator)]  # (n, n_items)
+        keep = torch.rand(x.shape, generator=generator) >= self.dropout
+        cond = x * keep / (1.0 - self.dropout)  # inverted dropout: the same expectation as x
+        neg = (torch.rand(x.shape, generator=generator) < self.s_neg) & (x == 0)
+        return {"real": x, "cond": cond, "mask": x + neg.float()}
+
+    def fake(self, G, batch, generator):
+        return G(batch["cond"])  # (n, n_items)
+
+    def d_input(self, sample, batch):
+        return torch.cat([sample * batch["mask"], batch["cond"]], 1)  # (n, 2 * n_items)
+
+    def g_extra_loss(self, fake, batch):
+        rec = (fake - batch["real"]).pow(2).sum(1).mean()
+        return rec + self.l2 / self.X.shape[0] * self.G.weight.pow(2).sum()
+
+
+class EASEGAN(Recommender):
+    """Adversarially regularised denoising EASE; see the module docstring.
+
+    Learned state: ``B_`` (n_items, n_items) float32 with a zero diagonal, ``best_epoch_``,
+    ``valid_history_`` ((epoch, NDCG@20) pairs, epoch 0 = the EASE initialisation).
+    """
+
+    name = "easegan"
+    fold_in = True
+    uses_validation = True
+
+    def __init__(self, l2: float = 200.0, dropout: float = 0.25, adv_weight: float = 0.1, s_neg: float = 0.5,
+                 d_hidden: tuple = (128,), loss: str = "nonsaturating", lr_g: float = 1e-4, lr_d: float = 1e-4,
+                 batch_size: int = 64, epochs: int = 50, adversarial: bool = True, eval_every: int = 5,
+                 patience: int | None = 4, seed: int = 0, device: str = "cpu"):
+        self.l2, self.dropout, self.adv_weight, self.s_neg = l2, dropout, adv_weight, s_neg
+        self.d_hidden, self.loss, self.lr_g, self.lr_d = d_hidden, loss, lr_g, lr_d
+        self.batch_size, self.epochs, self.adversarial = batch_size, epochs, adversarial
+        self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
+
+    def _fit(self, X: sp.csr_matrix, progress=None, valid: sp.csr_matrix | None = None) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
+        n_users, n_items = X.shape
+        B0 = torch.from_numpy(EASE(l2=self.l2).fit(X).B_.astype(np.float32))  # (n_items, n_items)
+        G = ItemItem(B0)
+        steps = math.ceil(n_users / self.batch_size)
+        task = _Task(torch.from_numpy(X.toarray().astype(np.float32)), self.dropout, self.s_neg, self.l2, G, steps)
+        self.valid_history_: list[tuple[int, float]] = []
+        select = (EpochSelector(max(1, self.eval_every), self.patience)
+                  if valid is not None and valid.nnz else None)
+
+        def score(G_) -> float:
+            W = G_.weight.detach()
+            return validation_ndcg(lambda u: (task.X[u] @ W - task.X[u] * W.diagonal()).numpy(), X, valid)
+
+        if select is not None:
+            select.update(0, score(G), G.state_dict())
+        if self.epochs < 1:
+            pass  # epochs=0: EASE itself (what validation chose when training did not help)
+        elif self.adversarial:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self.seed))
+                D = mlp(2 * n_items, tuple(self.d_hidden), 1, "leaky_relu", out_sigmoid=False)
+            cfg = GANConfig(loss=self.loss, lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.9, 0.999),
+                            batch_size=self.batch_size, adv_weight=self.adv_weight, epochs=self.epochs,
+                            tick_every=steps, checkpoint_every=None, seed=self.seed, device=self.device)
+            trainer = GANTrainer(G, D, task, cfg)
+            trainer.fit(progress=progress, callbacks=[_EpochCallback(select, score, steps)] if select else [])
+            G = trainer.G_eval.cpu()
+        else:
+            self._fit_reconstruction(G, task, select, score, steps, progress)
+        if select is not None:
+            self.valid_history_ = select.history
+            G.load_state_dict(select.best_state)
+            self.best_epoch_ = select.best_epoch
+        else:
+            self.best_epoch_ = self.epochs
+        B = G.weight.detach().clone()
+        B.fill_diagonal_(0.0)
+        self.B_ = B.numpy()
+
+    def _fit_reconstruction(self, G, task, select, score, steps, progress) -> None:
+        """Ablation: the same generator and loss without a discriminator."""
+        gen = torch.Generator().manual_seed(int(self.seed))
+        opt = adam(G.parameters(), lr=self.lr_g)
+        bar = progress.add_task(f"fit {self.name} (no D)", total=self.epochs) if progress is not None else None
+        for epoch in range(1, self.epochs + 1):
+            for _ in range(steps):
+                batch = task.real_batch(self.batch_size, gen)
+                loss = task.g_extra_loss(task.fake(G, batch, gen), batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if bar is not None:
+                progress.advance(bar)
+            if select is not None and select.due(epoch) and select.update(epoch, score(G), G.state_dict()):
+                break
+
+    def selected_params(self) -> dict:
+        return {"epochs": int(self.best_epoch_)} if self.valid_history_ else {}
+
+    def _score(self, users, history):
+        return np.asarray(history @ self.B_, dtype=np.float32)  # (B, n_items)
+
+    def _state(self):
+        return {"B_": self.B_}
+
+    def _set_state(self, state):
+        self.B_ = np.array(state["B_"], dtype=np.float32)
+        self.best_epoch_, self.valid_history_ = self.epochs, []
+
+
+class _EpochCallback:
+    """Scores the generator on validation every ``every`` epochs during GAN training."""
+
+    def __init__(self, select: EpochSelector, score, steps_per_epoch: int):
+        self.select, self.score, self.steps = select, score, steps_per_epoch
+
+    def on_step(self, trainer) -> None:
+        if trainer.step % self.steps:
+            return
+        epoch = trainer.step // self.steps
+        if self.select.due(epoch) and self.select.update(epoch, self.score(trainer.G_eval), trainer.G_eval.state_dict()):
+            trainer.request_stop(f"easegan: no validation gain in {self.select.patience} evaluations")
+

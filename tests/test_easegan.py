@@ -1,0 +1,97 @@
+"""EASE-GAN: the recommender contract, its EASE starting point, and what training changes."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from feedgan.eval.metrics import evaluate
+from feedgan.eval.protocol import ModelSpec, tune
+from feedgan.rec.baselines import EASE
+from feedgan.rec.easegan import EASEGAN, ItemItem, _Task
+
+from rec_contract import RecommenderContract
+from test_cfgan import planted
+
+SMALL = dict(l2=10.0, d_hidden=(8,), batch_size=16, epochs=3, eval_every=1, lr_g=1e-3, lr_d=1e-3)
+
+
+class TestEASEGAN(RecommenderContract):
+    def make_model(self):
+        return EASEGAN(seed=0, **SMALL)
+
+
+class TestEASEGANWithoutDiscriminator(RecommenderContract):
+    def make_model(self):
+        return EASEGAN(adversarial=False, seed=0, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return planted()
+
+
+def test_zero_epochs_is_ease_itself(ds):
+    ours = EASEGAN(l2=10.0, epochs=0).fit(ds, parts=("train", "valid"))
+    ease = EASE(l2=10.0).fit(ds, parts=("train", "valid"))
+    np.testing.assert_allclose(ours.score(np.arange(20)), ease.score(np.arange(20)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_validation_starts_at_ease_and_picks_the_best_epoch(ds, adversarial):
+    model = EASEGAN(l2=10.0, dropout=0.3, epochs=6, eval_every=2, patience=None, lr_g=1e-3, batch_size=16,
+                    adversarial=adversarial, seed=0).fit(ds)
+    assert [e for e, _ in model.valid_history_] == [0, 2, 4, 6]
+    ease_valid = evaluate(EASE(l2=10.0).fit(ds), ds, "valid", ks=(20,))["ndcg@20"]
+    assert model.valid_history_[0][1] == pytest.approx(ease_valid, abs=1e-6)
+    best_epoch, best_value = max(model.valid_history_, key=lambda ev: ev[1])
+    assert model.selected_params() == {"epochs": best_epoch}
+    assert evaluate(model, ds, "valid", ks=(20,))["ndcg@20"] == pytest.approx(best_value, abs=1e-6)
+
+
+def test_training_moves_the_weights_and_the_discriminator_matters(ds):
+    common = dict(l2=10.0, dropout=0.3, epochs=4, batch_size=16, lr_g=1e-3, seed=0)
+    both = ("train", "valid")  # no validation part to select on: the last epoch is kept
+    ease = EASE(l2=10.0).fit(ds, parts=both).B_
+    gan = EASEGAN(adv_weight=1.0, **common).fit(ds, parts=both).B_
+    rec = EASEGAN(adversarial=False, **common).fit(ds, parts=both).B_
+    assert np.abs(gan - ease).max() > 1e-3 and np.abs(rec - ease).max() > 1e-3
+    assert np.abs(gan - rec).max() > 1e-4  # the adversarial term changes the solution
+    assert np.all(np.diag(gan) == 0) and np.all(np.diag(rec) == 0)
+
+
+def test_item_item_generator_ignores_the_diagonal():
+    B = torch.arange(9, dtype=torch.float32).reshape(3, 3)
+    G = ItemItem(B)
+    c = torch.tensor([[1.0, 0.0, 1.0]])
+    expected = c @ (B - torch.diag(torch.diagonal(B)))
+    torch.testing.assert_close(G(c), expected)
+    G(c).sum().backward()  # the diagonal term cancels exactly
+    assert torch.all(torch.diagonal(G.weight.grad) == 0)
+
+
+def test_task_dropout_keeps_the_expectation_and_masks_only_unobserved():
+    X = torch.from_numpy((np.random.default_rng(0).random((400, 30)) < 0.3).astype(np.float32))
+    G = ItemItem(torch.zeros(30, 30))
+    task = _Task(X, dropout=0.4, s_neg=0.5, l2=1.0, G=G, steps_per_epoch=1)
+    b = task.real_batch(4000, torch.Generator().manual_seed(0))
+    observed = b["real"] == 1
+    assert b["cond"][observed].mean().item() == pytest.approx(1.0, abs=0.03)  # 1/(1-p) on the kept 60%
+    assert torch.all(b["cond"][~observed] == 0)
+    assert torch.all(b["mask"][observed] == 1)
+    assert b["mask"][~observed].mean().item() == pytest.approx(0.5, abs=0.02)
+    # the extra loss is the EASE objective: squared error plus l2 / n_users * ||B||^2
+    assert task.g_extra_loss(torch.zeros_like(b["real"]), b).item() == pytest.approx(
+        float(b["real"].sum(1).mean()), rel=1e-6)
+
+
+def test_tuning_carries_the_chosen_epoch_into_the_refit(ds):
+    spec = ModelSpec(EASEGAN, grid={"adv_weight": [0.1]}, fixed={**SMALL, "epochs": 4, "eval_every": 2})
+    params, trials = tune(spec, ds, max_trials=1)
+    assert params["epochs"] in (0, 2, 4) and trials[0]["params"]["epochs"] == params["epochs"]
+
+
+def test_bad_settings_are_clear(ds):
+    with pytest.raises(ValueError, match="dropout"):
+        EASEGAN(dropout=1.0, **{k: v for k, v in SMALL.items()}).fit(ds)
+    with pytest.raises(ValueError, match="loss"):
+        EASEGAN(loss="nope", **SMALL).fit(ds)
