@@ -1,0 +1,129 @@
+"""Training speed of the GAN recommenders, and how much of the machine's matmul throughput it uses.
+
+    python benchmarks/gan_speed.py                  # CPU (all cores torch sees)
+    python benchmarks/gan_speed.py --device cuda    # the same on a GPU, when there is one
+
+For each (dataset, model) it trains a few epochs with the configuration the benchmarks report,
+and measures seconds per epoch, condition rows per second (an epoch passes over every row),
+the floating-point work of one epoch (counted exactly with ``torch.utils.flop_counter`` on a
+separate one-epoch run) and so the achieved GFLOP/s, as a fraction of a plain float32 matmul
+measured in the same process. "Time to the selected epoch" multiplies seconds per epoch by the
+epoch that validation chose in ``docs/benchmarks/<dataset>.json`` (or the authors' budget when
+the model has not been benchmarked there yet). Writes ``docs/benchmarks/gan-speed.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from feedgan.data.dataset import DataConfig, prepare
+from feedgan.data.readers import read
+from feedgan.io import write_json
+from feedgan.rec.cfgan import CFGAN
+from feedgan.rec.easegan import EASEGAN
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "docs" / "benchmarks" / "gan-speed.json"
+
+DATASETS = {  # bench name -> (path, format)
+    "ml100k-cfgan": ("cfgan-original-splits/ML100K", "cfgan"),
+    "ml1m": ("movielens-1m/lightgcnpp-implicit-split", "lightgcn"),
+    "gowalla": ("lightgcn-gowalla", "lightgcn"),
+}
+# (dataset, label, model, epochs timed, the authors' epoch budget when nothing was benchmarked)
+CASES = [
+    ("ml100k-cfgan", "cfgan", lambda: CFGAN(), 10, 400),
+    ("ml100k-cfgan", "easegan", lambda: EASEGAN(l2=500.0), 10, 50),
+    ("ml1m", "cfgan", lambda: CFGAN(scheme="ZP", s_zr=0.9, s_pm=0.9, alpha=0.03, g_hidden=(300,), d_hidden=(250,),
+                                    lr_g=1e-4, lr_d=5e-5, batch_g=256, batch_d=512, g_steps=1, d_steps=1), 3, 400),
+    ("ml1m", "easegan", lambda: EASEGAN(l2=1000.0, batch_size=256), 3, 50),
+    # item-based CFGAN on Gowalla conditions on 41k item rows of 30k users: user-based is the
+    # cheaper direction there; EASE-GAN's 41k x 41k weight (plus Adam state) exceeds 24 GB
+    ("gowalla", "cfgan", lambda: CFGAN(mode="user", scheme="ZP", s_zr=0.9, s_pm=0.9, g_hidden=(300,),
+                                       d_hidden=(250,), batch_g=256, batch_d=512, g_steps=1, d_steps=1), 1, 400),
+]
+
+
+def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return reps * 2 * n**3 / (time.perf_counter() - t0) / 1e9
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def selected_epoch(dataset: str, label: str, default: int) -> tuple[int, str]:
+    f = ROOT / "docs" / "benchmarks" / f"{dataset}.json"
+    if f.exists():
+        for r in json.loads(f.read_text())["rows"]:
+            if r["model"] == label and "epochs" in r["params"]:
+                return int(r["params"]["epochs"]), "chosen on validation"
+    return default, "authors' budget (not benchmarked here)"
+
+
+def measure(dataset: str, label: str, make, epochs: int, budget: int, data, device: str, peak: float) -> dict:
+    model = make().set_params(epochs=epochs, device=device)
+    X = data.matrix("train")
+    rows = X.shape[1] if getattr(model, "mode", "user") == "item" else X.shape[0]  # conditions per epoch
+    with FlopCounterMode(display=False) as counter:  # one epoch, counted (slow, not timed)
+        make().set_params(epochs=1, device=device).fit(data, parts=("train", "valid"))
+    flops = counter.get_total_flops()
+    t0 = time.perf_counter()
+    model.fit(data, parts=("train", "valid"))  # no validation part: the timed run does not evaluate
+    sync(device)
+    secs = (time.perf_counter() - t0) / epochs
+    chosen, source = selected_epoch(dataset, label, budget)
+    achieved = flops / secs / 1e9
+    return {"dataset": dataset, "model": label, "device": device, "epochs_timed": epochs, "s_per_epoch": secs,
+            "rows_per_s": rows / secs, "gflop_per_epoch": flops / 1e9, "achieved_gflops": achieved,
+            "matmul_gflops": peak, "fraction_of_matmul": achieved / peak, "selected_epoch": chosen,
+            "selected_epoch_source": source, "time_to_selected_s": secs * chosen}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    args = ap.parse_args()
+    if not DATA.exists():
+        print(f"skip: {DATA} not found (set FEEDGAN_DATA)")
+        return
+    peak = matmul_gflops(args.device)
+    print(f"float32 matmul: {peak:.0f} GFLOP/s on {args.device} ({torch.get_num_threads()} threads)", flush=True)
+    rows = []
+    for name in args.datasets.split(","):
+        path, fmt = DATASETS[name]
+        data = prepare(read(DATA / path, fmt), DataConfig(split="predefined", valid=0.0))
+        for dataset, label, make, epochs, budget in CASES:
+            if dataset != name:
+                continue
+            r = measure(dataset, label, make, epochs, budget, data, args.device, peak)
+            rows.append(r)
+            print(f"{dataset:13s} {label:8s} {r['s_per_epoch']:7.2f} s/epoch {r['rows_per_s']:9.0f} rows/s "
+                  f"{r['achieved_gflops']:6.1f} GFLOP/s ({r['fraction_of_matmul']:.0%} of matmul), "
+                  f"{r['time_to_selected_s'] / 60:.1f} min to epoch {r['selected_epoch']}", flush=True)
+    old = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
+    keep = [r for r in old if (r["dataset"], r["model"], r["device"]) not in
+            {(n["dataset"], n["model"], n["device"]) for n in rows}]
+    write_json(OUT, {"threads": torch.get_num_threads(), "command": "python benchmarks/gan_speed.py "
+                     f"--device {args.device} --datasets {args.datasets}", "rows": keep + rows})
+
+
+if __name__ == "__main__":
+    main()
