@@ -14,7 +14,7 @@ Two rows per dataset, never to be confused:
 Both rows check every ``--eval-every`` epochs and stop after ``--patience`` checks without a gain
 (by default 100 epochs), within the authors' epoch budget. The test-selected row reuses the model's own validation machinery by handing it a dataset whose
 "valid" part *is* the test file. Results: ``docs/benchmarks/cfgan-replication.json`` and the table
-in ``docs/gan-recommenders.md``.
+in ``docs/gan-recommenders.md`` (via ``benchmarks/gan_report.py``).
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ import os
 import time
 from pathlib import Path
 
+import gan_report
 import numpy as np
 import torch
 
 from feedgan.data.dataset import DataConfig, Dataset, Part, prepare
 from feedgan.data.readers import read
 from feedgan.eval.metrics import evaluate
-from feedgan.io import atomic_open, write_json
+from feedgan.io import write_json
 from feedgan.rec.cfgan import CFGAN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,19 +82,6 @@ def run(name: str, seeds: int, epochs: int | None, eval_every: int, patience: in
     return {"dataset": name, "params": params, "seeds": seeds, "paper": dict(zip(METRICS, paper)), "rows": summary}
 
 
-def write_markdown(results: list[dict], command: str) -> None:
-    lines = ["# GAN recommenders", "", "## CFGAN replication (the authors' splits and settings)", "",
-             f"Reproduce: `{command}`", "",
-             "| dataset | row | " + " | ".join(METRICS) + " | epoch | seeds |", "|---|---|" + "---:|" * (len(METRICS) + 2)]
-    for r in results:
-        lines.append(f"| {r['dataset']} | paper | " + " | ".join(f"{r['paper'][m]:.3f}" for m in METRICS) + " | | |")
-        for label, s in r["rows"].items():
-            cells = " | ".join(f"{s[m]['mean']:.3f} ± {s[m]['std']:.3f}" for m in METRICS)
-            lines.append(f"| {r['dataset']} | {label} | {cells} | {s['epoch']['mean']:.0f} | {r['seeds']} |")
-    with atomic_open(ROOT / "docs" / "gan-recommenders.md") as fh:
-        fh.write("\n".join(lines) + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="ml100k,ciao")
@@ -112,7 +100,7 @@ def main() -> None:
                f"--eval-every {args.eval_every} --patience {args.patience} --threads {args.threads}"
                + (f" --epochs {args.epochs}" if args.epochs else ""))
     write_json(OUT, {"command": command, "results": results})
-    write_markdown(results, command)
+    gan_report.write()
 
 
 if __name__ == "__main__":

@@ -125,6 +125,23 @@ def test_train_saves_a_loadable_model(tmp_path):
     assert Recommender.load(run / "models" / "ease").l2 == 5
 
 
+@pytest.mark.parametrize("model,params", [
+    ("easegan", ["-p", "l2=5", "-p", "epochs=2", "-p", "eval_every=1", "-p", "batch_size=8"]),
+    ("cfgan", ["-p", "epochs=2", "-p", "eval_every=1", "-p", "g_hidden=[8]", "-p", "d_hidden=[4]"]),
+])
+def test_train_gan_recommenders_refit_with_the_chosen_epoch(tmp_path, model, params):
+    from feedgan.rec.base import Recommender
+
+    res = invoke("train", model, "--data", FIX / "lightgcn", "--format", "lightgcn", "--split", "predefined",
+                 *params, "--final", "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 0, res.output
+    run = next(tmp_path.glob(f"*-train-{model}"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    saved = Recommender.load(run / "models" / model)
+    assert "ndcg@20" in metrics["test"]
+    assert saved.epochs in (0, 1, 2) and saved.epochs <= metrics["params"]["epochs"]
+
+
 def test_train_unknown_hyperparameter(tmp_path):
     res = invoke("train", "ease", "--data", FIX / "lightgcn", "-f", "lightgcn", "-p", "l3=1", "--runs-dir", tmp_path)
     assert res.exit_code == 2 and "l3" in res.output and "l2" in res.output

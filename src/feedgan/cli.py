@@ -229,7 +229,7 @@ def _params(items: list[str]) -> dict:
 
 @app.command()
 def train(
-    model: str = typer.Argument(..., help="model name, e.g. ease, itemknn, bpr, multvae, cfgan"),
+    model: str = typer.Argument(..., help="model name, e.g. ease, itemknn, bpr, multvae, cfgan, easegan"),
     data: Path = DATA,
     format: str = FORMAT,
     split: str = SPLIT,

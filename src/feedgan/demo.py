@@ -25,7 +25,14 @@ from .runs import new_run_dir
 LEADERBOARD_METRICS = ["precision@10", "recall@20", "ndcg@20", "mrr@20", "coverage@20"]
 
 
-DEMO_MODELS = ["most-popular", "itemknn", "rp3beta", "ease", "puresvd", "bpr", "multvae"]
+DEMO_MODELS = ["most-popular", "itemknn", "rp3beta", "ease", "puresvd", "bpr", "multvae", "cfgan", "easegan"]
+# The GANs with short schedules so the whole demo stays around two minutes on 2 cores; the
+# benchmarks (docs/gan-recommenders.md) use the full ones. The epoch is still chosen on validation.
+DEMO_FIXED = {
+    "cfgan": dict(mode="user", g_hidden=(128,), d_hidden=(64,), batch_g=128, batch_d=128, g_steps=1, d_steps=1,
+                  lr_g=1e-3, lr_d=1e-3, epochs=40, eval_every=5, patience=3),
+    "easegan": dict(epochs=6, eval_every=2, patience=2, batch_size=256),
+}
 
 
 @dataclass
@@ -50,7 +57,8 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
     unknown = sorted(set(cfg.models) - set(available))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; available: {sorted(available)}")
-    specs = [available[name] for name in cfg.models]
+    specs = [replace(available[name], fixed={**available[name].fixed, **DEMO_FIXED.get(name, {})})
+             for name in cfg.models]
     run = new_run_dir(cfg.runs_dir, "demo")
     sim_cfg = SimulationConfig(n_users=cfg.users, n_items=cfg.items, seed=cfg.seed)
     console.print(f"[bold]feedgan demo[/] -> {run}")
