@@ -345,3 +345,30 @@ def demo(
         run_demo(cfg, progress=progress)
     except (DataError, ValueError) as e:
         _fail(e)
+
+
+@app.command()
+def serve(
+    registry: Path = typer.Option(Path("runs"), help="folder of trained runs (from `feedgan train`)"),
+    db: Path = typer.Option(Path("feedgan.db"), help="SQLite store; created with its schema on first start"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    import_train: bool = typer.Option(True, "--import-train/--no-import-train",
+                                      help="on first start (empty store), store the active model's training data"),
+    log_level: str = typer.Option("warning", help="uvicorn log level"),
+):
+    """Serve recommendations over HTTP (OpenAPI docs at /docs)."""
+    import sqlite3
+
+    import uvicorn
+
+    from .serve import create_app
+
+    try:
+        api = create_app(registry, db, import_train=import_train)
+    except (sqlite3.DatabaseError, OSError, ValueError) as e:
+        _fail(ValueError(f"{db}: {e}"))
+    svc = api.state.service
+    console.print(f"feedgan serve: http://{host}:{port} (docs at /docs), store {db} "
+                  f"({svc.store.count():,} interactions), active model {svc.active or 'none'}")
+    uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
