@@ -119,9 +119,8 @@ class Service:
         lm = self.model(model)
         m = lm.model
         uid = self.canonical(user, "user")
-        stored = m.item_ids_.index(np.array(self.store.items_of(uid)), missing="ignore")
-        u = int(m.user_ids_.index(np.array([uid]), missing="ignore")[0])
-        seen = set(stored[stored >= 0].tolist())
+        seen = {lm.item_index[i] for i in self.store.items_of(uid) if i in lm.item_index}
+        u = lm.user_index.get(uid, -1)
         if u >= 0:
             seen.update(m.train_.indices[m.train_.indptr[u]:m.train_.indptr[u + 1]].tolist())
         fallback = None
@@ -138,7 +137,7 @@ class Service:
     def similar(self, item: str, n: int, model: str | None) -> dict:
         lm = self.model(model)
         m = lm.model
-        i = int(m.item_ids_.index(np.array([self.canonical(item, "item")]), missing="ignore")[0])
+        i = lm.item_index.get(self.canonical(item, "item"), -1)
         if i < 0:
             raise HTTPException(404, f"unknown item {item!r} for model {lm.entry.name}")
         if m.fold_in:  # what the model recommends to someone whose whole history is this item

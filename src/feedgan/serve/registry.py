@@ -39,6 +39,9 @@ class LoadedModel:
 
     def __init__(self, entry: Entry, model: Recommender):
         self.entry, self.model = entry, model
+        # raw id (in the store's text form) -> index; dict lookups beat a pandas Index per request
+        self.user_index = {str(r): k for k, r in enumerate(model.user_ids_.values.tolist())}
+        self.item_index = {str(r): k for k, r in enumerate(model.item_ids_.values.tolist())}
         self.popularity = np.asarray(model.train_.sum(0)).ravel().astype(np.float32)  # (n_items,)
         self.popular_order = np.argsort(-self.popularity, kind="stable")
         self.lock = threading.Lock()  # torch modules are not re-entrant under every backend
@@ -48,10 +51,15 @@ class Registry:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._loaded: dict[str, LoadedModel] = {}
+        self._entries: list[Entry] | None = None  # cached scan; refreshed by entries() and on a miss
         self._lock = threading.Lock()
 
     def entries(self) -> list[Entry]:
-        """Every saved model under the root, oldest run first."""
+        """Every saved model under the root, oldest run first (scans the folder)."""
+        self._entries = self._scan()
+        return self._entries
+
+    def _scan(self) -> list[Entry]:
         out = []
         if not self.root.is_dir():
             return out
@@ -70,13 +78,15 @@ class Registry:
         return out
 
     def resolve(self, name: str) -> Entry:
-        entries = self.entries()
-        for e in entries:
-            if e.name == name:
-                return e
-        of_kind = [e for e in entries if e.kind == name or e.path.name == name]
-        if of_kind:
-            return of_kind[-1]
+        """The entry called ``name``, or the newest of that kind; rescans the folder once on a miss."""
+        for entries in (self._entries, None):
+            entries = entries if entries is not None else self.entries()
+            for e in entries:
+                if e.name == name:
+                    return e
+            of_kind = [e for e in entries if e.kind == name or e.path.name == name]
+            if of_kind:
+                return of_kind[-1]
         known = ", ".join(e.name for e in entries) or f"none (train one with `feedgan train ... --runs-dir {self.root}`)"
         raise UnknownModelError(f"unknown model {name!r}; available: {known}")
 
