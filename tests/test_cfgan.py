@@ -91,3 +91,12 @@ def test_bad_settings_are_clear(tmp_path):
         CFGAN(scheme="XY", **SMALL).fit(ds)
     with pytest.raises(ValueError, match="mode"):
         CFGAN(mode="both", **SMALL).fit(ds)
+
+
+def test_generator_output_layer_is_configurable():
+    ds = planted()
+    lin = CFGAN(g_output="linear", mode="user", **SMALL).fit(ds)
+    sig = CFGAN(mode="user", **SMALL).fit(ds)
+    assert not isinstance(lin.generator_[-1], torch.nn.Sigmoid) and isinstance(sig.generator_[-1], torch.nn.Sigmoid)
+    with pytest.raises(ValueError, match="g_output"):
+        CFGAN(g_output="relu", **SMALL).fit(ds)

@@ -122,19 +122,26 @@ class CFGAN(Recommender):
                  alpha: float = 0.03, g_hidden: tuple = (400,), d_hidden: tuple = (125,), lr_g: float = 1e-4,
                  lr_d: float = 1e-4, batch_g: int = 32, batch_d: int = 64, g_steps: int = 4, d_steps: int = 2,
                  epochs: int = 400, loss: str = "minimax", activation: str = "sigmoid", noise_dim: int = 0,
-                 adversarial: bool = True, eval_every: int = 10, patience: int | None = None, seed: int = 0,
-                 device: str = "cpu"):
+                 adversarial: bool = True, g_output: str = "sigmoid", eval_every: int = 10,
+                 patience: int | None = None, seed: int = 0, device: str = "cpu"):
         self.mode, self.scheme, self.s_zr, self.s_pm, self.alpha = mode, scheme, s_zr, s_pm, alpha
         self.g_hidden, self.d_hidden, self.lr_g, self.lr_d = g_hidden, d_hidden, lr_g, lr_d
         self.batch_g, self.batch_d, self.g_steps, self.d_steps, self.epochs = batch_g, batch_d, g_steps, d_steps, epochs
         self.loss, self.activation, self.noise_dim, self.adversarial = loss, activation, noise_dim, adversarial
+        self.g_output = g_output
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
 
     @property
     def fold_in(self) -> bool:  # user-based G reads a history row; item-based G needs each user's column
         return self.mode == "user"
 
+    def _generator(self, n_cols: int) -> nn.Sequential:
+        return mlp(n_cols + self.noise_dim, tuple(self.g_hidden), n_cols, self.activation,
+                   out_sigmoid=self.g_output == "sigmoid")
+
     def _check(self) -> None:
+        if self.g_output not in ("sigmoid", "linear"):
+            raise ValueError(f"{self.name}: g_output must be 'sigmoid' or 'linear', got {self.g_output!r}")
         if self.mode not in ("user", "item"):
             raise ValueError(f"{self.name}: mode must be 'user' or 'item', got {self.mode!r}")
         if self.scheme not in SCHEMES:
@@ -154,7 +161,7 @@ class CFGAN(Recommender):
         torch_gen = torch.Generator().manual_seed(int(self.seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
-            G = mlp(n_cols + self.noise_dim, tuple(self.g_hidden), n_cols, self.activation, out_sigmoid=True)
+            G = self._generator(n_cols)
             D = mlp(2 * n_cols, tuple(self.d_hidden), 1, self.activation, out_sigmoid=False)
         cfg = GANConfig(loss=self.loss, d_steps=1, g_steps=max(1, round(g_updates / d_updates)), lr_g=self.lr_g,
                         lr_d=self.lr_d, betas=(0.9, 0.999), batch_size=self.batch_d, g_batch_size=self.batch_g,
@@ -246,7 +253,7 @@ class CFGAN(Recommender):
 
     def _set_state(self, state):
         n_cols = self.n_items_ if self.mode == "user" else self.n_users_
-        G = mlp(n_cols + self.noise_dim, tuple(self.g_hidden), n_cols, self.activation, out_sigmoid=True)
+        G = self._generator(n_cols)
         G.load_state_dict({k[2:]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("G.")})
         self.generator_ = G.eval()
         self.best_epoch_ = int(state["best_epoch_"][0])
