@@ -35,7 +35,9 @@ CF = dict(epochs=150, eval_every=10, patience=None)
 EG = dict(epochs=30, eval_every=5, patience=None)
 # (name, what it tests, model)
 VARIANTS = [
-    ("cfgan", "CFGAN, the authors' ML-100K setting (item-based ZP, minimax loss)", lambda: CFGAN(**CF)),
+    ("cfgan", "CFGAN, the authors' ML-100K setting (item-based ZP, non-saturating loss)", lambda: CFGAN(**CF)),
+    ("cfgan-minimax", "the same with the paper's minimax G loss", lambda: CFGAN(loss="minimax", **CF)),
+    ("cfgan-linear", "the same with a linear (not sigmoid) generator output", lambda: CFGAN(g_output="linear", **CF)),
     ("cfgan-ae", "the same generator without D (masked reconstruction only)", lambda: CFGAN(adversarial=False, **CF)),
     ("cfgan-noise", "CFGAN with 64 Gaussian noise inputs appended to the condition",
      lambda: CFGAN(noise_dim=64, **CF)),
