@@ -67,11 +67,11 @@ LARGE_GRIDS = {
     "ease": {"l2": [200.0, 1000.0]},  # one fit takes ~10 minutes here
     "puresvd": {"factors": [128, 256, 512]},
     "bpr": {"factors": [64], "lr": [5e-3], "reg": [1e-3, 1e-4]},
-    "multvae": {"beta_max": [0.2], "anneal_steps": [2000]},  # ~1 s per 500-user step on 2 cores
+    "multvae": {"beta_max": [0.2], "anneal_steps": [1000]},  # ~1 s per 500-user step on 2 cores
 }
 LARGE_FIXED = {
     "bpr": {"epochs": 150, "batch_size": 2048, "eval_every": 10, "patience": 3},
-    "multvae": {"epochs": 40, "eval_every": 5, "patience": 2},
+    "multvae": {"epochs": 20, "eval_every": 4, "patience": 2},
 }
 LARGE = {"gowalla"}
 
