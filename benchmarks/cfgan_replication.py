@@ -19,6 +19,7 @@ in ``docs/gan-recommenders.md`` (via ``benchmarks/gan_report.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_as_valid(ds: Dataset) -> Dataset:
                                               "test": ds.parts["test"]}, ds.social, ds.meta)
 
 
-def run(name: str, seeds: int, epochs: int | None, eval_every: int, patience: int) -> dict:
+def run(name: str, seeds: int, epochs: int | None, eval_every: int, patience: int | None) -> dict:
     path, params, paper = SETTINGS[name]
     params = {**params, "eval_every": eval_every, "patience": patience, **({"epochs": epochs} if epochs else {})}
     ds = prepare(read(DATA / path, "cfgan"), DataConfig(split="predefined", valid=0.1, seed=0))
@@ -88,18 +89,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=None, help="override the authors' epoch budget")
     ap.add_argument("--eval-every", type=int, default=10, help="epochs between validation checks")
-    ap.add_argument("--patience", type=int, default=10, help="checks without a gain before stopping")
+    ap.add_argument("--patience", type=int, default=10,
+                    help="checks without a gain before stopping; 0 = train the whole budget")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = ap.parse_args()
     if not DATA.exists():
         print(f"skip: {DATA} not found (set FEEDGAN_DATA)")
         return
     torch.set_num_threads(args.threads)
-    results = [run(n, args.seeds, args.epochs, args.eval_every, args.patience) for n in args.datasets.split(",")]
-    command = (f"python benchmarks/cfgan_replication.py --datasets {args.datasets} --seeds {args.seeds} "
-               f"--eval-every {args.eval_every} --patience {args.patience} --threads {args.threads}"
-               + (f" --epochs {args.epochs}" if args.epochs else ""))
-    write_json(OUT, {"command": command, "results": results})
+    old = {r["dataset"]: r for r in json.loads(OUT.read_text())["results"]} if OUT.exists() else {}
+    for name in args.datasets.split(","):  # datasets run now replace their old results; the rest stay
+        command = (f"python benchmarks/cfgan_replication.py --datasets {name} --seeds {args.seeds} "
+                   f"--eval-every {args.eval_every} --patience {args.patience} --threads {args.threads}"
+                   + (f" --epochs {args.epochs}" if args.epochs else ""))
+        old[name] = {**run(name, args.seeds, args.epochs, args.eval_every, args.patience or None), "command": command}
+        write_json(OUT, {"results": [old[k] for k in SETTINGS if k in old]})
     gan_report.write()
 
 

@@ -57,7 +57,8 @@ def replication() -> list[str]:
     r = load("cfgan-replication")
     if r is None:
         return ["## CFGAN replication", "", "Not run yet: `python benchmarks/cfgan_replication.py`.", ""]
-    lines = ["## CFGAN replication (the authors' splits and settings)", "", f"Reproduce: `{r['command']}`", "",
+    commands = "; ".join(f"`{res['command']}`" for res in r["results"] if "command" in res)
+    lines = ["## CFGAN replication (the authors' splits and settings)", "", f"Reproduce: {commands}", "",
              "The paper's code had no validation split and scored the test set every epoch; its numbers "
              "are the best epoch *on test*. The first of our rows does the same, for comparison only; the "
              "second chooses the epoch on a validation split cut from train and is the honest number.", "",
