@@ -74,7 +74,7 @@ def selected_epoch(dataset: str, label: str, default: int) -> tuple[int, str]:
         for r in json.loads(f.read_text())["rows"]:
             if r["model"] == label and "epochs" in r["params"]:
                 return int(r["params"]["epochs"]), "chosen on validation"
-    return default, "authors' budget (not benchmarked here)"
+    return default, "epoch cap, not benchmarked here yet"
 
 
 def measure(dataset: str, label: str, make, epochs: int, budget: int, data, device: str, peak: float) -> dict:
