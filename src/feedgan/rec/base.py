@@ -109,7 +109,7 @@ class Recommender:
         early-stopped model), to reuse when refitting on train + valid: ``{"epochs": best_epoch_}``
         when the fit chose one (see :mod:`feedgan.rec.selection`), else nothing."""
         best = getattr(self, "best_epoch_", None)
-        return {"epochs": int(best)} if best else {}
+        return {"epochs": int(best)} if best is not None else {}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "train_"):

@@ -158,9 +158,6 @@ class EASEGAN(Recommender):
             if select is not None and select.due(epoch) and select.update(epoch, score(G), G.state_dict()):
                 break
 
-    def selected_params(self) -> dict:
-        return {"epochs": int(self.best_epoch_)} if self.valid_history_ else {}
-
     def _score(self, users, history):
         return np.asarray(history @ self.B_, dtype=np.float32)  # (B, n_items)
 

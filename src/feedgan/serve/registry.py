@@ -43,8 +43,6 @@ class LoadedModel:
         self.user_index = {str(r): k for k, r in enumerate(model.user_ids_.values.tolist())}
         self.item_index = {str(r): k for k, r in enumerate(model.item_ids_.values.tolist())}
         self.popularity = np.asarray(model.train_.sum(0)).ravel().astype(np.float32)  # (n_items,)
-        self.popular_order = np.argsort(-self.popularity, kind="stable")
-        self.lock = threading.Lock()  # torch modules are not re-entrant under every backend
 
 
 class Registry:
