@@ -59,20 +59,27 @@ def test_training_moves_the_weights_and_the_discriminator_matters(ds):
     assert np.all(np.diag(gan) == 0) and np.all(np.diag(rec) == 0)
 
 
-def test_item_item_generator_ignores_the_diagonal():
-    B = torch.arange(9, dtype=torch.float32).reshape(3, 3)
+@pytest.mark.parametrize("density", [0.02, 0.5])  # the sparse and the dense product
+def test_item_item_generator_ignores_the_diagonal(density):
+    rng = torch.Generator().manual_seed(0)
+    B = torch.randn(40, 40, generator=rng)
+    c = (torch.rand(8, 40, generator=rng) < density).float()
+    c[0, :2] = 1.0  # at least one row with two items
     G = ItemItem(B)
-    c = torch.tensor([[1.0, 0.0, 1.0]])
-    expected = c @ (B - torch.diag(torch.diagonal(B)))
-    torch.testing.assert_close(G(c), expected)
-    G(c).sum().backward()  # the diagonal term cancels exactly
-    assert torch.all(torch.diagonal(G.weight.grad) == 0)
+    off = B - torch.diag(torch.diagonal(B))
+    torch.testing.assert_close(G(c), c @ off)
+    with torch.no_grad():
+        G.weight.diagonal().add_(5.0)  # the output never depends on the diagonal
+    torch.testing.assert_close(G(c), c @ off)
+    g = torch.randn(8, 40, generator=rng)
+    (G(c) * g).sum().backward()
+    mask = 1.0 - torch.eye(40)
+    torch.testing.assert_close(G.weight.grad * mask, (c.T @ g) * mask)  # off-diagonal: the plain gradient
 
 
 def test_task_dropout_keeps_the_expectation_and_masks_only_unobserved():
     X = torch.from_numpy((np.random.default_rng(0).random((400, 30)) < 0.3).astype(np.float32))
-    G = ItemItem(torch.zeros(30, 30))
-    task = _Task(X, dropout=0.4, s_neg=0.5, l2=1.0, G=G, steps_per_epoch=1)
+    task = _Task(X, dropout=0.4, s_neg=0.5, steps_per_epoch=1)
     b = task.real_batch(4000, torch.Generator().manual_seed(0))
     observed = b["real"] == 1
     assert b["cond"][observed].mean().item() == pytest.approx(1.0, abs=0.03)  # 1/(1-p) on the kept 60%

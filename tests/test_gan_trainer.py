@@ -114,6 +114,18 @@ def test_adv_weight_scales_the_adversarial_term():
         cfg(adv_weight=-1.0)
 
 
+def test_weight_decay_shrinks_each_players_weights():
+    norms = {}
+    for wd in (0.0, 1.0):
+        G, D = toy_models(0)
+        GANTrainer(G, D, Gaussian1D(), cfg(max_steps=200, weight_decay_g=wd, weight_decay_d=wd)).fit()
+        norms[wd] = [sum(p.detach().pow(2).sum().item() for p in m.parameters()) for m in (G, D)]
+    assert norms[1.0][0] < 0.7 * norms[0.0][0]
+    assert norms[1.0][1] < 0.7 * norms[0.0][1]
+    with pytest.raises(ValueError, match="weight_decay_d"):
+        cfg(weight_decay_d=-0.1)
+
+
 def test_step_ratios_and_batch_sizes_are_honoured():
     G, D = toy_models(0)
     task = Gaussian1D()

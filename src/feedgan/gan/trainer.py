@@ -72,6 +72,8 @@ class GANConfig:
     batch_size: int = 64  # real samples per D update
     g_batch_size: int | None = None  # samples per G update; None = batch_size
     adv_weight: float = 1.0  # weight of the adversarial term in G's loss (a regulariser when small)
+    weight_decay_g: float = 0.0  # L2 on G's parameters, added to the gradient by Adam (wd * theta)
+    weight_decay_d: float = 0.0  # the same for D
     gp_weight: float = 0.0  # WGAN-GP weight (10 is the paper's value); 0 = off
     r1_gamma: float = 0.0  # adds r1_gamma / 2 * E||grad D(real)||^2 to the D loss; 0 = off
     r2_gamma: float = 0.0  # the same on fakes; 0 = off
@@ -98,7 +100,8 @@ class GANConfig:
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ValueError(f"GANConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("gp_weight", "r1_gamma", "r2_gamma", "lr_g", "lr_d", "adv_weight"):
+        for name in ("gp_weight", "r1_gamma", "r2_gamma", "lr_g", "lr_d", "adv_weight", "weight_decay_g",
+                     "weight_decay_d"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GANConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
@@ -194,8 +197,8 @@ class GANTrainer(Resumable):
         g_params = [p for p in self.G.parameters() if p.requires_grad]
         if not g_params or not self._d_params:
             raise ValueError("both G and D need trainable parameters")
-        self.opt_g = adam(g_params, lr=cfg.lr_g, betas=cfg.betas)
-        self.opt_d = adam(self._d_params, lr=cfg.lr_d, betas=cfg.betas)
+        self.opt_g = adam(g_params, lr=cfg.lr_g, betas=cfg.betas, weight_decay=cfg.weight_decay_g)
+        self.opt_d = adam(self._d_params, lr=cfg.lr_d, betas=cfg.betas, weight_decay=cfg.weight_decay_d)
         seed = int(cfg.seed) + self.dist.rank  # each rank draws different batches
         self.rng = torch.Generator().manual_seed(seed)
         self._module_rng = torch.Generator().manual_seed(seed).get_state()  # the global RNG inside fit

@@ -24,7 +24,9 @@ trains exactly that many epochs.
 
 ``adversarial=False`` is the ablation the ECIR 2022 study points at: the same generator trained on
 the masked reconstruction loss alone (observed -> 1, sampled unobserved -> 0), an autoencoder.
-``noise_dim > 0`` appends Gaussian noise to the condition (zeros at scoring time).
+``noise_dim > 0`` appends Gaussian noise to the condition (zeros at scoring time). ``l2`` is an L2
+penalty on every weight of G and D (the gradient of ``l2 / 2 * ||theta||^2``, as TensorFlow's
+``l2_loss`` in the public configurations, which use 1e-3), applied by Adam as weight decay.
 """
 from __future__ import annotations
 
@@ -125,13 +127,13 @@ class CFGAN(Recommender):
                  alpha: float = 0.03, g_hidden: tuple = (400,), d_hidden: tuple = (125,), lr_g: float = 1e-4,
                  lr_d: float = 1e-4, batch_g: int = 32, batch_d: int = 64, g_steps: int = 4, d_steps: int = 2,
                  epochs: int = 400, loss: str = "nonsaturating", activation: str = "sigmoid", noise_dim: int = 0,
-                 adversarial: bool = True, g_output: str = "sigmoid", eval_every: int = 10,
+                 adversarial: bool = True, g_output: str = "sigmoid", l2: float = 0.0, eval_every: int = 10,
                  patience: int | None = None, seed: int = 0, device: str = "cpu"):
         self.mode, self.scheme, self.s_zr, self.s_pm, self.alpha = mode, scheme, s_zr, s_pm, alpha
         self.g_hidden, self.d_hidden, self.lr_g, self.lr_d = g_hidden, d_hidden, lr_g, lr_d
         self.batch_g, self.batch_d, self.g_steps, self.d_steps, self.epochs = batch_g, batch_d, g_steps, d_steps, epochs
         self.loss, self.activation, self.noise_dim, self.adversarial = loss, activation, noise_dim, adversarial
-        self.g_output = g_output
+        self.g_output, self.l2 = g_output, l2
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
 
     @property
@@ -169,7 +171,7 @@ class CFGAN(Recommender):
         cfg = GANConfig(loss=self.loss, d_steps=1, g_steps=max(1, round(g_updates / d_updates)), lr_g=self.lr_g,
                         lr_d=self.lr_d, betas=(0.9, 0.999), batch_size=self.batch_d, g_batch_size=self.batch_g,
                         epochs=self.epochs, tick_every=max(1, d_updates), checkpoint_every=None, seed=self.seed,
-                        device=self.device)
+                        device=self.device, weight_decay_g=self.l2, weight_decay_d=self.l2)
         self.valid_history_: list[tuple[int, float]] = []
         every = d_updates * max(1, self.eval_every)
         if not self.adversarial:
@@ -191,7 +193,7 @@ class CFGAN(Recommender):
 
     def _fit_autoencoder(self, G, task, cfg, valid, X, every, gen, progress):
         """Ablation: the generator alone, trained on the masked reconstruction loss."""
-        opt = adam(G.parameters(), lr=self.lr_g, betas=cfg.betas)
+        opt = adam(G.parameters(), lr=self.lr_g, betas=cfg.betas, weight_decay=self.l2)
         total = self.epochs * task.steps_per_epoch
         bar = progress.add_task(f"fit {self.name} (no D)", total=total) if progress is not None else None
         select = EpochSelector(max(1, self.eval_every), self.patience)

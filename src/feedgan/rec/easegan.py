@@ -43,22 +43,34 @@ from .selection import EpochSelector, validation_ndcg
 
 
 class ItemItem(nn.Module):
-    """``c @ B`` with B's diagonal left out (the diagonal gets no gradient either)."""
+    """``c @ B`` with B's diagonal left out.
+
+    The output never depends on the diagonal, so it is read detached: autograd then builds no
+    (n_items, n_items) gradient for it (the diagonal's gradient from ``c @ B`` is left to drift
+    unused and is zeroed when training ends). Sparse conditions (under ``SPARSE_BELOW`` density,
+    on CPU) go through a sparse product: implicit feedback rows are a few percent non-zero.
+    """
+
+    SPARSE_BELOW = 0.1
 
     def __init__(self, B: torch.Tensor):
         super().__init__()
         self.weight = nn.Parameter(B.clone())  # (n_items, n_items)
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        return c @ self.weight - c * self.weight.diagonal()  # (B, n_items)
+        W = self.weight
+        if c.device.type == "cpu" and c.count_nonzero() < self.SPARSE_BELOW * c.numel():
+            out = torch.sparse.mm(c.to_sparse(), W)
+        else:
+            out = c @ W
+        return out - c * W.diagonal().detach()  # (B, n_items)
 
 
 class _Task(GANTask):
     """User rows as conditions (with dropout), masks for D, the EASE loss as G's extra term."""
 
-    def __init__(self, X: torch.Tensor, dropout: float, s_neg: float, l2: float, G: ItemItem,
-                 steps_per_epoch: int):
-        self.X, self.dropout, self.s_neg, self.l2, self.G = X, dropout, s_neg, l2, G
+    def __init__(self, X: torch.Tensor, dropout: float, s_neg: float, steps_per_epoch: int):
+        self.X, self.dropout, self.s_neg = X, dropout, s_neg
         self.steps_per_epoch = steps_per_epoch
 
     def real_batch(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -75,8 +87,7 @@ class _Task(GANTask):
         return torch.cat([sample * batch["mask"], batch["cond"]], 1)  # (n, 2 * n_items)
 
     def g_extra_loss(self, fake, batch):
-        rec = (fake - batch["real"]).pow(2).sum(1).mean()
-        return rec + self.l2 / self.X.shape[0] * self.G.weight.pow(2).sum()
+        return (fake - batch["real"]).pow(2).sum(1).mean()  # the L2 term is Adam's weight decay
 
 
 class EASEGAN(Recommender):
@@ -106,7 +117,9 @@ class EASEGAN(Recommender):
         B0 = torch.from_numpy(EASE(l2=self.l2).fit(X).B_.astype(np.float32))  # (n_items, n_items)
         G = ItemItem(B0)
         steps = math.ceil(n_users / self.batch_size)
-        task = _Task(torch.from_numpy(X.toarray().astype(np.float32)), self.dropout, self.s_neg, self.l2, G, steps)
+        task = _Task(torch.from_numpy(X.toarray().astype(np.float32)), self.dropout, self.s_neg, steps)
+        # (l2 / n_users) * ||B||^2 has the gradient (2 * l2 / n_users) * B: Adam's (coupled) weight decay
+        decay = 2.0 * self.l2 / n_users
         self.valid_history_: list[tuple[int, float]] = []
         select = (EpochSelector(max(1, self.eval_every), self.patience)
                   if valid is not None and valid.nnz else None)
@@ -124,13 +137,13 @@ class EASEGAN(Recommender):
                 torch.manual_seed(int(self.seed))
                 D = mlp(2 * n_items, tuple(self.d_hidden), 1, "leaky_relu", out_sigmoid=False)
             cfg = GANConfig(loss=self.loss, lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.9, 0.999),
-                            batch_size=self.batch_size, adv_weight=self.adv_weight, epochs=self.epochs,
+                            batch_size=self.batch_size, adv_weight=self.adv_weight, weight_decay_g=decay, epochs=self.epochs,
                             tick_every=steps, checkpoint_every=None, seed=self.seed, device=self.device)
             trainer = GANTrainer(G, D, task, cfg)
             trainer.fit(progress=progress, callbacks=[_EpochCallback(select, score, steps)] if select else [])
             G = trainer.G_eval.cpu()
         else:
-            self._fit_reconstruction(G, task, select, score, steps, progress)
+            self._fit_reconstruction(G, task, decay, select, score, steps, progress)
         if select is not None:
             self.valid_history_ = select.history
             G.load_state_dict(select.best_state)
@@ -141,10 +154,10 @@ class EASEGAN(Recommender):
         B.fill_diagonal_(0.0)
         self.B_ = B.numpy()
 
-    def _fit_reconstruction(self, G, task, select, score, steps, progress) -> None:
+    def _fit_reconstruction(self, G, task, decay, select, score, steps, progress) -> None:
         """Ablation: the same generator and loss without a discriminator."""
         gen = torch.Generator().manual_seed(int(self.seed))
-        opt = adam(G.parameters(), lr=self.lr_g)
+        opt = adam(G.parameters(), lr=self.lr_g, weight_decay=decay)
         bar = progress.add_task(f"fit {self.name} (no D)", total=self.epochs) if progress is not None else None
         for epoch in range(1, self.epochs + 1):
             for _ in range(steps):
