@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from .avatars.cli import avatars_app
 from .data.schema import DataError
 from .eval.metrics import METRICS
 from .progress import console
@@ -21,6 +22,7 @@ from .progress import console
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="GANs and honest baselines for social-media data.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, inspect, simulate and convert interaction logs.")
 app.add_typer(data_app, name="data")
+app.add_typer(avatars_app, name="avatars")
 
 
 def _fail(err: Exception) -> None:

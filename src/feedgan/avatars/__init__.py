@@ -1,0 +1,1 @@
+"""Avatar GANs: load, train, sample and score small profile pictures."""

@@ -1,0 +1,190 @@
+"""``feedgan avatars``: train, sample, interpolate and score avatar GANs.
+
+    feedgan avatars train --images faces/ --size 32 --preset modern --budget 30m
+    feedgan avatars train --images utkface.tar --where 'age>=18' --condition gender
+    feedgan avatars train --resume runs/00003-avatars-modern --budget 10m
+    feedgan avatars sample runs/00003-avatars-modern -n 64 --out grid.png --seed 1
+    feedgan avatars interpolate runs/00003-avatars-modern --steps 8 --out walk.png
+    feedgan avatars score runs/00003-avatars-modern --real heldout/ -n 2000
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..progress import console
+
+avatars_app = typer.Typer(no_args_is_help=True, help="Avatar GANs: train, sample, interpolate and score 64x64 faces.")
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_budget(text: str | None) -> float | None:
+    """``"30m"``, ``"1h30m"``, ``"90s"`` or ``"600"`` (seconds) -> seconds; None stays None."""
+    if text is None:
+        return None
+    m = _DURATION.match(text.strip().lower())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise ValueError(f"bad --budget {text!r}: write it like 30m, 1h30m, 90s or 600 (seconds)")
+    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mins * 60 + s
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load(path: Path, size: int, grayscale: bool, sheet, where, skip_bad: bool, limit, progress=None):
+    from .images import load_images
+
+    return load_images(path, size=size, sheet=sheet, where=where, grayscale=grayscale, skip_bad=skip_bad,
+                       limit=limit, progress=progress)
+
+
+@avatars_app.command("train")
+def train_cmd(
+    images: Optional[Path] = typer.Option(None, help="folder, .tar/.zip, .npz of uint8 arrays, or a sprite sheet"),
+    preset: str = typer.Option("modern", help="seed-mlp | seed-avatar | dcgan | modern"),
+    size: Optional[int] = typer.Option(None, help="image side in pixels (default: the preset's; 28 for seed-mlp)"),
+    budget: Optional[str] = typer.Option(None, help="stop after this much training time, e.g. 30m, 1h, 90s"),
+    steps: int = typer.Option(100_000, help="stop after this many steps (one D and one G update each)"),
+    batch_size: int = typer.Option(64),
+    width: Optional[int] = typer.Option(None, help="base channel count of G and D (default: the preset's)"),
+    sheet: Optional[str] = typer.Option(None, help="cut a sprite sheet into tiles of WxH pixels, e.g. 24x24"),
+    where: Optional[str] = typer.Option(None, help="filter on file-name labels, e.g. 'age>=18'"),
+    condition: Optional[str] = typer.Option(None, help="condition on a file-name label, e.g. gender"),
+    skip_bad: bool = typer.Option(False, help="skip images that cannot be decoded instead of stopping"),
+    limit: Optional[int] = typer.Option(None, help="use at most this many images"),
+    sample_every: int = typer.Option(500, help="write a sample grid every N steps"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0),
+    runs_dir: Path = typer.Option(Path("runs")),
+    resume: Optional[Path] = typer.Option(None, help="continue this run from its newest checkpoint"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+):
+    """Train an avatar GAN; sample grids, stats.jsonl and checkpoints go to a run folder."""
+    from ..progress import progress_bar
+    from ..runs import new_run_dir
+    from .images import ImageDataError
+    from .train import AvatarConfig, train
+
+    try:
+        budget_s = parse_budget(budget)
+        if resume is not None:
+            meta = json.loads((resume / "avatar.json").read_text())
+            cfg = AvatarConfig(**{**meta["config"], "betas": tuple(meta["config"]["betas"]), "budget_s": budget_s,
+                                  "max_steps": steps if steps != 100_000 else meta["config"]["max_steps"]})
+            src = meta["images"]
+            run = resume
+        else:
+            if images is None:
+                raise ValueError("give --images PATH (or --resume RUN)")
+            cfg = AvatarConfig(preset=preset, size=size, width=width, batch_size=batch_size, max_steps=steps,
+                               budget_s=budget_s, sample_every=sample_every, condition=condition, seed=seed,
+                               device=device).resolved()
+            src = {"path": str(images), "sheet": sheet, "where": where, "skip_bad": skip_bad, "limit": limit}
+            run = None
+        with progress_bar(progress) as prog:
+            data = _load(Path(src["path"]), cfg.size, cfg.channels == 1, src["sheet"], src["where"],
+                         src["skip_bad"], src["limit"], prog)
+            for line in data.skipped[:5]:
+                console.print(f"[yellow]skipped[/] {line}", highlight=False)
+            if len(data.skipped) > 5:
+                console.print(f"[yellow]skipped[/] {len(data.skipped) - 5} more", highlight=False)
+            run = run or new_run_dir(runs_dir, f"avatars-{cfg.preset}")
+            console.print(f"[bold]avatars {cfg.preset}[/] {len(data):,} images at {cfg.size}x{cfg.size} -> {run}")
+            train(data, run, cfg, progress=prog, resume=resume is not None, source=src)
+    except (ImageDataError, ValueError, FileNotFoundError) as e:
+        _fail(e)
+    last = _last_stats(run)
+    if last:
+        console.print(f"step {last['step']}: D {last.get('d_loss')}, G {last.get('g_loss')}, "
+                      f"{last.get('samples_per_s')} samples/s")
+    console.print(f"samples: {run / 'samples' / 'latest.png'}; generator: {run / 'generator.safetensors'}")
+
+
+def _last_stats(run: Path) -> dict | None:
+    f = run / "stats.jsonl"
+    lines = f.read_text().splitlines() if f.exists() else []
+    return json.loads(lines[-1]) if lines else None
+
+
+@avatars_app.command("sample")
+def sample_cmd(
+    run: Path = typer.Argument(..., help="a run folder from `feedgan avatars train`"),
+    n: int = typer.Option(64, "-n", help="how many avatars"),
+    out: Path = typer.Option(Path("avatars.png"), help="grid PNG, or a folder with --each"),
+    each: bool = typer.Option(False, help="write one PNG per avatar into the folder --out"),
+    seed: int = typer.Option(0),
+    label: Optional[int] = typer.Option(None, help="class to draw (conditional runs)"),
+):
+    """Draw avatars from a trained run: one grid PNG, or one PNG each."""
+    from .grid import save_each, save_grid
+    from .train import sample
+
+    try:
+        if n < 1:
+            raise ValueError(f"-n must be at least 1, got {n}")
+        images = sample(run, n, seed, label)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    paths = save_each(images, out) if each else [save_grid(images, out)]
+    console.print(f"wrote {len(images)} avatars to {out if each else paths[0]}")
+
+
+@avatars_app.command("interpolate")
+def interpolate_cmd(
+    run: Path = typer.Argument(..., help="a run folder from `feedgan avatars train`"),
+    steps: int = typer.Option(8, help="images per walk"),
+    rows: int = typer.Option(4, help="how many walks"),
+    out: Path = typer.Option(Path("interpolation.png")),
+    seed: int = typer.Option(0),
+):
+    """Latent walks: each row moves between two random latents in ``steps`` images."""
+    from .grid import save_grid
+    from .train import interpolate
+
+    try:
+        images = interpolate(run, steps, rows, seed)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    save_grid(images, out, nrow=steps)
+    console.print(f"wrote {rows} walks of {steps} to {out}")
+
+
+@avatars_app.command("score")
+def score_cmd(
+    run: Path = typer.Argument(..., help="a run folder from `feedgan avatars train`"),
+    real: Path = typer.Option(..., help="real images to compare with (ideally not used in training)"),
+    n: int = typer.Option(2000, "-n", help="generated (and at most real) images to score"),
+    inception_weights: Optional[Path] = typer.Option(None, help="the standard FID Inception weights (.pth): "
+                                                                 "adds the real FID / KID"),
+    out: Optional[Path] = typer.Option(None, help="also write the scores as JSON here"),
+    seed: int = typer.Option(0),
+    skip_bad: bool = typer.Option(False, help="skip real images that cannot be decoded"),
+):
+    """KID, Fréchet distance, precision/recall, density/coverage and SWD against real images, next to
+    the same metrics between two halves of the real images (the floor), plus a memorisation check."""
+    from ..io import write_json
+    from .images import ImageDataError
+    from .scoring import score_run
+
+    try:
+        result = score_run(run, real, n=n, seed=seed, inception_weights=inception_weights, skip_bad=skip_bad)
+    except (ImageDataError, ValueError, FileNotFoundError) as e:
+        _fail(e)
+    for space, metrics in result["spaces"].items():
+        console.print(f"[bold]{space}[/]")
+        for k, v in metrics["fake"].items():
+            floor = metrics.get("floor", {}).get(k)
+            console.print(f"  {k:24s} {v:10.4f}" + (f"   (real vs real {floor:.4f})" if floor is not None else ""))
+    if "memorisation" in result:
+        console.print(f"memorisation: {result['memorisation']}")
+    if out is not None:
+        write_json(out, result)
+        console.print(f"wrote {out}")

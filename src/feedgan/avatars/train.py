@@ -1,0 +1,261 @@
+"""Train an avatar GAN on an :class:`~feedgan.avatars.images.ImageSet`, then sample from the run.
+
+A run folder holds ``avatar.json`` (preset, sizes, classes, training settings), ``stats.jsonl``
+(one line per tick: losses, samples/s), ``checkpoints/`` (exact resume), ``samples/step-*.png``
+(grids from fixed latents every ``sample_every`` steps, so progress is visible) and, at the end,
+``generator.safetensors`` (the EMA generator when the preset keeps one)::
+
+    from feedgan.avatars.images import load_images
+    from feedgan.avatars.train import AvatarConfig, train, sample
+    images = load_images("faces/", size=32)
+    run = train(images, "runs/00001-avatars", AvatarConfig(preset="modern", size=32, budget_s=600))
+    grid = sample(run, n=64, seed=1)          # uint8 (64, 32, 32, 3)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from ..gan import GANConfig, GANTask, GANTrainer, latest_checkpoint
+from ..io import atomic_open
+from .augment import diff_augment, parse_policy
+from .grid import save_grid
+from .models import build
+
+# preset -> defaults (any AvatarConfig field); the reasons are in docs/avatars.md
+PRESETS: dict[str, dict] = {
+    "seed-mlp": dict(size=28, channels=1, z_dim=64, loss="nonsaturating", lr_g=2e-4, lr_d=2e-4,
+                     betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
+    "seed-avatar": dict(size=64, channels=3, z_dim=100, loss="nonsaturating", lr_g=2e-4, lr_d=2e-4,
+                        betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
+    # TTUR (Heusel et al. 2017) trained DCGAN with lr 1e-4 for G and 4e-4 for D
+    "dcgan": dict(size=64, channels=3, z_dim=100, loss="nonsaturating", lr_g=1e-4, lr_d=4e-4,
+                  betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
+    "modern": dict(size=64, channels=3, z_dim=128, loss="hinge", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.99),
+                   ema_decay=0.999, augment="color,translation,cutout", r1_gamma=0.1),
+}
+
+
+@dataclass
+class AvatarConfig:
+    """Everything a run needs besides the images. ``None`` fields take the preset's value."""
+
+    preset: str = "modern"
+    size: int | None = None
+    channels: int | None = None
+    z_dim: int | None = None
+    width: int | None = None  # base channel count of G and D; None = the preset's
+    loss: str | None = None
+    lr_g: float | None = None
+    lr_d: float | None = None
+    betas: tuple[float, float] | None = None
+    ema_decay: float | None = None
+    augment: str | None = None  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
+    r1_gamma: float | None = None
+    batch_size: int = 64
+    max_steps: int = 100_000
+    budget_s: float | None = None  # stop after this many seconds of training (the step in flight finishes)
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    condition: str | None = None  # a label key (e.g. "gender") to condition G and D on
+    seed: int = 0
+    device: str = "auto"
+    classes: list[int] = field(default_factory=list)  # filled in from the labels when conditioning
+
+    def resolved(self) -> "AvatarConfig":
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        base = PRESETS[self.preset]
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in base.items():
+            if values[k] is None:
+                values[k] = v
+        return AvatarConfig(**values)
+
+
+class AvatarTask(GANTask):
+    """Real images (random horizontal flips) and, with classes, their labels; DiffAugment in ``d_input``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, n_classes: int, z_dim: int,
+                 augment: str):
+        self.images, self.labels, self.n_classes, self.z_dim = images, labels, n_classes, z_dim
+        self.ops = parse_policy(augment)
+        self.steps_per_epoch = None
+
+    def real_batch(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(len(self.images), (n,), generator=generator)
+        x = self.images[idx].float().div_(127.5).sub_(1.0)  # (n, C, S, S) in [-1, 1]
+        flip = torch.rand(n, generator=generator) < 0.5
+        x[flip] = x[flip].flip(3)
+        batch = {"real": x}
+        if self.n_classes:
+            batch["y"] = self.labels[idx]
+        return batch
+
+    def latent(self, n: int, generator: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.z_dim, generator=generator)
+        if self.n_classes:
+            if y is None:
+                y = torch.randint(self.n_classes, (n,), generator=generator)
+            z = torch.cat([z, F.one_hot(y.cpu(), self.n_classes).float()], 1)
+        return z
+
+    def fake(self, G, batch, generator):
+        return G(self.latent(len(batch["real"]), generator, batch.get("y")).to(batch["real"].device))
+
+    def d_input(self, sample, batch):
+        x = diff_augment(sample, self.ops) if self.ops else sample
+        if self.n_classes:
+            planes = F.one_hot(batch["y"], self.n_classes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], 1)
+        return x
+
+
+class _Progress:
+    """Sample grids from fixed latents every ``every`` steps, and the time budget."""
+
+    def __init__(self, run: Path, task: AvatarTask, z: torch.Tensor, every: int, budget_s: float | None):
+        self.run, self.task, self.z, self.every, self.budget_s = run, task, z, every, budget_s
+        self.t0: float | None = None
+        (run / "samples").mkdir(exist_ok=True)
+
+    def on_step(self, trainer) -> None:
+        if self.t0 is None:
+            self.t0 = time.perf_counter() - trainer.elapsed  # a resumed run keeps its spent time
+        if trainer.step % self.every == 0:
+            self.write(trainer)
+        if self.budget_s is not None and time.perf_counter() - self.t0 >= self.budget_s:
+            trainer.request_stop(f"time budget of {self.budget_s:.0f} s spent")
+
+    def on_end(self, trainer) -> None:
+        self.write(trainer)
+
+    def write(self, trainer) -> None:
+        images = generate(trainer.G_eval, self.z)
+        path = self.run / "samples" / f"step-{trainer.step:07d}.png"
+        save_grid(images, path)
+        save_grid(images, self.run / "samples" / "latest.png")
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """uint8 images (N, S, S, C) from latents ``z`` (N, z_in); G is put in eval mode and restored."""
+    was_training = G.training
+    G.eval()
+    device = next(G.parameters()).device
+    out = []
+    for i in range(0, len(z), batch_size):
+        x = G(z[i:i + batch_size].to(device)).float().cpu()  # (b, C, S, S) in [-1, 1]
+        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    G.train(was_training)
+    return np.concatenate(out)
+
+
+def _tensor_images(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
+    if images.shape[1:3] != (size, size) or images.shape[3] != channels:
+        raise ValueError(f"images are {images.shape[1]}x{images.shape[2]}x{images.shape[3]}, the run expects "
+                         f"{size}x{size}x{channels}: load them with size={size}" +
+                         (", grayscale=True" if channels == 1 else ""))
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # (N, C, S, S) uint8
+
+
+def _classes(image_set, cfg: AvatarConfig) -> tuple[torch.Tensor | None, list[int]]:
+    if cfg.condition is None:
+        return None, []
+    if cfg.condition not in image_set.labels:
+        have = ", ".join(image_set.labels) or "none (the file names carry no labels)"
+        raise ValueError(f"cannot condition on {cfg.condition!r}: the images' labels are {have}")
+    values = np.asarray(image_set.labels[cfg.condition])
+    classes = sorted(int(v) for v in np.unique(values))
+    index = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([index[int(v)] for v in values], dtype=torch.long), classes
+
+
+def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resume: bool = False,
+          source: dict | None = None) -> Path:
+    """Train on ``image_set`` into the run folder ``run``; ``resume`` continues from its newest checkpoint.
+    ``source`` (how the images were loaded: path, sheet, where, ...) is kept in ``avatar.json`` so
+    the run can be resumed and scored for memorisation later."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = config.resolved()
+    labels, cfg.classes = _classes(image_set, cfg)
+    images = _tensor_images(image_set.images, cfg.size, cfg.channels)
+    torch.manual_seed(cfg.seed)  # module initialisation
+    G, D = build(cfg.preset, cfg.size, cfg.channels, cfg.z_dim, len(cfg.classes), cfg.width)
+    task = AvatarTask(images, labels, len(cfg.classes), cfg.z_dim, cfg.augment)
+    gan = GANConfig(loss=cfg.loss, lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=cfg.betas, batch_size=cfg.batch_size,
+                    ema_decay=cfg.ema_decay, r1_gamma=cfg.r1_gamma, max_steps=cfg.max_steps,
+                    tick_every=min(100, cfg.sample_every), checkpoint_every=cfg.checkpoint_every,
+                    seed=cfg.seed, device=cfg.device)
+    trainer = GANTrainer(G, D, task, gan, out_dir=run)
+    if resume and latest_checkpoint(run) is not None:
+        trainer.resume()
+    meta = {"preset": cfg.preset, "config": asdict(cfg), "n_images": len(images), "images": source or {},
+            "first_images": image_set.names[:5]}
+    with atomic_open(run / "avatar.json") as fh:
+        json.dump(meta, fh, indent=2)
+    fixed = task.latent(64, torch.Generator().manual_seed(cfg.seed + 1))  # the same grid latents every time
+    trainer.fit(progress=progress, callbacks=[_Progress(run, task, fixed, cfg.sample_every, cfg.budget_s)])
+    G_eval = trainer.G_eval
+    save_file({k: v.detach().cpu().contiguous() for k, v in G_eval.state_dict().items()},
+              str(run / "generator.safetensors"))
+    return run
+
+
+def load_generator(run: str | Path, device: str = "cpu") -> tuple[nn.Module, AvatarConfig]:
+    """The trained generator (eval mode) and the run's resolved config."""
+    run = Path(run)
+    meta_file, weights = run / "avatar.json", run / "generator.safetensors"
+    for f in (meta_file, weights):
+        if not f.exists():
+            raise FileNotFoundError(f"{run} is not a finished avatar run: {f.name} is missing "
+                                    "(train with `feedgan avatars train`, or resume it)")
+    cfg = AvatarConfig(**{k: tuple(v) if k == "betas" else v
+                          for k, v in json.loads(meta_file.read_text())["config"].items()})
+    G, _ = build(cfg.preset, cfg.size, cfg.channels, cfg.z_dim, len(cfg.classes), cfg.width)
+    G.load_state_dict(load_file(str(weights)))
+    return G.to(device).eval(), cfg
+
+
+def latents(cfg: AvatarConfig, n: int, seed: int, label: int | None = None) -> torch.Tensor:
+    """``n`` latents for a run: N(0, I) plus, with classes, the one-hot of ``label`` (or labels in turn)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, cfg.z_dim, generator=gen)
+    if cfg.classes:
+        if label is not None and label not in cfg.classes:
+            raise ValueError(f"label {label} is not one of the run's classes {cfg.classes}")
+        y = torch.full((n,), cfg.classes.index(label)) if label is not None else torch.arange(n) % len(cfg.classes)
+        z = torch.cat([z, F.one_hot(y, len(cfg.classes)).float()], 1)
+    return z
+
+
+def sample(run: str | Path, n: int = 64, seed: int = 0, label: int | None = None, device: str = "cpu") -> np.ndarray:
+    """``n`` generated avatars, uint8 (n, S, S, C)."""
+    G, cfg = load_generator(run, device)
+    return generate(G, latents(cfg, n, seed, label))
+
+
+def interpolate(run: str | Path, steps: int = 8, rows: int = 4, seed: int = 0, device: str = "cpu") -> np.ndarray:
+    """``rows`` latent walks of ``steps`` images each (spherical interpolation between two draws):
+    uint8 (rows * steps, S, S, C), row-major."""
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    G, cfg = load_generator(run, device)
+    a, b = latents(cfg, rows, seed), latents(cfg, rows, seed + 1)
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    za, zb = a[:, None, :cfg.z_dim], b[:, None, :cfg.z_dim]  # (rows, 1, z_dim)
+    omega = torch.acos((F.normalize(za, dim=2) * F.normalize(zb, dim=2)).sum(2, keepdim=True).clamp(-1, 1))
+    so = torch.sin(omega).clamp_min(1e-6)
+    z = (torch.sin((1 - t) * omega) / so) * za + (torch.sin(t * omega) / so) * zb  # (rows, steps, z_dim)
+    if cfg.classes:
+        z = torch.cat([z, a[:, None, cfg.z_dim:].expand(-1, steps, -1)], 2)
+    return generate(G, z.reshape(rows * steps, -1))
