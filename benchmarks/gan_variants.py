@@ -35,7 +35,7 @@ DATASETS = {"ml100k-cfgan": ("cfgan-original-splits/ML100K", "cfgan"),
 
 # CFGAN variants start from the authors' setting for the dataset (ML-100K: item-based ZP; Ciao:
 # item-based ZR), with the non-saturating loss; the epoch budget is shortened on ML-100K
-CF = {"ml100k-cfgan": {**SETTINGS["ml100k"][1], "epochs": 150, "eval_every": 10, "patience": None},
+CF = {"ml100k-cfgan": {**SETTINGS["ml100k"][1], "epochs": 100, "eval_every": 10, "patience": None},
       "ciao-cfgan": {**SETTINGS["ciao"][1], "eval_every": 25, "patience": None}}
 EG = dict(epochs=30, eval_every=5, patience=None)
 # (name, what it tests, model given the CFGAN base setting)

@@ -168,3 +168,33 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert res.exit_code == 2 and "bad --budget" in res.output
     res = runner.invoke(app, ["avatars", "sample", str(tmp_path)])
     assert res.exit_code == 2 and "not a finished avatar run" in res.output
+
+
+def test_score_images_puts_fakes_next_to_the_floor():
+    from feedgan.avatars.scoring import score_images
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)
+    floor = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)  # the same distribution
+    dark = (rng.integers(0, 256, (60, 16, 16, 3)) // 4).astype(np.uint8)  # a clearly different one
+    s = score_images(dark, real, floor_images=floor, train=floor)
+    assert s["fake"]["kid_mean"] > 10 * abs(s["floor"]["kid_mean"])
+    assert s["fake"]["fd"] > s["floor"]["fd"] and s["fake"]["swd_mean"] > s["floor"]["swd_mean"]
+    assert set(s["memorisation"]) >= {"ratio", "share_closer_to_train"}
+    halves = score_images(dark, real)  # no floor set: two halves of real
+    assert halves["floor"]["kid_mean"] < halves["fake"]["kid_mean"]
+
+
+def test_cli_score_writes_json(tmp_path):
+    faces = _folder(tmp_path, n=30)
+    run = train(tiny_set(), tmp_path / "r", AvatarConfig(preset="dcgan", **FAST),
+                source={"path": str(faces)})
+    res = CliRunner().invoke(app, ["avatars", "score", str(run), "--real", str(faces), "-n", "30",
+                                   "--out", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "s.json").read_text())
+    space = out["spaces"]["random-cnn"]
+    assert space["n_fake"] == 30 and "kid_mean" in space["floor"] and "memorisation" in space
+    res = CliRunner().invoke(app, ["avatars", "score", str(run), "--real", str(faces),
+                                   "--inception-weights", str(tmp_path / "missing.pth")])
+    assert res.exit_code == 2 and "missing.pth" in res.output

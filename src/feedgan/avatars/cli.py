@@ -179,12 +179,13 @@ def score_cmd(
     except (ImageDataError, ValueError, FileNotFoundError) as e:
         _fail(e)
     for space, metrics in result["spaces"].items():
-        console.print(f"[bold]{space}[/]")
+        console.print(f"[bold]{space}[/] ({metrics['n_fake']} generated, {metrics['n_real']} real)")
         for k, v in metrics["fake"].items():
-            floor = metrics.get("floor", {}).get(k)
-            console.print(f"  {k:24s} {v:10.4f}" + (f"   (real vs real {floor:.4f})" if floor is not None else ""))
-    if "memorisation" in result:
-        console.print(f"memorisation: {result['memorisation']}")
+            console.print(f"  {k:16s} {v:10.4f}   (real vs real {metrics['floor'][k]:.4f})")
+        if "memorisation" in metrics:
+            m = metrics["memorisation"]
+            console.print(f"  memorisation: nearest-train / nearest-real distance ratio {m['ratio']:.2f}, "
+                          f"{m['share_closer_to_train']:.0%} closer to a training image")
     if out is not None:
         write_json(out, result)
         console.print(f"wrote {out}")
