@@ -402,6 +402,20 @@ class ImageTask(GANTask):
         return G(torch.randn(batch["real"].shape[0], 8, generator=generator).to(batch["real"].device))
 
 
+def test_lazy_penalties_run_every_k_updates_with_k_times_the_weight(tmp_path, monkeypatch):
+    import feedgan.gan.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "r1_penalty", lambda D, x: torch.tensor(2.0))
+    G, D = toy_models(0)
+    GANTrainer(G, D, Gaussian1D(), cfg(max_steps=7, tick_every=1, r1_gamma=0.5, penalty_every=3),
+               out_dir=tmp_path).fit()
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats if "r1" in s] == [1, 4, 7]  # D updates 0, 3 and 6
+    assert all(s["r1"] == pytest.approx(3 * 0.5 / 2 * 2.0) for s in stats if "r1" in s)
+    with pytest.raises(ValueError, match="penalty_every"):
+        cfg(penalty_every=0)
+
+
 @pytest.mark.parametrize("options", [dict(loss="hinge", r1_gamma=1.0, r2_gamma=1.0, ema_decay=0.9, grad_clip=1.0),
                                      dict(loss="wasserstein", gp_weight=10.0, d_steps=2)])
 def test_unconditional_image_task_trains(options):

@@ -77,6 +77,7 @@ class GANConfig:
     gp_weight: float = 0.0  # WGAN-GP weight (10 is the paper's value); 0 = off
     r1_gamma: float = 0.0  # adds r1_gamma / 2 * E||grad D(real)||^2 to the D loss; 0 = off
     r2_gamma: float = 0.0  # the same on fakes; 0 = off
+    penalty_every: int = 1  # lazy R1/R2 (Karras et al. 2020): every k-th D update, with gamma * k
     ema_decay: float | None = None  # EMA of G's weights, e.g. 0.999; None = off
     max_steps: int = 1000
     epochs: int | None = None  # if set: epochs * task.steps_per_epoch steps (wins over max_steps)
@@ -93,6 +94,7 @@ class GANConfig:
         get_loss(self.loss)  # a ValueError naming the valid losses
         self.betas = tuple(float(b) for b in self.betas)
         positive = {"d_steps": self.d_steps, "g_steps": self.g_steps, "batch_size": self.batch_size,
+                    "penalty_every": self.penalty_every,
                     "tick_every": self.tick_every, "max_steps": self.max_steps}
         for opt in ("g_batch_size", "epochs", "checkpoint_every"):
             if getattr(self, opt) is not None:
@@ -296,8 +298,9 @@ class GANTrainer(Resumable):
     def _train_step(self) -> dict[str, float]:
         """``d_steps`` D updates, then ``g_steps`` G updates; the mean of each logged value."""
         tick = _Tick()
-        for _ in range(self.config.d_steps):
-            tick.add(self._d_update())
+        d_steps, every = self.config.d_steps, self.config.penalty_every
+        for i in range(d_steps):  # which updates carry R1/R2 follows from the step: exact on resume
+            tick.add(self._d_update(penalise=(self.step * d_steps + i) % every == 0))
         for _ in range(self.config.g_steps):
             tick.add(self._g_update())
         return tick.means()
@@ -308,7 +311,7 @@ class GANTrainer(Resumable):
             raise TypeError(f"{type(self.task).__name__}.real_batch must return a dict with a 'real' tensor")
         return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
-    def _d_update(self) -> dict[str, float]:
+    def _d_update(self, penalise: bool = True) -> dict[str, float]:
         cfg, task, d_input = self.config, self.task, getattr(self.task, "d_input", lambda s, b: s)
         batch = self._draw(cfg.batch_size)
         with torch.no_grad():
@@ -318,10 +321,11 @@ class GANTrainer(Resumable):
         terms = {"d_adv": self.loss.d(real_logits, fake_logits)}
         if cfg.gp_weight:
             terms["gp"] = cfg.gp_weight * gradient_penalty(self._D, real_in, fake_in, self.rng)
-        if cfg.r1_gamma:
-            terms["r1"] = cfg.r1_gamma / 2 * r1_penalty(self._D, real_in)
-        if cfg.r2_gamma:
-            terms["r2"] = cfg.r2_gamma / 2 * r2_penalty(self._D, fake_in)
+        lazy = cfg.penalty_every
+        if cfg.r1_gamma and penalise:
+            terms["r1"] = lazy * cfg.r1_gamma / 2 * r1_penalty(self._D, real_in)
+        if cfg.r2_gamma and penalise:
+            terms["r2"] = lazy * cfg.r2_gamma / 2 * r2_penalty(self._D, fake_in)
         total = sum(terms.values())
         values = self._guard("D", terms)
         if values is None:
@@ -330,7 +334,7 @@ class GANTrainer(Resumable):
         total.backward()
         self._step(self.opt_d, self._d_params)
         values["d_loss"] = sum(values.values())
-        if len(terms) == 1:
+        if len(terms) == 1 and not (cfg.r1_gamma or cfg.r2_gamma or cfg.gp_weight):
             del values["d_adv"]  # no penalties: equal to d_loss
         values["d_real"] = float(real_logits.detach().mean())
         values["d_fake"] = float(fake_logits.detach().mean())
