@@ -160,6 +160,22 @@ def test_cli_train_sample_interpolate(tmp_path):
     assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 3
 
 
+@pytest.mark.parametrize("preset", ["seed-mlp", "seed-avatar", "dcgan", "modern"])
+def test_cli_trains_every_preset_from_a_tar(tmp_path, preset):
+    import tarfile
+
+    faces = _folder(tmp_path, n=6)
+    with tarfile.open(tmp_path / "faces.tar", "w") as tar:
+        tar.add(faces, arcname="faces")
+    res = CliRunner().invoke(app, ["avatars", "train", "--images", str(tmp_path / "faces.tar"), "--preset", preset,
+                                   "--size", "16", "--width", "8", "--steps", "2", "--batch-size", "4",
+                                   "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "generator.safetensors").exists() and (run / "samples" / "latest.png").exists()
+    assert Image.open(run / "samples" / "latest.png").mode == ("L" if preset == "seed-mlp" else "RGB")
+
+
 def test_cli_errors_are_one_clear_line(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["avatars", "train", "--images", str(tmp_path / "nope"), "--no-progress"])

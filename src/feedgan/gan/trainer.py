@@ -277,7 +277,8 @@ class GANTrainer(Resumable):
                                     writer.add_scalar(k, v, self.step)
                         if bar is not None:
                             progress.update(bar, description=f"GAN step {self.step}  D {_fmt(stats['d_loss'])}  "
-                                                             f"G {_fmt(stats['g_loss'])}")
+                                                             f"G {_fmt(stats['g_loss'])}  "
+                                                             f"{stats['samples_per_s']:.0f} samples/s")
                         for cb in callbacks:
                             if hasattr(cb, "on_tick"):
                                 cb.on_tick(self, stats)
