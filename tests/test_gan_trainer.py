@@ -139,9 +139,10 @@ def test_step_ratios_and_batch_sizes_are_honoured():
     assert task.sizes == [8, 8, 8, 5, 5] * 4
 
 
-def test_ema_follows_the_exact_formula():
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_follows_the_exact_formula(warmup):
     G, D = toy_models(0)
-    trainer = GANTrainer(G, D, Gaussian1D(), cfg(max_steps=6, ema_decay=0.8))
+    trainer = GANTrainer(G, D, Gaussian1D(), cfg(max_steps=6, ema_decay=0.8, ema_warmup=warmup))
     expected = weights(G)  # the EMA starts as a copy of G
     seen = []
 
@@ -150,8 +151,9 @@ def test_ema_follows_the_exact_formula():
             seen.append(weights(tr.G))
 
     trainer.fit(callbacks=[Track()])
-    for w in seen:  # one G update per step: ema <- 0.8 * ema + 0.2 * G
-        expected = {k: 0.8 * expected[k] + 0.2 * w[k] for k in w}
+    for step, w in enumerate(seen):  # one G update per step: ema <- d * ema + (1 - d) * G
+        d = min(0.8, (1 + (step + 1)) / (10 + (step + 1))) if warmup else 0.8  # step t = 1, 2, ...
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
     ema = weights(trainer.G_ema)
     assert trainer.G_eval is trainer.G_ema
     for k in ema:

@@ -162,6 +162,7 @@ class ResG(nn.Module):
         self.blocks = nn.Sequential(*[UpBlock(chs[i], chs[i + 1]) for i in range(n)])
         self.out = nn.Sequential(nn.BatchNorm2d(chs[-1]), nn.ReLU(), nn.Conv2d(chs[-1], channels, 3, 1, 1), nn.Tanh())
         self.c0 = chs[0]
+        self.apply(lambda m: _he_init(m, 0.0))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.blocks(self.fc(z).view(-1, self.c0, 4, 4)))
@@ -174,10 +175,20 @@ class ResD(nn.Module):
         chs = [in_channels] + [width * 2**i for i in range(n)]  # e.g. 3+K, 32, 64, 128 at 32x32
         self.blocks = nn.Sequential(*[DownBlock(chs[i], chs[i + 1], first=i == 0) for i in range(n)])
         self.fc = nn.Linear(chs[-1], 1)
+        self.apply(lambda m: _he_init(m, 0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.blocks(x), 0.2).sum((2, 3))  # (B, C) sum-pooled 4x4 features
         return self.fc(h).squeeze(1)
+
+
+def _he_init(m: nn.Module, slope: float) -> None:
+    """He-normal weights for the (leaky) ReLU that follows, zero biases. PyTorch's default init
+    (uniform, a=sqrt(5)) shrinks activations through an unnormalised residual D so much that D's
+    logits stay near 0 and it never separates real from fake (measured: hinge D loss stuck at 2.0)."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(m.weight, a=slope)
+        nn.init.zeros_(m.bias)
 
 
 def build(preset: str, size: int, channels: int, z_dim: int, n_classes: int = 0,

@@ -41,7 +41,7 @@ PRESETS: dict[str, dict] = {
                   betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
     # a narrow residual net with lazy R1 (every 16 D updates) costs about what dcgan does per step on CPU
     "modern": dict(size=64, channels=3, z_dim=128, width=16, loss="hinge", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.99),
-                   ema_decay=0.999, augment="color,translation,cutout", r1_gamma=0.1, penalty_every=16),
+                   ema_decay=0.999, ema_warmup=True, augment="color,translation,cutout", r1_gamma=0.1, penalty_every=16),
 }
 
 
@@ -59,6 +59,7 @@ class AvatarConfig:
     lr_d: float | None = None
     betas: tuple[float, float] | None = None
     ema_decay: float | None = None
+    ema_warmup: bool | None = None  # forget the early generator fast (see GANConfig.ema_warmup)
     augment: str | None = None  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
     r1_gamma: float | None = None
     penalty_every: int | None = None  # R1 every k-th D update with k times the weight (lazy regularisation)
@@ -81,6 +82,7 @@ class AvatarConfig:
             if values[k] is None:
                 values[k] = v
         values["penalty_every"] = values["penalty_every"] or 1
+        values["ema_warmup"] = bool(values["ema_warmup"])
         return AvatarConfig(**values)
 
 
@@ -196,7 +198,8 @@ def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resum
     G, D = build(cfg.preset, cfg.size, cfg.channels, cfg.z_dim, len(cfg.classes), cfg.width)
     task = AvatarTask(images, labels, len(cfg.classes), cfg.z_dim, cfg.augment)
     gan = GANConfig(loss=cfg.loss, lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=cfg.betas, batch_size=cfg.batch_size,
-                    ema_decay=cfg.ema_decay, r1_gamma=cfg.r1_gamma, penalty_every=cfg.penalty_every, max_steps=cfg.max_steps,
+                    ema_decay=cfg.ema_decay, ema_warmup=cfg.ema_warmup, r1_gamma=cfg.r1_gamma,
+                    penalty_every=cfg.penalty_every, max_steps=cfg.max_steps,
                     tick_every=min(100, cfg.sample_every), checkpoint_every=cfg.checkpoint_every,
                     seed=cfg.seed, device=cfg.device)
     trainer = GANTrainer(G, D, task, gan, out_dir=run)

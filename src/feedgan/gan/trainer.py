@@ -79,6 +79,7 @@ class GANConfig:
     r2_gamma: float = 0.0  # the same on fakes; 0 = off
     penalty_every: int = 1  # lazy R1/R2 (Karras et al. 2020): every k-th D update, with gamma * k
     ema_decay: float | None = None  # EMA of G's weights, e.g. 0.999; None = off
+    ema_warmup: bool = False  # decay min(ema_decay, (1 + t) / (10 + t)) at step t, so early G is forgotten fast
     max_steps: int = 1000
     epochs: int | None = None  # if set: epochs * task.steps_per_epoch steps (wins over max_steps)
     tick_every: int = 100  # steps between stats.jsonl lines
@@ -379,7 +380,10 @@ class GANTrainer(Resumable):
     def _update_ema(self) -> None:
         if self.G_ema is None:
             return
-        w = 1.0 - self.config.ema_decay
+        decay = self.config.ema_decay
+        if self.config.ema_warmup:
+            decay = min(decay, (2.0 + self.step) / (11.0 + self.step))  # t = step + 1: this step's number
+        w = 1.0 - decay
         for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
             e.lerp_(p, w)  # e + w * (p - e) = decay * e + (1 - decay) * p
         for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
