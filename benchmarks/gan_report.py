@@ -167,33 +167,41 @@ def speed() -> list[str]:
 
 FINDINGS = """## What we found (measured; details in the tables below)
 
-- **Where a GAN wins: nowhere yet; where it ties: nowhere, by a hair.** EASE-GAN comes closest. On
-  ML-100K it scores 0.4353 ± 0.0006 against EASE's 0.4359, a loss by 0.0007, just outside its seed
-  spread. Its Recall@20 is slightly higher (0.3542 against 0.3530). Validation picked epoch 45, so
-  adversarial training did change the weights, but it did not gain. CFGAN loses clearly on ML-100K
-  (0.361 ± 0.005). On Ciao, EASE-GAN (0.1141 ± 0.0009) loses to RP3beta (0.1184). Its no-D ablation
-  picked epoch 0 there, which is plain EASE (0.1172). ML-1M, LastFM and Gowalla have no GAN rows
-  yet: see "Training speed" for why.
-- **D adds little on top of a good reconstruction.** In single-seed validation probes (ML-100K),
-  EASE-GAN and its no-D ablation track each other within ±0.002 NDCG@20 from the same starting
-  point. Starting from the tuned EASE, neither improves on it. From an under-regularised EASE
-  (l2=50, dropout 0.5) both climb from 0.218 to 0.225, which is still below the tuned EASE's 0.237.
-- **CFGAN on ML-100K is close to the paper, but not all the way.** With the loss the public
-  implementations use (non-saturating: G trained on sigmoid cross-entropy with label 1) we get
-  NDCG@20 0.397 ± 0.013 at the test-selected epoch (paper: 0.433) and 0.397 ± 0.014 when
-  validation chooses the epoch, which is the honest number. With the minimax loss as the paper
-  writes it, validation NDCG@20 peaks at 0.177 (epoch 80) against 0.215 (epoch 60). Over 600 epochs
-  that minimax run never comes back above 0.14, and its first replication seed scored 0.330 on test.
-  Two details we have not tried may close the rest of the gap: the public configurations' L2
-  penalty (1e-3 on G and D) and Glorot initialisation.
-- **CFGAN on Ciao does not replicate.** The authors' Ciao setting (ZR only, 11 updates per epoch
-  at lr 1e-4) scores NDCG@20 0.011 ± 0.006 at the test-selected epoch, against 0.124 in the paper.
-  In a 550-epoch probe on validation (seed 0), the sigmoid output never passes 0.007; a linear
-  output layer, as in the public code, reaches 0.039 at epoch 375. EASE and RP3beta reach 0.117-0.118
-  on test. Neither output layer closes the gap, and the cause is open.
-- **Fair tuning costs compute.** Each CFGAN fit on ML-100K takes 2-4 minutes on one core, so its
-  comparison row tried a single grid point (alpha 0.1, S_ZR 0.9). The baselines tried up to ten,
-  and EASE-GAN three.
+- **Where a GAN wins: nowhere. Where it ties: ML-1M and LastFM, and only because validation
+  switched the GAN off. Where it loses: ML-100K (by a hair) and Ciao.** EASE-GAN starts from EASE
+  and lets validation choose how long to train adversarially, epoch 0 included. On ML-1M and
+  LastFM validation chose epoch 0, so the model *is* EASE and ties it
+  exactly: adversarial training lowered validation NDCG from the first check on. On ML-100K it
+  trained 45 epochs and scores 0.4353 ± 0.0006 against EASE's 0.4359, a loss by 0.0007, just
+  outside its seed spread (Recall@20 slightly higher: 0.3542 against 0.3530). On Ciao it loses
+  to RP3beta (0.1141 ± 0.0009 against 0.1184). Gowalla has no GAN row: EASE-GAN's 41k x 41k
+  weight with its gradient and Adam state needs about 27 GB (more than the 24 GB here), and
+  CFGAN was only timed.
+- **Removing the discriminator helps CFGAN.** CFGAN without D (the same generator on the masked
+  reconstruction loss: an autoencoder) scores 0.4349 ± 0.0004 on ML-100K, against 0.3613 ±
+  0.0045 for CFGAN with D, close to EASE (0.4359) and with the best Recall@20 of any model there
+  (0.3600). In the validation probes it is the best CFGAN variant too (0.242 against 0.216). This
+  is what the ECIR 2022 reproducibility study reported: CFGAN's strength is its reconstruction
+  loss, not the adversarial game.
+- **D adds nothing measurable on top of a good reconstruction.** EASE-GAN and its no-D ablation
+  track each other within ±0.002 validation NDCG@20 from the same start (ML-100K probes); on
+  ML-1M the no-D ablation trained 10 epochs and lost 0.0011 on test; on LastFM both chose epoch 0.
+- **CFGAN reproduces on ML-100K, not on Ciao or ML-1M.** ML-100K with the authors' setting and the
+  non-saturating loss the public implementations use: NDCG@20 0.397 ± 0.013 at the test-selected
+  epoch (paper: 0.433), 0.397 ± 0.014 when validation chooses the epoch (the honest number). The
+  paper's minimax loss peaks at 0.177 on validation against 0.216; the hinge loss does better
+  (0.228). On Ciao the authors' setting scores 0.011 ± 0.006 (paper: 0.124); with the authors'
+  ML-1M setting the validation-chosen model scores 0.0002 on test, i.e. it did not learn. Both
+  failing settings take few updates per epoch (Ciao: 11; ML-1M: 8 D updates of 512 rows) at
+  learning rates of 1e-4 or less, while ML-100K takes about 50. Of the fixes the public code
+  suggests, a linear output layer lifts Ciao's validation NDCG@20 from 0.007 to 0.039 (EASE:
+  0.082), and the public configurations' L2 of 1e-3 on G and D makes it worse (0.001; 0.020 with
+  the linear output); on ML-100K both lower it (0.147 and 0.170 against 0.216). The cause of the
+  gap remains open.
+- **Fair tuning costs compute.** A CFGAN fit takes minutes on one core (ML-1M: 16 minutes to tune
+  one setting), so the CFGAN rows tried one grid point and ML-1M's CFGAN row three seeds; the
+  baselines tried up to ten points and EASE-GAN two to twelve. The grids are in
+  `benchmarks/baselines.py` (`GAN_OVERRIDES` for ML-1M and LastFM).
 """
 
 
