@@ -40,8 +40,10 @@ PRESETS: dict[str, dict] = {
     "dcgan": dict(size=64, channels=3, z_dim=100, loss="nonsaturating", lr_g=1e-4, lr_d=4e-4,
                   betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
     # a narrow residual net with lazy R1 (every 16 D updates) costs about what dcgan does per step on CPU
-    "modern": dict(size=64, channels=3, z_dim=128, width=16, loss="hinge", lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.99),
-                   ema_decay=0.999, ema_warmup=True, augment="color,translation,cutout", r1_gamma=0.1, penalty_every=16),
+    # TTUR rates and translation-only DiffAugment: in 5-minute probes this learned faster than equal rates
+    # with colour + translation + cutout (KID 0.36 against 1.03 without augmentation; see docs/avatars.md)
+    "modern": dict(size=64, channels=3, z_dim=128, width=16, loss="hinge", lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.99),
+                   ema_decay=0.999, ema_warmup=True, augment="translation", r1_gamma=0.1, penalty_every=16),
 }
 
 
