@@ -128,6 +128,34 @@ nearest held-out face). With the standard FID Inception weights file,
 Inception-v3 FID space.
 """
 
+FINDINGS = """## What we found
+
+- **The goal is not met on CPU: `modern` is worse than `dcgan` at equal compute.** In the second
+  pair of 30-minute runs (side by side, one core each), `dcgan` reached KID 0.021 and `modern`
+  0.150 (7x worse; the goal was 2x *better*). The first `modern` configuration was worse still
+  (0.330 against 0.015). Recall and coverage tell the same story (0.88 / 0.94 against
+  0.53 / 0.84). No GPU was available, so the 64x64 run and the "within 3x of the floor" check
+  were not made.
+- **How the grids look.** `dcgan` draws clear, varied faces: different ages, skin tones, glasses
+  and smiles, with some warped features. `modern` draws recognisable faces too, but blurrier, with
+  a visible grid of blocky artefacts from the nearest-neighbour upsampling, and less variety.
+  `seed-mlp` (5 minutes) draws noisy grey faces: the "recognisable blobs" the sketch asked for.
+  `seed-avatar` (5 minutes) draws faces under heavy high-frequency noise and is close to mode
+  collapse (recall 0.00).
+- **Why, as far as we can tell.** In 30 minutes on a core, the GANs see each face about 25 times,
+  which is not yet the regime where D overfits a 4,684-face set. DiffAugment and R1 pay for
+  themselves in that regime and only slow learning before it. DCGAN's transposed 4x4
+  convolutions with batch norm learn a coarse face fastest. Our 5-minute probes, judged at about
+  200 steps, were a poor guide: they ranked the current `modern` ahead of `dcgan` (KID 0.36
+  against 0.54), and the 30-minute runs did not bear that out. Next to try: bilinear upsampling
+  or transposed convolutions in the residual G, a wider G at the same cost by dropping R1, and
+  long GPU runs at 64x64, where the regularisers are meant to matter.
+- **No memorisation** in any run: generated faces are as close to held-out faces as to training
+  faces (distance ratio 0.97-1.01, about half closer to a training face).
+- **Read KID with recall.** In the random-CNN feature space, KID mostly rewards colour and layout
+  statistics: the nearly collapsed `seed-avatar` scores KID 0.029 with recall 0.00.
+"""
+
 ROWS = ["kid_mean", "fd", "precision", "recall", "density", "coverage", "swd_mean"]
 
 
@@ -160,7 +188,7 @@ def report() -> None:
              "they rank models and track runs but are **not comparable with published FID/KID** numbers. "
              "*floor* = the same metric between as many training faces and the held-out faces: what a "
              "perfect generator would score. Lower is better for KID, FD and SWD; higher for the rest.", ""]
-    lines += [DESIGN, "## Results", ""]
+    lines += [FINDINGS, DESIGN, "## Results", ""]
     if not results:
         lines += ["Not run yet: `python benchmarks/avatars.py`.", ""]
     else:
