@@ -153,7 +153,10 @@ def speed() -> list[str]:
     lines = ["## Training speed", "", f"Reproduce: `{r['command']}` ({r['threads']} threads). Seconds per epoch "
              "are measured on a few epochs; the floating-point work of an epoch is counted exactly "
              "(`torch.utils.flop_counter`); the matmul reference is a plain 2048x2048 float32 product in "
-             "the same process. Time to the selected epoch = seconds per epoch x the epoch validation chose.", "",
+             "the same process. Time to the selected epoch = seconds per epoch x the epoch validation chose. "
+             "EASE-GAN's condition product is sparse, and the counter does not count sparse products, so its "
+             "GFLOP and fraction understate the work done (8.19 s per ML-1M epoch before that product went "
+             "sparse, 2.9 s after).", "",
              "| dataset | model | device | s / epoch | rows / s | GFLOP / epoch | GFLOP/s | of matmul peak "
              "| selected epoch | time to it | target |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     targets = {"ml100k-cfgan": "2 min", "ml1m": "10 min", "gowalla": "30 min"}
@@ -199,7 +202,9 @@ FINDINGS = """## What we found (measured; details in the tables below)
   the linear output); on ML-100K both lower it (0.147 and 0.170 against 0.216). The cause of the
   gap remains open.
 - **Fair tuning costs compute.** A CFGAN fit takes minutes on one core (ML-1M: 16 minutes to tune
-  one setting), so the CFGAN rows tried one grid point and ML-1M's CFGAN row three seeds; the
+  one setting; LastFM's item-based CFGAN had not finished tuning one setting after 32 CPU minutes
+  and was stopped, so LastFM has no CFGAN row), so the CFGAN rows tried one grid point and ML-1M's
+  CFGAN row three seeds; the
   baselines tried up to ten points and EASE-GAN two to twelve. The grids are in
   `benchmarks/baselines.py` (`GAN_OVERRIDES` for ML-1M and LastFM).
 """
