@@ -201,6 +201,11 @@ FINDINGS = """## What we found (measured; details in the tables below)
   0.082), and the public configurations' L2 of 1e-3 on G and D makes it worse (0.001; 0.020 with
   the linear output); on ML-100K both lower it (0.147 and 0.170 against 0.216). The cause of the
   gap remains open.
+- **Speed targets (2 cores): ML-100K and ML-1M met, Gowalla missed by far.** ML-100K: CFGAN 1.3
+  min and EASE-GAN 0.3 min to the chosen epoch. ML-1M: CFGAN 3.8 min to its chosen epoch 90 (a
+  model that did not learn, see above); EASE-GAN 2.9 s per epoch after its condition product went
+  sparse (8.2 s before), 1.5 min for its 30-epoch cap. Gowalla: user-based CFGAN takes 197 s per
+  epoch, about 22 hours for the authors' 400 epochs. No GPU was lent, so there is no GPU row.
 - **Fair tuning costs compute.** A CFGAN fit takes minutes on one core (ML-1M: 16 minutes to tune
   one setting; LastFM's item-based CFGAN had not finished tuning one setting after 32 CPU minutes
   and was stopped, so LastFM has no CFGAN row), so the CFGAN rows tried one grid point and ML-1M's
