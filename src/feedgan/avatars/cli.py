@@ -103,8 +103,8 @@ def train_cmd(
         _fail(e)
     last = _last_stats(run)
     if last:
-        console.print(f"step {last['step']}: D {last.get('d_loss')}, G {last.get('g_loss')}, "
-                      f"{last.get('samples_per_s')} samples/s")
+        losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("d_loss", "g_loss") if last.get(k) is not None)
+        console.print(f"step {last['step']}: {losses}, {last['samples_per_s']:.0f} samples/s")
     console.print(f"samples: {run / 'samples' / 'latest.png'}; generator: {run / 'generator.safetensors'}")
 
 
