@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,9 @@ import torch
 
 from feedgan.avatars.cli import parse_budget
 from feedgan.avatars.grid import save_grid
-from feedgan.avatars.images import load_images
+from feedgan.avatars.images import ImageSet, load_images
 from feedgan.avatars.scoring import score_images
-from feedgan.avatars.train import AvatarConfig, sample, train
+from feedgan.avatars.train import AvatarConfig, generate, latents, load_generator, train
 from feedgan.io import atomic_open, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,10 +60,9 @@ def run_preset(preset: str, size: int, budget_s: float, device: str, width: int 
     grayscale = preset == "seed-mlp"
     size = 28 if grayscale else size
     train_imgs, held = faces(size, grayscale)
-    from feedgan.avatars.images import ImageSet
-
     data = ImageSet(images=train_imgs, names=[f"train[{i}]" for i in range(len(train_imgs))], labels={}, skipped=[])
     run = ROOT / "runs" / "bench-avatars" / f"{preset}-{size}-{device}"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run each time, not one appended to an old one
     cfg = AvatarConfig(preset=preset, size=size, channels=1 if grayscale else 3, width=width, budget_s=budget_s,
                        sample_every=1000, checkpoint_every=2000, device=device)
     t0 = time.perf_counter()
@@ -69,17 +70,18 @@ def run_preset(preset: str, size: int, budget_s: float, device: str, width: int 
     wall = time.perf_counter() - t0
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     steps, secs = stats[-1]["step"], stats[-1]["time"]
-    fake = sample(run, n=len(held), seed=123)
+    G, cfg = load_generator(run)
+    fake = generate(G, latents(cfg, len(held), seed=123))
     rng = np.random.default_rng(1)
     reference = train_imgs[rng.choice(len(train_imgs), len(held), replace=False)]
     scores = score_images(fake, held, floor_images=reference, train=train_imgs)
     GRIDS.mkdir(parents=True, exist_ok=True)
     grid = GRIDS / f"{preset}-{size}-{device}.png"
-    save_grid(sample(run, n=64, seed=7), grid, nrow=8)
+    save_grid(generate(G, latents(cfg, 64, seed=7)), grid, nrow=8)
     return {"preset": preset, "size": size, "device": device, "threads": torch.get_num_threads(),
             "budget_s": budget_s, "train_s": secs, "wall_s": wall, "steps": steps,
             "images_per_s": steps * cfg.batch_size / secs, "n_train": len(train_imgs), "n_heldout": len(held),
-            "config": json.loads((run / "avatar.json").read_text())["config"], "scores": scores,
+            "config": asdict(cfg), "scores": scores,
             "grid": str(grid.relative_to(ROOT / "docs")), "seeds": 1}
 
 

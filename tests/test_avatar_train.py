@@ -184,6 +184,12 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert res.exit_code == 2 and "bad --budget" in res.output
     res = runner.invoke(app, ["avatars", "sample", str(tmp_path)])
     assert res.exit_code == 2 and "not a finished avatar run" in res.output
+    res = runner.invoke(app, ["avatars", "train", "--resume", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 2 and "not an avatar run" in res.output
+    res = runner.invoke(app, ["avatars", "score", str(tmp_path), "--real", str(tmp_path), "-n", "5"])
+    assert res.exit_code == 2 and "at least 20" in res.output
+    res = runner.invoke(app, ["avatars", "interpolate", str(tmp_path), "--rows", "0"])
+    assert res.exit_code == 2 and "1 row" in res.output
 
 
 def test_score_images_puts_fakes_next_to_the_floor():

@@ -1,7 +1,6 @@
 """EASE-GAN: the recommender contract, its EASE starting point, and what training changes."""
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 
 from feedgan.eval.metrics import evaluate

@@ -18,16 +18,12 @@ from .avatars.cli import avatars_app
 from .data.schema import DataError
 from .eval.metrics import METRICS
 from .progress import console
+from .progress import fail as _fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="GANs and honest baselines for social-media data.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, inspect, simulate and convert interaction logs.")
 app.add_typer(data_app, name="data")
 app.add_typer(avatars_app, name="avatars")
-
-
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _columns(spec: Optional[str]) -> Optional[dict[str, str]]:

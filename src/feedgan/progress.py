@@ -1,10 +1,11 @@
-"""Rich progress bars shared by every long-running command."""
+"""The console every command prints to: Rich progress bars and one-line errors."""
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -28,3 +29,9 @@ def progress_bar(enabled: bool | None = None):
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
                   transient=True) as prog:
         yield prog
+
+
+def fail(err: Exception) -> None:
+    """Print ``err`` as one red line and exit with status 2 (a usage or input error)."""
+    console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)

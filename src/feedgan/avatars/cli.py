@@ -2,7 +2,7 @@
 
     feedgan avatars train --images faces/ --size 32 --preset modern --budget 30m
     feedgan avatars train --images utkface.tar --where 'age>=18' --condition gender
-    feedgan avatars train --resume runs/00003-avatars-modern --budget 10m
+    feedgan avatars train --resume runs/00003-avatars-modern --budget 1h   # one hour in all
     feedgan avatars sample runs/00003-avatars-modern -n 64 --out grid.png --seed 1
     feedgan avatars interpolate runs/00003-avatars-modern --steps 8 --out walk.png
     feedgan avatars score runs/00003-avatars-modern --real heldout/ -n 2000
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..progress import console
+from ..progress import fail as _fail
 
 avatars_app = typer.Typer(no_args_is_help=True, help="Avatar GANs: train, sample, interpolate and score 64x64 faces.")
 
@@ -34,25 +36,15 @@ def parse_budget(text: str | None) -> float | None:
     return h * 3600 + mins * 60 + s
 
 
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _load(path: Path, size: int, grayscale: bool, sheet, where, skip_bad: bool, limit, progress=None):
-    from .images import load_images
-
-    return load_images(path, size=size, sheet=sheet, where=where, grayscale=grayscale, skip_bad=skip_bad,
-                       limit=limit, progress=progress)
-
-
 @avatars_app.command("train")
 def train_cmd(
     images: Optional[Path] = typer.Option(None, help="folder, .tar/.zip, .npz of uint8 arrays, or a sprite sheet"),
     preset: str = typer.Option("modern", help="seed-mlp | seed-avatar | dcgan | modern"),
     size: Optional[int] = typer.Option(None, help="image side in pixels (default: the preset's; 28 for seed-mlp)"),
-    budget: Optional[str] = typer.Option(None, help="stop after this much training time, e.g. 30m, 1h, 90s"),
-    steps: int = typer.Option(100_000, help="stop after this many steps (one D and one G update each)"),
+    budget: Optional[str] = typer.Option(None, help="stop after this much training time in all, e.g. 30m, 1h, 90s "
+                                                            "(a resumed run counts its earlier time)"),
+    steps: Optional[int] = typer.Option(None, help="stop after this many steps (one D and one G update each); "
+                                              "default 100,000, or the resumed run's"),
     batch_size: int = typer.Option(64),
     width: Optional[int] = typer.Option(None, help="base channel count of G and D (default: the preset's)"),
     sheet: Optional[str] = typer.Option(None, help="cut a sprite sheet into tiles of WxH pixels, e.g. 24x24"),
@@ -70,28 +62,27 @@ def train_cmd(
     """Train an avatar GAN; sample grids, stats.jsonl and checkpoints go to a run folder."""
     from ..progress import progress_bar
     from ..runs import new_run_dir
-    from .images import ImageDataError
-    from .train import AvatarConfig, train
+    from .images import ImageDataError, load_images
+    from .train import AvatarConfig, read_run, train
 
     try:
         budget_s = parse_budget(budget)
         if resume is not None:
-            meta = json.loads((resume / "avatar.json").read_text())
-            cfg = AvatarConfig(**{**meta["config"], "betas": tuple(meta["config"]["betas"]), "budget_s": budget_s,
-                                  "max_steps": steps if steps != 100_000 else meta["config"]["max_steps"]})
+            cfg, meta = read_run(resume)
+            cfg = replace(cfg, budget_s=budget_s, max_steps=steps or cfg.max_steps)
             src = meta["images"]
             run = resume
         else:
             if images is None:
                 raise ValueError("give --images PATH (or --resume RUN)")
-            cfg = AvatarConfig(preset=preset, size=size, width=width, batch_size=batch_size, max_steps=steps,
+            cfg = AvatarConfig(preset=preset, size=size, width=width, batch_size=batch_size, max_steps=steps or 100_000,
                                budget_s=budget_s, sample_every=sample_every, condition=condition, seed=seed,
                                device=device).resolved()
             src = {"path": str(images), "sheet": sheet, "where": where, "skip_bad": skip_bad, "limit": limit}
             run = None
         with progress_bar(progress) as prog:
-            data = _load(Path(src["path"]), cfg.size, cfg.channels == 1, src["sheet"], src["where"],
-                         src["skip_bad"], src["limit"], prog)
+            data = load_images(src["path"], size=cfg.size, grayscale=cfg.channels == 1, sheet=src["sheet"],
+                               where=src["where"], skip_bad=src["skip_bad"], limit=src["limit"], progress=prog)
             for line in data.skipped[:5]:
                 console.print(f"[yellow]skipped[/] {line}", highlight=False)
             if len(data.skipped) > 5:

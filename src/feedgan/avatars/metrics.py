@@ -385,7 +385,7 @@ def pair_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, real: Images, f
             **sliced_wasserstein(real, fake, seed=seed)}
 
 
-def _floor_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, real: Images, fake: Images,
+def floor_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, real: Images, fake: Images,
                    seed: int) -> dict[str, dict[str, float]]:
     """Real half A vs real half B (``floor``) and, at the same sample sizes, A vs fakes (``at_floor_size``)."""
     rng = np.random.default_rng(seed)
@@ -422,7 +422,7 @@ def score(real: Images, fake: Images, *, train: Images | None = None, heldout: I
                     "feature_space": type(extractor).__name__,
                     **pair_metrics(real_feats, fake_feats, real, fake, seed)}
     if floor:
-        result.update(_floor_metrics(real_feats, fake_feats, real, fake, seed))
+        result.update(floor_metrics(real_feats, fake_feats, real, fake, seed))
     if train is not None:
         result["memorisation"] = memorisation(fake_feats, extract_features(train, extractor),
                                               extract_features(heldout, extractor), seed=seed)

@@ -3,38 +3,39 @@
 :func:`score_images` works on arrays; :func:`score_run` is what ``feedgan avatars score`` runs:
 it draws ``n`` avatars from a run, loads the real images at the run's size, and scores them in the
 random-CNN feature space (always) and the Inception-v3 FID space (when a weights file is given).
-The floor is the same metric between two real sets of the same size as the compared ones: either
-``floor_images`` against ``real``, or two halves of ``real``.
+The floor is the same metric between two real sets of the sizes the fakes are compared at:
+either ``floor_images`` against ``real``, or two halves of ``real``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from .metrics import RandomCNNFeatures, extract_features, memorisation, pair_metrics
+from .metrics import RandomCNNFeatures, extract_features, floor_metrics, memorisation, pair_metrics
 
 
 def score_images(fake: np.ndarray, real: np.ndarray, *, floor_images: np.ndarray | None = None,
                  train: np.ndarray | None = None, extractor: nn.Module | None = None, seed: int = 0) -> dict:
     """``{"fake": metrics(real, fake), "floor": metrics(real, floor set), "memorisation": ...}``.
 
-    Without ``floor_images`` the floor compares two halves of ``real`` (so fewer samples than the
-    fake comparison: FD then reads a little high). With ``train``, memorisation compares each
-    fake's nearest training image with its nearest image in ``real`` (which must be held out).
+    With ``floor_images`` (as many real images as fakes), the floor is ``real`` against them.
+    Without, ``real`` is split in halves and both the floor and the fakes are measured against the
+    first half at the second half's size (:func:`~feedgan.avatars.metrics.floor_metrics`), since
+    FD, SWD and precision/recall depend on sample sizes. With ``train``, memorisation compares
+    each fake's nearest training image with its nearest image in ``real`` (which must be held out).
     """
     extractor = RandomCNNFeatures() if extractor is None else extractor
     real_f, fake_f = extract_features(real, extractor), extract_features(fake, extractor)
-    out = {"feature_space": type(extractor).__name__, "n_fake": len(fake), "n_real": len(real),
-           "fake": pair_metrics(real_f, fake_f, real, fake, seed)}
     if floor_images is not None:
-        out["floor"] = pair_metrics(real_f, extract_features(floor_images, extractor), real, floor_images, seed)
+        floor_f = extract_features(floor_images, extractor)
+        pairs = {"fake": pair_metrics(real_f, fake_f, real, fake, seed),
+                 "floor": pair_metrics(real_f, floor_f, real, floor_images, seed)}
     else:
-        order = np.random.default_rng(seed).permutation(len(real))
-        a, b = np.sort(order[:len(real) // 2]), np.sort(order[len(real) // 2:2 * (len(real) // 2)])
-        out["floor"] = pair_metrics(real_f[a], real_f[b], real[a], real[b], seed)
+        halves = floor_metrics(real_f, fake_f, real, fake, seed)
+        pairs = {"fake": halves["at_floor_size"], "floor": halves["floor"]}
+    out = {"feature_space": type(extractor).__name__, "n_fake": len(fake), "n_real": len(real), **pairs}
     if train is not None:
         out["memorisation"] = memorisation(fake_f, extract_features(train, extractor), real_f, seed=seed)
     return out
@@ -44,29 +45,30 @@ def score_run(run: str | Path, real: str | Path, *, n: int = 2000, seed: int = 0
               inception_weights: str | Path | None = None, skip_bad: bool = False) -> dict:
     """Scores of ``n`` avatars from ``run`` against (at most ``n``) images under ``real``."""
     from .images import load_images
-    from .train import load_generator, sample
+    from .inception import load_inception
+    from .train import generate, latents, load_generator, read_run
 
-    _, cfg = load_generator(run)
+    if n < 20:
+        raise ValueError(f"-n {n}: score at least 20 avatars (a few hundred or more for stable numbers)")
+    inception = load_inception(inception_weights) if inception_weights is not None else None  # fail early
+    G, cfg = load_generator(run)
     real_set = load_images(real, size=cfg.size, grayscale=cfg.channels == 1, skip_bad=skip_bad)
     real_imgs = real_set.images[np.random.default_rng(seed).permutation(len(real_set))[:n]]
     if len(real_imgs) < 20:
         raise ValueError(f"{real}: {len(real_imgs)} images is too few to score against; give at least 20")
-    fake = sample(run, n=n, seed=seed + 1000)
-    train = _training_images(run, cfg, skip_bad)
+    fake = generate(G, latents(cfg, n, seed + 1000))
+    train = _training_images(read_run(run)[1].get("images", {}), cfg, skip_bad)
     spaces = {"random-cnn": score_images(fake, real_imgs, train=train, seed=seed)}
-    if inception_weights is not None:
-        from .inception import load_inception
-
-        spaces["inception"] = score_images(fake, real_imgs, train=train, extractor=load_inception(inception_weights),
-                                           seed=seed)
+    if inception is not None:
+        spaces["inception"] = score_images(fake, real_imgs, train=train, extractor=inception, seed=seed)
     return {"run": str(run), "real": str(real), "n": n, "seed": seed, "spaces": spaces}
 
 
-def _training_images(run: Path | str, cfg, skip_bad: bool) -> np.ndarray | None:
-    """The run's training images, for the memorisation check, when they can still be loaded."""
+def _training_images(source: dict, cfg, skip_bad: bool) -> np.ndarray | None:
+    """The run's training images (``source``: how they were loaded), for the memorisation check,
+    when they can still be loaded."""
     from .images import ImageDataError, load_images
 
-    source = json.loads((Path(run) / "avatar.json").read_text()).get("images", {})
     if not source.get("path") or not Path(source["path"]).exists():
         return None
     try:

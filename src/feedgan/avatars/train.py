@@ -14,6 +14,8 @@ A run folder holds ``avatar.json`` (preset, sizes, classes, training settings), 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -109,11 +111,9 @@ class AvatarTask(GANTask):
 
     def latent(self, n: int, generator: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
         z = torch.randn(n, self.z_dim, generator=generator)
-        if self.n_classes:
-            if y is None:
-                y = torch.randint(self.n_classes, (n,), generator=generator)
-            z = torch.cat([z, F.one_hot(y.cpu(), self.n_classes).float()], 1)
-        return z
+        if self.n_classes and y is None:
+            y = torch.randint(self.n_classes, (n,), generator=generator)
+        return _with_labels(z, y, self.n_classes)
 
     def fake(self, G, batch, generator):
         return G(self.latent(len(batch["real"]), generator, batch.get("y")).to(batch["real"].device))
@@ -124,6 +124,11 @@ class AvatarTask(GANTask):
             planes = F.one_hot(batch["y"], self.n_classes).to(x.dtype)[:, :, None, None]
             x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], 1)
         return x
+
+
+def _with_labels(z: torch.Tensor, y: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """``z`` (n, z_dim) with the one-hot of class indices ``y`` appended (unchanged without classes)."""
+    return torch.cat([z, F.one_hot(y.cpu(), n_classes).float()], 1) if n_classes else z
 
 
 class _Progress:
@@ -147,9 +152,10 @@ class _Progress:
 
     def write(self, trainer) -> None:
         images = generate(trainer.G_eval, self.z)
-        path = self.run / "samples" / f"step-{trainer.step:07d}.png"
-        save_grid(images, path)
-        save_grid(images, self.run / "samples" / "latest.png")
+        path = save_grid(images, self.run / "samples" / f"step-{trainer.step:07d}.png")
+        latest = self.run / "samples" / "latest.png"
+        shutil.copyfile(path, latest.with_name("latest.png.tmp"))
+        os.replace(latest.with_name("latest.png.tmp"), latest)  # never a half-written latest.png
 
 
 @torch.no_grad()
@@ -213,22 +219,29 @@ def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resum
         json.dump(meta, fh, indent=2)
     fixed = task.latent(64, torch.Generator().manual_seed(cfg.seed + 1))  # the same grid latents every time
     trainer.fit(progress=progress, callbacks=[_Progress(run, task, fixed, cfg.sample_every, cfg.budget_s)])
-    G_eval = trainer.G_eval
-    save_file({k: v.detach().cpu().contiguous() for k, v in G_eval.state_dict().items()},
-              str(run / "generator.safetensors"))
+    weights, tmp = run / "generator.safetensors", run / "generator.safetensors.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in trainer.G_eval.state_dict().items()}, str(tmp))
+    os.replace(tmp, weights)  # a killed run never leaves a half-written generator
     return run
+
+
+def read_run(run: str | Path) -> tuple[AvatarConfig, dict]:
+    """A run's resolved config and its whole ``avatar.json`` (with ``images``: how they were loaded)."""
+    meta_file = Path(run) / "avatar.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{run} is not an avatar run: avatar.json is missing "
+                                "(make one with `feedgan avatars train --images PATH`)")
+    meta = json.loads(meta_file.read_text())
+    return AvatarConfig(**{k: tuple(v) if k == "betas" else v for k, v in meta["config"].items()}), meta
 
 
 def load_generator(run: str | Path, device: str = "cpu") -> tuple[nn.Module, AvatarConfig]:
     """The trained generator (eval mode) and the run's resolved config."""
-    run = Path(run)
-    meta_file, weights = run / "avatar.json", run / "generator.safetensors"
-    for f in (meta_file, weights):
-        if not f.exists():
-            raise FileNotFoundError(f"{run} is not a finished avatar run: {f.name} is missing "
-                                    "(train with `feedgan avatars train`, or resume it)")
-    cfg = AvatarConfig(**{k: tuple(v) if k == "betas" else v
-                          for k, v in json.loads(meta_file.read_text())["config"].items()})
+    weights = Path(run) / "generator.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{run} is not a finished avatar run: generator.safetensors is missing "
+                                "(train with `feedgan avatars train`, or resume it)")
+    cfg, _ = read_run(run)
     G, _ = build(cfg.preset, cfg.size, cfg.channels, cfg.z_dim, len(cfg.classes), cfg.width)
     G.load_state_dict(load_file(str(weights)))
     return G.to(device).eval(), cfg
@@ -242,7 +255,7 @@ def latents(cfg: AvatarConfig, n: int, seed: int, label: int | None = None) -> t
         if label is not None and label not in cfg.classes:
             raise ValueError(f"label {label} is not one of the run's classes {cfg.classes}")
         y = torch.full((n,), cfg.classes.index(label)) if label is not None else torch.arange(n) % len(cfg.classes)
-        z = torch.cat([z, F.one_hot(y, len(cfg.classes)).float()], 1)
+        z = _with_labels(z, y, len(cfg.classes))
     return z
 
 
@@ -255,8 +268,8 @@ def sample(run: str | Path, n: int = 64, seed: int = 0, label: int | None = None
 def interpolate(run: str | Path, steps: int = 8, rows: int = 4, seed: int = 0, device: str = "cpu") -> np.ndarray:
     """``rows`` latent walks of ``steps`` images each (spherical interpolation between two draws):
     uint8 (rows * steps, S, S, C), row-major."""
-    if steps < 2:
-        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    if steps < 2 or rows < 1:
+        raise ValueError(f"an interpolation needs at least 2 steps and 1 row, got {steps} and {rows}")
     G, cfg = load_generator(run, device)
     a, b = latents(cfg, rows, seed), latents(cfg, rows, seed + 1)
     t = torch.linspace(0, 1, steps).view(1, steps, 1)

@@ -137,8 +137,8 @@ class EASEGAN(Recommender):
                 torch.manual_seed(int(self.seed))
                 D = mlp(2 * n_items, tuple(self.d_hidden), 1, "leaky_relu", out_sigmoid=False)
             cfg = GANConfig(loss=self.loss, lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.9, 0.999),
-                            batch_size=self.batch_size, adv_weight=self.adv_weight, weight_decay_g=decay, epochs=self.epochs,
-                            tick_every=steps, checkpoint_every=None, seed=self.seed, device=self.device)
+                            batch_size=self.batch_size, adv_weight=self.adv_weight, weight_decay_g=decay,
+                            epochs=self.epochs, tick_every=steps, checkpoint_every=None, seed=self.seed, device=self.device)
             trainer = GANTrainer(G, D, task, cfg)
             trainer.fit(progress=progress, callbacks=[_EpochCallback(select, score, steps)] if select else [])
             G = trainer.G_eval.cpu()
