@@ -117,7 +117,8 @@ unnormalised residual D with logits stuck near 0 (hinge D loss at 2.0 for 500 st
 separating real from fake); He-normal initialisation fixed it. The first complete configuration
 (`modern-v1` below: DiffAugment colour + translation + cutout, equal learning rates 2e-4) lost
 to `dcgan` badly in 30 minutes. In 5-minute probes run side by side (seven jobs on the 2 cores,
-about 200 steps each; KID against 500 held-out faces, one seed): `dcgan` 0.54, `modern-v1`
+about 200 steps each; KID against 500 held-out faces, one seed; a throwaway script calling
+`feedgan.avatars.train.train` with these overrides, not kept, so indicative only): `dcgan` 0.54, `modern-v1`
 without augmentation 1.03, width 32 with TTUR rates 1.79 (only 71 steps), TTUR rates with
 translation only 0.36. That last one is the `modern` preset now.
 
