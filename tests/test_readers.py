@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,9 @@ def test_auto_detection():
               "movielens/ml-100k": "movielens", "movielens/ml-1m/ratings.dat": "movielens",
               "lastfm-hetrec": "lastfm-hetrec", "lightgcn": "lightgcn", "cfgan": "cfgan",
               "cfgan/Toy.test": "cfgan", "filmtrust": "filmtrust", "ciao": "filmtrust",
-              "kuairand/log_standard_toy.csv": "kuairand", "recbole": "recbole", "recbole/toy.inter": "recbole",
-              "uir/split": "uir"}
+              "kuairand/log_standard_toy.csv": "kuairand", "kuairand/log_standard_real_layout.csv": "kuairand",
+              "recbole": "recbole", "recbole/toy.inter": "recbole", "uir/split": "uir",
+              "multibehaviour": "multi-behaviour"}
     for rel, fmt in expect.items():
         assert detect_format(FIX / rel) == fmt, rel
     assert read(FIX / "kuairand" / "log_standard_toy.csv").notes["impressions_without_action"] == 2
@@ -127,17 +129,135 @@ def test_filmtrust_and_ciao_ratings_plus_trust():
     assert len(ciao.social) == 2
 
 
-def test_kuairand_flags_become_actions(tmp_path):
+def test_multi_behaviour_actions_parts_and_counts():
+    inter = read(FIX / "multibehaviour", "multi-behaviour")
+    f = inter.frame
+    assert inter.actions == ["view", "buy", "cart"] and not inter.has_timestamps
+    counts = f.groupby(["action", "part"], observed=True).size().to_dict()
+    assert counts == {("buy", "train"): 5, ("buy", "test"): 3, ("cart", "train"): 6, ("cart", "test"): 3,
+                      ("view", "train"): 13, ("view", "test"): 4}  # counted by hand from the fixture files
+    assert len(inter) == 34 and f["weight"].tolist() == [1.0] * 34
+    # sub-folders in name order (buy, cart, view), each its train then test rows, in file order
+    assert f["action"].tolist()[:8] == ["buy"] * 8 and f["part"].tolist()[:8] == ["train"] * 5 + ["test"] * 3
+    assert pairs(inter)[:8] == [(0, 1), (0, 2), (1, 3), (2, 0), (2, 4), (0, 3), (1, 0), (2, 1)]
+    assert pairs(inter)[-4:] == [(0, 5), (1, 2), (2, 3), (3, 4)] and f["action"].iloc[-1] == "view"
+    assert inter.notes["users_without_items"] == 1  # "3" alone in cart/train.txt
+    for name in ("mbgcn", "multi_behaviour", "auto"):
+        pd.testing.assert_frame_equal(read(FIX / "multibehaviour", name).frame, f)
+
+
+def test_multi_behaviour_valid_files_ignored_folders_and_errors(tmp_path):
+    root = tmp_path / "mb"
+    shutil.copytree(FIX / "multibehaviour", root)
+    (root / "buy").rename(root / "Buy")  # action names are lower-cased
+    (root / "Buy" / "valid.txt").write_text("0\t4\n")
+    (root / "notes").mkdir()  # no train.txt: skipped
+    (root / "notes" / "README.txt").write_text("not data\n")
+    (root / "SOURCE.md").write_text("a file at the top is not a behaviour\n")
+    inter = read(root)
+    f = inter.frame
+    assert inter.actions == ["view", "buy", "cart"] and len(inter) == 35
+    assert f[f["action"] == "buy"]["part"].value_counts().to_dict() == {"train": 5, "valid": 1, "test": 3}
+    (root / "cart" / "test.txt").unlink()
+    with raises("no test.txt in this folder", match_file=root / "cart"):
+        read(root, "multi-behaviour")
+    (root / "cart" / "test.txt").write_text("\n")
+    with raises("file is empty", match_file=root / "cart" / "test.txt"):
+        read(root, "multi-behaviour")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with raises("no behaviour sub-folder with a train.txt", "view/, cart/, buy/", match_file=empty):
+        read(empty, "mbgcn")
+    (empty / "notes").mkdir()
+    with raises("no behaviour sub-folder with a train.txt", match_file=empty):
+        read(empty, "multi-behaviour")
+    with raises("cannot tell the format", match_file=empty):
+        read(empty)
+    with raises("is a folder, not a file", match_file=FIX / "lightgcn" / "train.txt"):
+        read(FIX / "lightgcn" / "train.txt", "multi-behaviour")
+    assert detect_format(FIX / "lightgcn") == "lightgcn"  # train.txt directly inside: not multi-behaviour
+
+
+REAL_LAYOUT = FIX / "kuairand" / "log_standard_real_layout.csv"  # the header of KuaiRand-1K/Pure log_*.csv
+
+
+def test_kuairand_real_layout():
+    assert REAL_LAYOUT.read_text().split("\n")[0].split(",") == [
+        "user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow", "is_comment",
+        "is_forward", "is_hate", "long_view", "play_time_ms", "duration_ms", "profile_stay_time",
+        "comment_stay_time", "is_profile_enter", "is_rand", "tab"]
+    inter = read(REAL_LAYOUT, "kuairand")
+    f = inter.frame
+    counts = f["action"].value_counts().to_dict()
+    assert counts == {"impression": 10, "view": 6, "long_view": 4, "like": 2, "follow": 2, "comment": 2,
+                      "share": 2, "profile": 2, "hate": 1}  # counted by hand; one impression per log line
+    assert len(inter) == 31 and inter.notes["impressions_without_action"] == 3  # data lines 2, 9 and 11
+    # row-major: each line's impression first, then its flags in header order
+    assert f["action"].tolist()[:6] == ["impression", "impression", "view", "long_view", "impression", "view"]
+    full = f.iloc[-9:-1]  # line 10 has every flag set
+    assert full["action"].tolist() == ["impression", "view", "like", "follow", "comment", "share", "long_view",
+                                       "profile"] and set(pairs(inter)[-9:-1]) == {(513, 875519)}
+    assert pairs(inter)[0] == (0, 4354972) and f["action"].iloc[0] == "impression"  # an all-zero line
+    assert f[f["action"] == "hate"][["user", "item"]].values.tolist() == [[27, 2058916]]
+    log = pd.read_csv(REAL_LAYOUT)
+    shown = f[f["action"] == "impression"]
+    assert pairs(inter.with_frame(shown)) == list(zip(log["user_id"], log["video_id"]))
+    assert shown["timestamp"].tolist() == (log["time_ms"] // 1000).tolist()
+    assert f.groupby(["user", "item"])["timestamp"].nunique().max() == 1  # flags share their line's time
+    assert f["weight"].tolist() == [1.0] * 31 and not inter.has_parts
+
+
+def test_kuairand_date_hourmin_is_beijing_time(tmp_path):
+    log = pd.read_csv(REAL_LAYOUT)
+    no_ms = tmp_path / "log_random_real.csv"
+    log.drop(columns="time_ms").to_csv(no_ms, index=False)
+    with_ms, without = read(REAL_LAYOUT).frame, read(no_ms, "kuairand").frame
+    # hourmin is the Beijing (UTC+8) hour of time_ms: both give the same UTC hour
+    assert without["timestamp"].tolist() == (with_ms["timestamp"] // 3600 * 3600).tolist()
+    pd.testing.assert_frame_equal(without.drop(columns="timestamp"), with_ms.drop(columns="timestamp"))
+    toy = tmp_path / "log_random_toy.csv"  # only some columns: date (YYYYMMDD) + hourmin (HHMM)
+    toy.write_text("user_id,video_id,date,hourmin,is_click,is_like\n1,2,20220408,1630,1,0\n1,3,20220408,1631,0,0\n")
+    inter = read(toy, "kuairand")  # 16:30 Beijing = 08:30 UTC
+    assert inter.frame["action"].tolist() == ["impression", "view", "impression"]
+    assert inter.frame["timestamp"].tolist() == [1649406600] * 2 + [1649406660]
+    assert inter.notes["impressions_without_action"] == 1
+
+
+def test_kuairand_flags_become_actions():
     inter = read(FIX / "kuairand" / "log_standard_toy.csv", "kuairand")
     f = inter.frame
-    assert f["action"].tolist() == ["view", "like", "view", "follow", "comment", "share"]
-    assert pairs(inter) == [(0, 501)] * 2 + [(1, 501)] * 4
-    assert f["timestamp"].tolist() == [1649404800] * 2 + [1649466000] * 4
+    assert f["action"].tolist() == ["impression", "view", "like", "long_view", "impression",
+                                    "impression", "view", "follow", "comment", "share", "profile", "impression"]
+    assert pairs(inter) == [(0, 501)] * 4 + [(0, 502)] + [(1, 501)] * 6 + [(1, 503)]
+    assert f["timestamp"].tolist() == [1649404800] * 4 + [1649404860] + [1649466000] * 6 + [1649466060]
     assert inter.notes["impressions_without_action"] == 2
-    no_ms = tmp_path / "log_random_toy.csv"  # without time_ms: date (YYYYMMDD) + hourmin (HHMM)
-    no_ms.write_text("user_id,video_id,date,hourmin,is_click,is_like\n1,2,20220408,1630,1,0\n1,3,20220408,1631,0,0\n")
-    inter = read(no_ms, "kuairand")
-    assert inter.frame["timestamp"].tolist() == [1649435400] and inter.notes["impressions_without_action"] == 1
+
+
+def test_kuairand_flag_values_and_ignored_columns(tmp_path):
+    lines = REAL_LAYOUT.read_text().split("\n")
+    kr = tmp_path / "log_standard_bad.csv"
+
+    def with_line(no, old, new):  # the real-layout fixture with file line ``no`` edited
+        edited = list(lines)
+        assert old in edited[no - 1]
+        edited[no - 1] = edited[no - 1].replace(old, new, 1)
+        kr.write_text("\n".join(edited))
+
+    with_line(6, "2058916,20220413,1200,1649823210056,0,0,0,0,0,1,", "2058916,20220413,1200,1649823210056,0,0,0,0,0,2,")
+    with raises("is_hate is '2', expected 0 or 1", "line 6", "flags must be 0 or 1", match_file=kr):
+        read(kr)
+    with_line(4, "1649810112407,1,1,", "1649810112407,1,yes,")
+    with raises("is_like is 'yes'", "line 4", match_file=kr):
+        read(kr)
+    with_line(9, "1649941801777,0,", "1649941801777,,")
+    with raises("is_click is empty", "line 9", match_file=kr):
+        read(kr)
+    with_line(3, "1649810048838,1,", "1649810048838,-1,")
+    with raises("is_click is '-1'", "line 3", match_file=kr):
+        read(kr)
+    # play/stay times, is_rand and tab are not flags: odd or empty values there are ignored
+    with_line(2, ",0,70100,0,0,0,0,1", ",,70100,x,0,0,maybe,")
+    assert read(kr).frame.equals(read(REAL_LAYOUT).frame)
 
 
 def test_recbole_import_and_round_trip(tmp_path):
@@ -145,7 +265,7 @@ def test_recbole_import_and_round_trip(tmp_path):
     assert pairs(inter) == [(1, 10), (1, 11), (2, 10)] and inter.actions == ["rate"]
     assert inter.frame["weight"].tolist() == [4, 2.5, 5] and inter.frame["timestamp"].iloc[0] == 881250949
     for src in (read(FIX / "kuairand" / "log_standard_toy.csv"), read(FIX / "lightgcn"),
-                read(FIX / "generic" / "log.jsonl")):
+                read(FIX / "generic" / "log.jsonl"), read(FIX / "multibehaviour")):
         out = tmp_path / "x.inter"
         write_recbole(src, out)
         assert out.read_text().split("\n")[0].startswith("user_id:token\titem_id:token\taction:token\tweight:float")
@@ -162,14 +282,14 @@ def test_uir_single_file_and_split_folder():
 
 def test_formats_registry():
     assert {"csv", "tsv", "parquet", "jsonl", "movielens", "lastfm-hetrec", "lightgcn", "cfgan", "filmtrust",
-            "ciao", "kuairand", "recbole", "uir"} <= set(FORMATS)
+            "ciao", "kuairand", "recbole", "uir", "multi-behaviour", "mbgcn"} <= set(FORMATS)
 
 
 # -------------------------------------------------------------------------------------- writers
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".tsv", ".jsonl"])
 def test_write_table_round_trip(tmp_path, suffix):
     for src in (read(FIX / "lightgcn"), read(FIX / "generic" / "log.jsonl"),
-                read(FIX / "kuairand" / "log_standard_toy.csv")):
+                read(FIX / "kuairand" / "log_standard_toy.csv"), read(FIX / "multibehaviour"), read(REAL_LAYOUT)):
         out = tmp_path / f"t{suffix}"
         write_table(src, out)
         pd.testing.assert_frame_equal(read(out).frame, src.frame)

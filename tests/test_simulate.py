@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedgan.data.schema import Interactions, validate
+import feedgan.data.simulate as simulate_module
+from feedgan.data.schema import EXPOSURE, Interactions, validate
 from feedgan.data.simulate import LOGGED_ACTIONS, Simulation, SimulationConfig, simulate
 
 
@@ -17,6 +18,41 @@ def sim() -> Simulation:
 @pytest.fixture(scope="module")
 def sim_no_social() -> Simulation:
     return simulate(seed=0, friend_influence=0.0, social_feed_share=0.0)
+
+
+@pytest.fixture(scope="module")
+def sim_imp() -> Simulation:
+    return simulate(seed=0, log_impressions=True)
+
+
+@pytest.fixture(scope="module")
+def sim_imp_no_social() -> Simulation:
+    return simulate(seed=0, friend_influence=0.0, social_feed_share=0.0, log_impressions=True)
+
+
+def _auc(score: np.ndarray, label: np.ndarray) -> float:
+    """ROC AUC from average ranks (ties share their mean rank)."""
+    order = np.argsort(score, kind="stable")
+    _, inv, cnt = np.unique(score[order], return_inverse=True, return_counts=True)
+    ranks = np.empty(len(score))
+    ranks[order] = (np.cumsum(cnt) - (cnt - 1) / 2)[inv]
+    pos = int(label.sum())
+    neg = len(label) - pos
+    return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _impressions(s: Simulation):
+    """Impression rows as arrays, and for each action whether that impression led to it: a pair's
+    last impression is the one that led to its view (a viewed item is not shown again)."""
+    f = s.frame[s.frame["action"] == EXPOSURE]
+    u, i, t = f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy()
+    n = s.config.n_items
+    key = u * n + i
+    o = np.lexsort((t, key))
+    last = np.ones(len(key), dtype=bool)
+    last[o[:-1]] = key[o[:-1]] != key[o[1:]]
+    hit = {a: np.isin(key, _keys(s.frame, a, n)) & last for a in LOGGED_ACTIONS}
+    return u, i, t, hit
 
 
 def _keys(frame: pd.DataFrame, action: str, n_items: int) -> np.ndarray:
@@ -184,3 +220,137 @@ def test_nonsense_config_is_a_clear_value_error(kw, needle):
     if needle != "unknown":
         with pytest.raises(ValueError, match="SimulationConfig"):
             SimulationConfig(**kw)
+
+
+# ----------------------------------------------------------------------------- exposure log
+
+def test_impression_log(sim_imp, sim):
+    f, cfg = sim_imp.frame, sim_imp.config
+    assert sim_imp.interactions.actions == [*LOGGED_ACTIONS, EXPOSURE]
+    imp = f[f["action"] == EXPOSURE]
+    assert len(imp) == sim_imp.stats["impressions"] == sim_imp.summary()["impressions"]
+    assert sim_imp.summary()["impressions_logged"] and not sim.summary()["impressions_logged"]
+    assert sim.summary()["impressions"] == sim.stats["impressions"]
+    assert sim.interactions.actions == list(LOGGED_ACTIONS)
+    # a separate random stream: without the impression rows it is the log of the default run
+    rest = f[f["action"] != EXPOSURE].reset_index(drop=True)
+    rest["action"] = rest["action"].cat.set_categories(list(LOGGED_ACTIONS))
+    pd.testing.assert_frame_equal(rest, sim.frame)
+    pd.testing.assert_frame_equal(sim_imp.social, sim.social)
+    # a trusted table: validate() gives it back unchanged; time-sorted, inside the period
+    pd.testing.assert_frame_equal(validate(f, social=sim_imp.social).frame, f)
+    assert (np.diff(f["timestamp"].to_numpy()) >= 0).all()
+    ts, items = imp["timestamp"].to_numpy(), imp["item"].to_numpy()
+    assert ts.min() >= cfg.start and ts.max() < cfg.end
+    assert (ts >= sim_imp.item_created[items]).all()
+    assert (sim_imp.item_author[items] != imp["user"].to_numpy()).all()
+    # at most one impression per (user, item, window); each view follows its (last) impression
+    win = np.searchsorted(np.asarray(sim_imp.stats["calibration"]["edges"]), ts, side="right") - 1
+    assert not pd.DataFrame({"u": imp["user"], "i": imp["item"], "w": win}).duplicated().any()
+    last = imp.groupby(["user", "item"])["timestamp"].max()
+    view = f[f["action"] == "view"].set_index(["user", "item"])["timestamp"]
+    assert view.index.isin(last.index).all()
+    gap = view - last.reindex(view.index)
+    assert (gap >= 0).all() and gap.median() <= 30
+    u, i, t, hit = _impressions(sim_imp)
+    assert hit["view"].sum() == len(view) and hit["like"].sum() == (f["action"] == "like").sum()
+    # unviewed impressions spread over their windows (not stuck at the window's start)
+    edges = np.asarray(sim_imp.stats["calibration"]["edges"])
+    w = np.searchsorted(edges, t, side="right") - 1
+    lo = np.maximum(edges[w], sim_imp.item_created[i])
+    frac = (t - lo) / (edges[w + 1] - lo)
+    assert 0.4 < frac[~hit["view"]].mean() < 0.6
+    assert SimulationConfig(log_impressions=True).expected_rows() > 3 * SimulationConfig().expected_rows()
+    with pytest.raises(ValueError, match="log_impressions"):
+        SimulationConfig(log_impressions="yes")
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+def test_propensity_basics(sim):
+    cfg = sim.config
+    rng = np.random.default_rng(1)
+    u = rng.integers(0, cfg.n_users, 5000)
+    i = rng.integers(0, cfg.n_items, 5000)
+    p = {a: sim.propensity(u, i, a) for a in LOGGED_ACTIONS}
+    for a, v in p.items():
+        assert v.shape == (5000,) and ((v >= 0) & (v <= 1)).all(), a
+    assert (p["like"] < p["view"]).all() and (p["comment"] < p["like"]).all()
+    # monotone in affinity: for one item, users ordered by their affinity to it
+    users = np.arange(cfg.n_users)
+    item = np.full(cfg.n_users, 7)
+    aff = sim.affinity(users, item)
+    o = np.argsort(aff, kind="stable")
+    for a in ("view", "like"):
+        q = sim.propensity(users, item, a)[o]
+        assert (np.diff(q) >= -1e-12).all(), a
+        assert q[-1] > 2 * q[0]
+    # a timestamp picks its window's constants; without one, a mix of them; boost raises
+    cal = sim.stats["calibration"]
+    assert len(cal["edges"]) == cfg.rounds + 1 and all(len(cal[a]) == cfg.rounds for a in LOGGED_ACTIONS)
+    mid = (np.asarray(cal["edges"][:-1]) + np.asarray(cal["edges"][1:])) // 2
+    per_window = np.stack([sim.propensity(u, i, "like", timestamps=np.full(5000, m)) for m in mid])
+    assert (per_window.min(axis=0) - 1e-12 <= p["like"]).all() and (p["like"] <= per_window.max(axis=0) + 1e-12).all()
+    assert (sim.propensity(u, i, "like", boost=2.0) >= p["like"]).all()
+    with pytest.raises(ValueError, match="action"):
+        sim.propensity(u, i, "follow")
+    with pytest.raises(ValueError, match="paired"):
+        sim.propensity(u, i[:10], "view")
+    with pytest.raises(ValueError, match="n_items"):
+        sim.propensity([0], [cfg.n_items], "view")
+    with pytest.raises(ValueError, match="n_users"):
+        sim.oracle_scores([cfg.n_users], "view")
+
+
+@pytest.mark.parametrize("social", [False, True])
+def test_propensity_matches_realised_rates(social, sim_imp, sim_imp_no_social):
+    """Given the windows' constants, each action's count over the impressions is a sum of
+    independent Bernoulli draws with the oracle's probabilities: it must lie within 4 standard
+    deviations (sqrt(sum p(1 - p)), 1 to 3 % of the count here) of their sum."""
+    s = sim_imp if social else sim_imp_no_social
+    u, i, t, hit = _impressions(s)
+    boost = s.friend_boost(u, i, t)
+    assert (boost >= 1).all()
+    if social:
+        assert (boost > 1).mean() > 0.05
+        assert (boost[t < s.stats["calibration"]["edges"][1]] == 1).all()   # nobody engaged before
+    else:
+        assert (boost == 1).all()
+    for a in LOGGED_ACTIONS:
+        p = s.propensity(u, i, a, timestamps=t, boost=boost)
+        sd = np.sqrt((p * (1 - p)).sum())
+        assert abs(hit[a].sum() - p.sum()) < 4 * sd, a
+        if social and a in ("view", "like"):
+            # ignoring friend influence under-predicts what it raises
+            p0 = s.propensity(u, i, a, timestamps=t)
+            assert hit[a].sum() > p0.sum() + 4 * np.sqrt((p0 * (1 - p0)).sum()), a
+    if not social:   # without timestamps, a window mix: still close on average
+        p = s.propensity(u, i, "view")
+        assert p.mean() == pytest.approx(hit["view"].mean(), rel=0.03)
+
+
+def test_oracle_scores_rank_what_happened(sim_imp, monkeypatch):
+    s, cfg = sim_imp, sim_imp.config
+    n = cfg.n_items
+    users = np.arange(cfg.n_users)
+    like = s.oracle_scores(users, "like")
+    view = s.oracle_scores(users, "view")
+    assert like.shape == view.shape == (cfg.n_users, n) and like.dtype == np.float32
+    assert ((like >= 0) & (like <= view) & (view <= 1)).all()
+    assert (like[s.item_author, np.arange(n)] == 0).all()     # never one's own posts
+    # liked vs shown-but-not-liked pairs
+    u, i, t, hit = _impressions(s)
+    key = u * n + i
+    shown = np.unique(key)
+    liked = np.isin(shown, key[hit["like"]])
+    assert _auc(like.ravel()[shown], liked) > 0.6
+    # viewed pairs vs every other pair
+    viewed = np.zeros(like.size, dtype=bool)
+    viewed[_keys(s.frame, "view", n)] = True
+    assert _auc(view.ravel(), viewed) > 0.9
+    # chunks of users give the same rows
+    monkeypatch.setattr(simulate_module, "_ORACLE_CELLS", 7 * n)
+    some = np.array([5, 0, 1999, 5])
+    np.testing.assert_allclose(s.oracle_scores(some, "like"), like[some], rtol=1e-6)
+    with pytest.raises(ValueError, match="action"):
+        s.oracle_scores(some, EXPOSURE)

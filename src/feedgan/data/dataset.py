@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from ..io import atomic_path, write_json
 from .clean import deduplicate, k_core, keep_actions, to_implicit
-from .schema import DataError, Interactions
+from .schema import EXPOSURE, DataError, Interactions
 from .split import PART_NAMES, split
 
 
@@ -91,6 +91,10 @@ class DataConfig:
     actions: list[str] | None = None
     dedup: str = "sum"
     columns: dict[str, str] | None = None
+    # hold out pairs of this action only (None: every pair); its other actions on a held-out item
+    # stay in train when aux_in_train (see feedgan.data.split)
+    target_action: str | None = None
+    aux_in_train: bool = True
 
 
 @dataclass
@@ -103,15 +107,22 @@ class Part:
     def nnz(self) -> int:
         return int(self.matrix().nnz)
 
-    def matrix(self, action: str | list[str] | None = None) -> sp.csr_matrix:
-        """Binary union over ``action`` (None: every action); a single action name gives its weights."""
+    def matrix(self, action: str | list[str] | tuple[str, ...] | None = None) -> sp.csr_matrix:
+        """Binary union over ``action`` (None: every action but exposures); a single action name
+        gives its weights."""
         if isinstance(action, str):
             if action not in self.actions:
                 raise KeyError(f"unknown action {action!r}; the data has {sorted(self.actions)}")
             return self.actions[action]
-        names = list(self.actions) if action is None else action
+        names = [a for a in self.actions if a != EXPOSURE] if action is None else list(action)
+        for a in names:
+            if a not in self.actions:
+                raise KeyError(f"unknown action {a!r}; the data has {sorted(self.actions)}")
         mats = [self.actions[a] for a in names]
-        union = sum(mats[1:], mats[0].copy()) if mats else None
+        if not mats:  # an exposure-only log, or an empty selection
+            shape = next(iter(self.actions.values())).shape
+            return sp.csr_matrix(shape, dtype=np.float32)
+        union = sum(mats[1:], mats[0].copy())
         union = union.tocsr()
         union.data[:] = 1.0
         union.eliminate_zeros()
@@ -177,6 +188,11 @@ class Dataset:
     def actions(self) -> list[str]:
         return list(self.parts["train"].actions)
 
+    @property
+    def target_action(self) -> str | None:
+        """The action whose pairs the split held out (None: every pair was a candidate)."""
+        return self.meta.get("config", {}).get("target_action")
+
     def __getattr__(self, name: str) -> Part:
         parts = self.__dict__.get("parts", {})
         if name in parts:
@@ -188,17 +204,20 @@ class Dataset:
             raise KeyError(f"no part {part!r}; this dataset has {sorted(self.parts)}")
         return self.parts[part].matrix(action)
 
-    def history(self, part: str = "valid") -> sp.csr_matrix:
+    def history(self, part: str = "valid", action: str | list[str] | tuple[str, ...] | None = None) -> sp.csr_matrix:
         """What a model may see when predicting ``part``: its fold-in input for held-out users
-        (by-user split), train for validation, train + valid for test."""
-        base = self.matrix("train")
+        (by-user split), train for validation, train + valid for test. Binary; ``action`` as in
+        :meth:`Part.matrix` (None: every action but exposures)."""
+        names = [action] if isinstance(action, str) else action
+        base = self.matrix("train", names)
         if part == "test":
-            base = base + self.matrix("valid")
+            base = base + self.matrix("valid", names)
         inp = self.parts.get(f"{part}_input")
         if inp is not None:
-            base = base + inp.matrix()
+            base = base + inp.matrix(names)
+        base = base.tocsr()
         base.data[:] = 1.0
-        return base.tocsr()
+        return base
 
     def stats(self) -> dict:
         """Counts, density, action mix and degree summaries, per part."""
@@ -285,7 +304,8 @@ def prepare(inter: Interactions, cfg: DataConfig) -> Dataset:
     inter = deduplicate(inter, cfg.dedup)
     if cfg.k_core:
         inter = k_core(inter, cfg.k_core)
-    codes = split(inter, cfg.split, valid=cfg.valid, test=cfg.test, target=cfg.target, seed=cfg.seed)
+    codes = split(inter, cfg.split, valid=cfg.valid, test=cfg.test, target=cfg.target, seed=cfg.seed,
+                  target_action=cfg.target_action, aux_in_train=cfg.aux_in_train)
     return Dataset.from_interactions(inter, codes, meta={"config": asdict(cfg)})
 
 

@@ -19,11 +19,18 @@ Named public formats (rating data sets get action "rate" with weight = rating):
                     (action "listen", weight = play count; friendships become the social graph)
     lightgcn        read("gowalla/", "lightgcn")     # ``u i i i ...`` lines; folder train/[valid/]test.txt
                     (action "interact", weight 1; a folder sets ``part``, a single file does not)
+    multi-behaviour read("tmall-mbcgcn/", "multi-behaviour")  # view/ cart/ buy/ ..., each a lightgcn folder
+                    (alias ``mbgcn``; action = sub-folder name lower-cased, ``part`` = the file; ids are
+                    shared across behaviours; sub-folders without train.txt are skipped)
     cfgan           read("ML100K.train", "cfgan")    # ``u i r``; reads both X.train and X.test (``part``)
     filmtrust       read("filmtrust/", "filmtrust")  # ratings.txt ``u i r`` + trust.txt ``src dst w``
     ciao, epinions  read("ciao/", "ciao")            # same shape: rating*.txt (first 3 columns) + trust*.txt
-    kuairand        read("log_standard.csv", "kuairand")  # one row per set flag: click->view, like,
-                    (follow, comment, forward->share; impressions with no flag are dropped and counted)
+    kuairand        read("log_standard_4_08_to_4_21_1k.csv", "kuairand")  # KuaiRand-1K/Pure log_*.csv
+                    (every line gives one ``impression`` row, kept as a negative for propensity models, then one
+                    row per flag that is 1: is_click->view, is_like->like, is_follow->follow, is_comment->comment,
+                    is_forward->share, is_hate->hate, long_view, is_profile_enter->profile; flags must be 0/1;
+                    timestamp = time_ms // 1000, else date + hourmin read as Beijing time; play/stay times,
+                    is_rand and tab are ignored; lines with no flag are counted as impressions_without_action)
     recbole         read("ml-100k.inter", "recbole") # RecBole atomic file, header ``name:type``
 
 ``social=`` adds (or replaces) a user->user edge file: csv/tsv with a ``src,dst`` header, or two or
@@ -42,7 +49,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from feedgan.data.schema import DataError, Interactions, validate, validate_social
+from feedgan.data.schema import EXPOSURE, DataError, Interactions, validate, validate_social
 from feedgan.io import atomic_open, atomic_path
 
 OURS = ("user", "item", "action", "timestamp", "weight", "part")
@@ -54,8 +61,12 @@ ALIASES = {  # our column -> file column names we recognise (compared lower-case
     "weight": ("weight", "rating"),
     "part": ("part",),
 }
-KUAIRAND_FLAGS = {"is_click": "view", "is_like": "like", "is_follow": "follow",
-                  "is_comment": "comment", "is_forward": "share"}
+# KuaiRand log flag column -> our action. long_view is KuaiRand's own derived watch label (play_time_ms >=
+# duration_ms, or >= 18 s for videos longer than 18 s): a genuine, much-used positive signal that a click alone
+# does not carry, so it is kept, under its own name, for consumers to pick or leave out.
+KUAIRAND_FLAGS = {"is_click": "view", "is_like": "like", "is_follow": "follow", "is_comment": "comment",
+                  "is_forward": "share", "is_hate": "hate", "long_view": "long_view", "is_profile_enter": "profile"}
+BEIJING_UTC_OFFSET_S = 8 * 3600  # KuaiRand's date/hourmin are Beijing local time (UTC+8, no DST)
 EDGE_HEADER_NAMES = {"src", "dst", "source", "target", "user", "user_id", "userid", "friend", "friendid",
                      "friend_id", "trustor", "trustee", "follower", "followee", "from", "to"}
 ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
@@ -329,6 +340,22 @@ def read_lightgcn(path: str | Path, *, social=None, encoding: str = "utf-8") -> 
                    users_without_items=empty)
 
 
+def read_multi_behaviour(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
+    """One lightgcn folder per behaviour (``view/``, ``cart/``, ``buy/``...): action = sub-folder name."""
+    path = _need(Path(path))
+    fix = "pass the folder holding one sub-folder per behaviour (view/, cart/, buy/), each with train.txt, test.txt"
+    if not path.is_dir():
+        raise DataError("multi-behaviour data is a folder, not a file", file=path, fix=fix)
+    subs = sorted(p for p in path.iterdir() if p.is_dir() and (p / "train.txt").is_file())
+    if not subs:
+        raise DataError("no behaviour sub-folder with a train.txt in this folder", file=path, fix=fix)
+    pieces = []
+    for sub in subs:
+        inter = read_lightgcn(sub, encoding=encoding)
+        pieces.append((inter.with_frame(inter.frame.assign(action=sub.name.lower())), None))
+    return _combine(pieces, path, social=_social(social, encoding))
+
+
 def read_cfgan(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
     """The CFGAN authors' splits: ``X.train`` + ``X.test`` (``u i r``, whitespace); path is either or ``X``."""
     path = Path(path)
@@ -359,7 +386,7 @@ def read_ratings_trust(path: str | Path, *, social=None, encoding: str = "utf-8"
 
 
 def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
-    """KuaiRand log CSV: each feedback flag that is 1 becomes a row (click->view, forward->share)."""
+    """KuaiRand log CSV: one ``impression`` row per log line, then one row per feedback flag that is 1."""
     path = _need(Path(path))
     df, lines = _read_delimited(path, _read_text(path, encoding), ",")
     flags = [f for f in KUAIRAND_FLAGS if f in df.columns]
@@ -368,33 +395,34 @@ def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> 
         raise DataError(f"missing KuaiRand column(s) {missing}; found {list(df.columns)}", file=path, line=1,
                         fix="pass a KuaiRand log_*.csv file (or use format csv with --columns)")
     if "time_ms" in df.columns:
-        ts = pd.to_numeric(df["time_ms"], errors="coerce") // 1000
-    elif {"date", "hourmin"} <= set(df.columns):  # YYYYMMDD + HHMM, Beijing local time read as UTC
+        ts = pd.to_numeric(df["time_ms"], errors="coerce").to_numpy() // 1000
+    elif {"date", "hourmin"} <= set(df.columns):  # YYYYMMDD + HHMM in Beijing time, made UTC like time_ms
         day = pd.to_datetime(df["date"].astype(str), format="%Y%m%d", errors="coerce")
         hm = pd.to_numeric(df["hourmin"], errors="coerce")
-        ts = (day - pd.Timestamp(0)).dt.total_seconds() + (hm // 100) * 3600 + (hm % 100) * 60
+        ts = ((day - pd.Timestamp(0)).dt.total_seconds() + (hm // 100) * 3600 + (hm % 100) * 60
+              - BEIJING_UTC_OFFSET_S).to_numpy()
     else:
         ts = None
-    pieces, any_flag = [], np.zeros(len(df), dtype=bool)
-    for order, flag in enumerate(flags):
-        col = pd.to_numeric(df[flag], errors="coerce")
+    # shown[i, 0]: line i was an impression (always); shown[i, 1 + k]: flag k is 1 on line i
+    shown = np.ones((len(df), 1 + len(flags)), dtype=bool)
+    for k, flag in enumerate(flags, 1):
+        raw = df[flag]
+        col = pd.to_numeric(raw, errors="coerce")
         bad = ~col.isin([0, 1]).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{flag} is {str(df[flag].iloc[i])!r}, expected 0 or 1", file=path, line=int(lines[i]),
+            what = "empty" if pd.isna(raw.iloc[i]) else repr(str(raw.iloc[i]))
+            raise DataError(f"{flag} is {what}, expected 0 or 1", file=path, line=int(lines[i]),
                             fix="feedback flags must be 0 or 1")
-        hit = (col == 1).to_numpy()
-        any_flag |= hit
-        piece = pd.DataFrame({"user": df["user_id"].to_numpy()[hit], "item": df["video_id"].to_numpy()[hit],
-                              "action": KUAIRAND_FLAGS[flag], "_line": lines[hit], "_order": order})
-        if ts is not None:
-            piece["timestamp"] = ts.to_numpy()[hit]
-        pieces.append(piece)
-    frame = pd.concat(pieces, ignore_index=True).sort_values(["_line", "_order"], kind="stable")
-    line_of = frame.pop("_line").to_numpy()
-    frame = frame.drop(columns="_order").reset_index(drop=True)
-    return _finish(frame, path, line_of, social=_social(social, encoding),
-                   impressions_without_action=int((~any_flag).sum()))
+        shown[:, k] = (col == 1).to_numpy()
+    row, kind = np.nonzero(shown)  # row-major: each line's impression, then its flags in KUAIRAND_FLAGS order
+    names = [EXPOSURE] + [KUAIRAND_FLAGS[f] for f in flags]
+    frame = pd.DataFrame({"user": df["user_id"].to_numpy()[row], "item": df["video_id"].to_numpy()[row],
+                          "action": pd.Categorical.from_codes(kind, categories=names)})
+    if ts is not None:
+        frame["timestamp"] = ts[row]
+    return _finish(frame, path, lines[row], social=_social(social, encoding),
+                   impressions_without_action=int((~shown[:, 1:].any(axis=1)).sum()))
 
 
 def read_recbole(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
@@ -430,6 +458,7 @@ FORMATS: dict[str, Callable[..., Interactions]] = {
     "filmtrust": read_ratings_trust, "ciao": read_ratings_trust, "epinions": read_ratings_trust,
     "kuairand": read_kuairand,
     "recbole": read_recbole,
+    "multi-behaviour": read_multi_behaviour, "multi-behavior": read_multi_behaviour, "mbgcn": read_multi_behaviour,
 }
 _TAKES_COLUMNS = {"csv", "tsv", "parquet", "jsonl"}
 _TAKES_SEP = {"csv", "tsv", "uir", "irgan"}
@@ -445,6 +474,8 @@ def detect_format(path: str | Path) -> str:
         globbed = lambda pattern: any(path.glob(pattern))  # noqa: E731
         checks = [("u.data" in names or "ratings.dat" in names, "movielens"),
                   ("user_artists.dat" in names, "lastfm-hetrec"),
+                  ("train.txt" not in names and any((p / "train.txt").is_file() and (p / "test.txt").is_file()
+                                                    for p in path.iterdir() if p.is_dir()), "multi-behaviour"),
                   ({"train.txt", "test.txt"} <= names, "lightgcn"),
                   (globbed("rating*.txt") and globbed("trust*.txt"), "filmtrust"),
                   (globbed("*.inter"), "recbole"), (globbed("*.train"), "cfgan"), (globbed("*train*"), "uir")]

@@ -4,7 +4,8 @@ An :class:`Interactions` holds one row per event::
 
     user       raw user id (int64 or str)
     item       raw item id (int64 or str)
-    action     categorical: view, like, comment, share, follow, or any string the log carries
+    action     categorical: view, like, comment, share, follow, or any string the log carries;
+               ``impression`` (EXPOSURE) marks an item shown to the user, acted on or not
     timestamp  int64 seconds since the Unix epoch (column absent when the log has none)
     weight     float32 rating or count (1.0 when the log has none)
     part       optional categorical train/valid/test, for logs that ship a predefined split
@@ -23,6 +24,10 @@ import numpy as np
 import pandas as pd
 
 ACTIONS = ("view", "like", "comment", "share", "follow")
+# An exposure: the item was shown to the user, whatever they did next. Exposure rows are negatives
+# for propensity models (P(action | shown)); they are never an interaction, so the union of "all
+# actions" (``Part.matrix()``, ``Dataset.history``) leaves them out.
+EXPOSURE = "impression"
 PARTS = ("train", "valid", "test")
 REQUIRED = ("user", "item")
 # 1970-01-01 .. 2100-01-01: anything outside is a unit mistake (milliseconds) or garbage.

@@ -24,6 +24,21 @@ Methods
                     fold-in history (``*_input``) and targets (fraction ``target``)
 ``predefined``      the log's own ``part`` column (train/test files); validation, when the files
                     have none, is cut from train per user, never from test
+
+A target action
+---------------
+``split(..., target_action="share")`` holds out pairs *of that action*: the unit is still the
+(user, item) pair, but only pairs with a ``share`` row are candidates, and each method above runs
+on them (leave-last-out and temporal on the time of the target row). The target row of a held-out
+pair goes to valid/test; the pair's other (auxiliary) rows, such as the view before the share:
+
+- ``aux_in_train=True`` (default, the realistic setting: the platform knows who viewed what) stay
+  in the user's history (train, or the fold-in part of a by-user split). With the temporal split
+  only those before the cut do; later auxiliary rows go to the part their own time falls in.
+- ``aux_in_train=False`` go with the target row into its held-out part.
+
+Pairs without a target row stay in the history (predefined: in their file's part). A held-out
+pair's target row is never in the history, whatever the setting.
 """
 from __future__ import annotations
 
@@ -80,11 +95,22 @@ def _check_fractions(valid: float, test: float) -> None:
 
 
 def split(inter: Interactions, method: str = "random", *, valid: float = 0.1, test: float = 0.2,
-          target: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Assign every row of ``inter.frame`` to a part (codes above). Deterministic for a seed."""
+          target: float = 0.2, seed: int = 0, target_action: str | None = None,
+          aux_in_train: bool = True) -> np.ndarray:
+    """Assign every row of ``inter.frame`` to a part (codes above). Deterministic for a seed.
+
+    With ``target_action``, only that action's pairs are held out (see the module docstring)."""
     if method not in METHODS:
         raise DataError(f"unknown split {method!r}", fix=f"use one of {', '.join(METHODS)}")
     _check_fractions(valid, test)
+    if target_action is not None:
+        return _split_target(inter, method, valid=valid, test=test, target=target, seed=seed,
+                             action=target_action, aux_in_train=aux_in_train)
+    return _split_pairs(inter, method, valid=valid, test=test, target=target, seed=seed)
+
+
+def _split_pairs(inter: Interactions, method: str, *, valid: float, test: float, target: float,
+                 seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     frame = inter.frame
     pair_of_row, pair_user, n_pairs = _pairs(frame)
@@ -155,3 +181,59 @@ def _predefined(inter, pair_of_row, pair_user, n_pairs, rng, valid) -> np.ndarra
     is_train = codes == TRAIN
     out[is_train] = pair_codes[pair_of_row[is_train]]
     return out
+
+
+def _split_target(inter: Interactions, method: str, *, valid: float, test: float, target: float, seed: int,
+                  action: str, aux_in_train: bool) -> np.ndarray:
+    """Hold out pairs of ``action`` only; auxiliary rows follow ``aux_in_train`` (module docstring)."""
+    from .schema import EXPOSURE
+
+    frame = inter.frame
+    actions = [str(a) for a in frame["action"].cat.categories]
+    if action not in actions:
+        raise DataError(f"target action {action!r} is not in this log", file=inter.source,
+                        fix=f"use one of {', '.join(a for a in actions if a != EXPOSURE)}")
+    is_t = (frame["action"] == action).to_numpy()
+    pair_of_row, pair_user, n_pairs = _pairs(frame)
+    # the target rows alone, split by the chosen method: the same code path as a plain split
+    sub = inter.with_frame(frame[is_t])
+    t_codes = _split_pairs(sub, method, valid=valid, test=test, target=target, seed=seed)
+    pair_code = np.full(n_pairs, -1, dtype=np.int8)  # -1: the pair has no target row
+    pair_code[pair_of_row[is_t]] = t_codes  # one code per pair: a pair's target rows share it
+    held = np.isin(pair_code, (VALID, TEST))  # (n_pairs,) held-out target pairs
+
+    # where a user's history goes: train, or the fold-in part of a held-out user (by-user)
+    n_users = int(pair_user.max()) + 1
+    home = np.full(n_users, TRAIN, dtype=np.int8)
+    if method == "by-user":
+        t_user = pair_user[pair_of_row[is_t]]
+        for code, part_input in ((VALID, VALID_INPUT), (TEST, TEST_INPUT)):
+            home[t_user[np.isin(t_codes, (code, part_input))]] = part_input
+    row_user = pair_user[pair_of_row]
+    aux_code = home[row_user]
+    if method == "predefined":
+        own = inter.frame["part"].astype(str).to_numpy()
+        aux_code = np.select([own == "train", own == "valid", own == "test"], [TRAIN, VALID, TEST]).astype(np.int8)
+        aux_code = np.where(aux_code == TRAIN, home[row_user], aux_code).astype(np.int8)
+    elif method == "temporal":
+        # other rows are history only when they happened before the cut
+        ts = frame["timestamp"].to_numpy()
+        cut_valid, cut_test = _cuts(sub, t_codes)
+        aux_code = np.where(ts >= cut_test, TEST, np.where(ts >= cut_valid, VALID, aux_code)).astype(np.int8)
+    codes = aux_code.copy()
+    codes[is_t] = t_codes
+    aux_held = ~is_t & held[pair_of_row]
+    if not aux_in_train:
+        codes[aux_held] = pair_code[pair_of_row[aux_held]]
+    return codes
+
+
+def _cuts(sub: Interactions, t_codes: np.ndarray) -> tuple[float, float]:
+    """The first target time of the valid and test parts of a temporal split (inf when empty)."""
+    ts = sub.frame["timestamp"].to_numpy()
+    def first(code):
+        m = t_codes == code
+        return float(ts[m].min()) if m.any() else np.inf
+    t_test = first(TEST)
+    t_valid = min(first(VALID), t_test)
+    return t_valid, t_test

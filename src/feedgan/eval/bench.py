@@ -54,11 +54,14 @@ def model_specs() -> dict[str, ModelSpec]:
 def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *, seeds: int = 5,
               metric: str = "ndcg@20", ks=(5, 10, 20), max_trials: int | None = 10,
               budget_s: float | None = None, seed: int = 0, progress=None, keep_models: bool = False,
+              masks: tuple[str, ...] = ("target", "all"),
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Tune each model on seed ``seed``'s validation split, then refit and test once per seed.
 
     ``make_dataset(s)`` gives the dataset of seed ``s`` (a new random split, or the same
     predefined one). Returns one leaderboard row per model, best first by mean test ``metric``.
+    On a dataset split on a target action, selection uses ``masks[0]``, ``test`` holds that
+    mask's scores and ``test_<mask>`` each other's (see :func:`feedgan.eval.metrics.evaluate`).
     """
     datasets: dict[int, Dataset] = {}
 
@@ -71,7 +74,7 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
     for spec in specs:
         t0 = time.perf_counter()
         params, trials = tune(spec, data(seed), metric=metric, ks=ks, max_trials=max_trials, budget_s=budget_s,
-                              seed=seed, progress=progress)
+                              seed=seed, mask=masks[0], progress=progress)
         tune_s = time.perf_counter() - t0
         seeded = "seed" in spec.build(params).get_params()
         runs: list[dict] = []
@@ -79,13 +82,16 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
             if runs and not seeded and data(seed + s) is data(seed):
                 runs.append(runs[0])  # same data, deterministic model: the result cannot change
             else:
-                runs.append(refit_and_test(spec, params, data(seed + s), ks=ks, seed=seed + s, progress=progress))
+                runs.append(refit_and_test(spec, params, data(seed + s), ks=ks, seed=seed + s, masks=masks,
+                                           progress=progress))
                 if s > 0 or not keep_models:
                     runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
         best = max(trials, key=lambda t: t["valid"][metric])
         row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
                "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
                "tune_s": tune_s, "seeds": seeds, "test": summarise(runs)}
+        for key in (k for k in runs[0] if k.startswith("test_")):
+            row[key] = summarise(runs, key)
         if keep_models:
             row["_model"] = runs[0]["model"]
         rows.append(row)

@@ -32,6 +32,9 @@ class ModelSpec:
     grid: dict[str, list] = field(default_factory=dict)
     fixed: dict = field(default_factory=dict)
     label: str | None = None
+    # auxiliary actions for a dataset split on a target action: names or name -> weight. The grid
+    # (or fixed) may also hold "aux": a list of such mappings, tuned on validation like the rest.
+    aux: dict | tuple = ()
 
     @property
     def name(self) -> str:
@@ -45,7 +48,13 @@ class ModelSpec:
             combos = [combos[i] for i in sorted(pick)]
         return [{**self.fixed, **c} for c in combos]
 
+    def fit_kwargs(self, params: dict) -> dict:
+        """Arguments for ``fit`` beyond the data: the auxiliary actions of this setting."""
+        aux = params.get("aux", self.aux)
+        return {"aux": aux} if aux else {}
+
     def build(self, params: dict, seed: int | None = None) -> Recommender:
+        params = {k: v for k, v in params.items() if k != "aux"}
         known = set(inspect.signature(self.cls.__init__).parameters) - {"self"}
         unknown = sorted(set(params) - known)
         if unknown:
@@ -62,8 +71,11 @@ def _fit_parts(dataset: Dataset) -> tuple[str, ...]:
 
 def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 10, 20),
          max_trials: int | None = None, budget_s: float | None = None, seed: int = 0,
-         progress=None) -> tuple[dict, list[dict]]:
-    """Pick hyperparameters on the validation part. Returns (best params, every trial)."""
+         mask: str = "target", progress=None) -> tuple[dict, list[dict]]:
+    """Pick hyperparameters on the validation part. Returns (best params, every trial).
+
+    On a dataset split on a target action, that action is predicted and ``mask`` (see
+    :func:`feedgan.eval.metrics.evaluate`) applies to selection too."""
     if dataset.matrix("valid").nnz == 0:
         raise ValueError("the dataset has no validation interactions to tune on; split with valid > 0")
     settings = spec.settings(max_trials, np.random.default_rng(seed))
@@ -71,9 +83,9 @@ def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 1
     trials, start = [], time.perf_counter()
     for params in settings:
         t0 = time.perf_counter()
-        model = spec.build(params, seed).fit(dataset)
+        model = spec.build(params, seed).fit(dataset, **spec.fit_kwargs(params))
         fit_s = time.perf_counter() - t0
-        scores = evaluate(model, dataset, "valid", ks)
+        scores = evaluate(model, dataset, "valid", ks, mask=mask)
         # settings the fit chose on validation itself (an early-stopped epoch count) are kept
         trials.append({"params": {**params, **model.selected_params()}, "valid": scores, "fit_s": fit_s})
         del model  # before the next fit: two EASE models on 41k items do not fit in 24 GB with a third Gram
@@ -86,22 +98,29 @@ def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 1
 
 
 def refit_and_test(spec: ModelSpec, params: dict, dataset: Dataset, *, ks=(5, 10, 20), seed: int = 0,
-              progress=None) -> dict:
-    """Refit on train + valid with ``params`` and score the test part (the only look at it)."""
+                   masks: tuple[str, ...] = ("target",), progress=None) -> dict:
+    """Refit on train + valid with ``params`` and score the test part (the only look at it).
+
+    With several ``masks`` (a target-action dataset), the first gives ``test`` and each other
+    ``test_<mask>``."""
     t0 = time.perf_counter()
-    model = spec.build(params, seed).fit(dataset, parts=_fit_parts(dataset))
+    model = spec.build(params, seed).fit(dataset, parts=_fit_parts(dataset), **spec.fit_kwargs(params))
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    scores = evaluate(model, dataset, "test", ks, progress=progress)
-    return {"test": scores, "fit_s": fit_s, "eval_s": time.perf_counter() - t1, "model": model}
+    scores = evaluate(model, dataset, "test", ks, mask=masks[0], progress=progress)
+    out = {"test": scores, "fit_s": fit_s, "eval_s": time.perf_counter() - t1, "model": model}
+    if dataset.target_action is not None:
+        for m in masks[1:]:
+            out[f"test_{m}"] = evaluate(model, dataset, "test", ks, mask=m)
+    return out
 
 
-def summarise(runs: list[dict]) -> dict[str, dict[str, float]]:
+def summarise(runs: list[dict], key: str = "test") -> dict[str, dict[str, float]]:
     """Mean and standard deviation (ddof=1 when there are several seeds) of every test metric."""
-    keys = runs[0]["test"].keys()
+    keys = runs[0][key].keys()
     out = {}
     for k in keys:
-        vals = np.array([r["test"][k] for r in runs], dtype=np.float64)
+        vals = np.array([r[key][k] for r in runs], dtype=np.float64)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
     for k in ("fit_s", "eval_s"):
         vals = np.array([r[k] for r in runs])

@@ -12,6 +12,24 @@ fitted on (``model.user_ids_`` / ``model.item_ids_`` map raw ids to them).
 
 Models with ``fold_in = True`` score any user from a history row alone (item-based models,
 autoencoders); the others (user-embedding models) only score users seen at fit time.
+
+Target and auxiliary actions
+----------------------------
+``fit(dataset, target="share", aux={"view": 0.2, "like": 1.0})`` predicts one action from others::
+
+    model = EASE(l2=200).fit(ds, target="buy", aux={"cart": 0.5, "view": 0.1})   # stacked EASE
+    model = EASE(l2=200).fit(ds, target="like", aux={"friends": 0.3})             # friends' likes
+    items, _ = model.recommend(users, n=10)            # excludes the user's *target* items only
+    model.score(None, history={"buy": B_rows, "cart": C_rows, "view": V_rows})   # fold-in
+
+The model's input matrix (``train_``) is the weighted sum ``target + sum_a w_a * aux_a`` of binary
+per-action matrices (``aux`` as a list gives every weight 1). ``friends`` is a derived channel:
+the row-normalised social graph times the target matrix (what the user's friends did). ``seen_``
+is the binary target matrix: what ``recommend`` excludes by default (pass ``exclude=`` for a
+stricter mask). Models that tell the channels apart set ``multi_channel = True`` and get the
+target rows and each auxiliary action's rows beside the input: ``_score(users, inputs, seen,
+channels)`` (``channels``: action -> (B, n_items), ``friends`` included). Without a target (a dataset split
+on every pair, or a plain matrix) the input is the binary union of all actions, as before.
 """
 from __future__ import annotations
 
@@ -29,6 +47,7 @@ from ..data.dataset import Dataset, IdMap
 from ..io import atomic_path, write_json
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
+FRIENDS = "friends"  # the derived channel: friends' target actions (social graph x target matrix)
 
 
 class NotFittedError(RuntimeError):
@@ -56,6 +75,8 @@ class Recommender:
     # models that pick their own training length on validation (early stopping) get the dataset's
     # valid part as ``_fit(X, valid=...)`` when fitted on train alone
     uses_validation: ClassVar[bool] = False
+    # models that read the target rows apart from the weighted input: _score(users, inputs, seen)
+    multi_channel: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -78,14 +99,45 @@ class Recommender:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, data, *, parts: tuple[str, ...] = ("train",), progress=None) -> "Recommender":
+    def fit(self, data, *, target: str | None = None, aux=None, parts: tuple[str, ...] = ("train",),
+            progress=None) -> "Recommender":
         """Fit on a :class:`Dataset` (the union of ``parts``, default its train part) or an
-        interaction matrix (n_users, n_items)."""
-        if isinstance(data, Dataset) and tuple(parts) != ("train",):
-            X = as_csr(sum(data.matrix(p) for p in parts if p in data.parts))
+        interaction matrix (n_users, n_items).
+
+        ``target`` (default: the action the dataset's split held out, if any) is the action to
+        predict; ``aux`` the auxiliary actions (names, or a mapping name -> weight; ``friends``
+        for the social channel) summed into the input. See the module docstring."""
+        target = target if target is not None else (data.target_action if isinstance(data, Dataset) else None)
+        weights = _aux_weights(aux)
+        if (target is not None or weights) and not isinstance(data, Dataset):
+            raise ValueError(f"{self.name}: target= and aux= need a Dataset (per-action matrices), not a matrix")
+        self.target_, self.aux_ = target, weights
+        self.social_ = None
+        if target is None:
+            if isinstance(data, Dataset) and tuple(parts) != ("train",):
+                X = as_csr(sum(data.matrix(p) for p in parts if p in data.parts))
+            else:
+                X = as_csr(data)
+            seen = X
+            for stale in ("seen_", "channels_"):  # a refit without a target
+                self.__dict__.pop(stale, None)
         else:
-            X = as_csr(data)
-        if X.nnz == 0:
+            use = [p for p in parts if p in data.parts]
+            for a in [target, *weights]:
+                if a != FRIENDS and a not in data.actions:
+                    raise ValueError(f"{self.name}: unknown action {a!r}; the data has {data.actions} "
+                                     f"(and {FRIENDS!r} for the social graph)")
+            if target in weights:
+                raise ValueError(f"{self.name}: the target {target!r} cannot also be an auxiliary action")
+            seen = as_csr(sum(data.matrix(p, target) for p in use))
+            channels = {a: as_csr(sum(data.matrix(p, a) for p in use)) for a in weights if a != FRIENDS}
+            if FRIENDS in weights:
+                if data.social is None or data.social.nnz == 0:
+                    raise ValueError(f"{self.name}: aux {FRIENDS!r} needs a dataset with a social graph")
+                self.social_ = _row_normalised(data.social)
+            self.seen_, self.channels_ = seen, channels
+            X = self._combine(seen, self._with_friends(channels, np.arange(seen.shape[0])))
+        if seen.nnz == 0:
             raise ValueError(f"{self.name}: cannot fit on an empty interaction matrix")
         if isinstance(data, Dataset):
             self.user_ids_, self.item_ids_ = data.user_ids, data.item_ids
@@ -96,10 +148,36 @@ class Recommender:
         self.train_ = X
         if self.uses_validation:
             fit_on_train = isinstance(data, Dataset) and tuple(parts) == ("train",) and "valid" in data.parts
-            self._fit(X, progress=progress, valid=data.matrix("valid") if fit_on_train else None)
+            valid = None
+            if fit_on_train:
+                valid = data.matrix("valid") if target is None else as_csr(data.matrix("valid", target))
+            self._fit(X, progress=progress, valid=valid)
         else:
             self._fit(X, progress=progress)
         return self
+
+    @property
+    def seen(self) -> sp.csr_matrix:
+        """The binary target matrix of the fit (the union of all actions without a target)."""
+        return self.__dict__.get("seen_", self.train_)
+
+    def _with_friends(self, channels: dict[str, sp.csr_matrix], users) -> dict[str, sp.csr_matrix]:
+        """``channels`` plus the ``friends`` rows of known ``users`` (internal indices) when the
+        model reads that channel and the caller did not give it."""
+        if FRIENDS in self.aux_ and FRIENDS not in channels and self.social_ is not None and users is not None:
+            # (B, n_items): the share of the user's friends who took the target on each item
+            channels = {**channels, FRIENDS: (self.social_[users] @ self.seen).tocsr()}
+        return channels
+
+    def _combine(self, seen: sp.csr_matrix, channels: dict[str, sp.csr_matrix]) -> sp.csr_matrix:
+        """Input rows ``seen + sum_a w_a * channel_a`` (B, n_items)."""
+        X = seen.astype(np.float32).tocsr()
+        for a, w in self.aux_.items():
+            if a in channels and w:
+                X = X + w * sp.csr_matrix(channels[a], dtype=np.float32)
+        X = X.tocsr()
+        X.eliminate_zeros()
+        return X
 
     def _fit(self, X: sp.csr_matrix, progress=None) -> None:
         raise NotImplementedError
@@ -116,50 +194,80 @@ class Recommender:
             raise NotFittedError(f"{self.name} is not fitted; call fit(dataset) first")
 
     # -- scoring ----------------------------------------------------------------------------------
-    def _resolve(self, users, history) -> tuple[np.ndarray | None, sp.csr_matrix]:
+    def _resolve(self, users, history) -> tuple[np.ndarray | None, sp.csr_matrix, sp.csr_matrix, dict]:
+        """(users, input rows, target rows, aux rows by action) from users and/or a history: a
+        matrix (the target's rows, or the union without a target) or a mapping action -> rows.
+        Aux rows are only gathered for ``multi_channel`` models (others read the input alone)."""
         self._check_fitted()
-        if history is not None:
+        channels: dict[str, sp.csr_matrix] = {}
+        if isinstance(history, dict):
+            channels = {a: as_csr(h, self.n_items_) for a, h in history.items()}
+            key = self.target_ if self.target_ is not None else next(iter(channels), None)
+            unknown = sorted(set(channels) - {key, *self.aux_})
+            if unknown:
+                raise ValueError(f"history has action(s) {unknown}; {self.name} reads {[key, *self.aux_]}")
+            n_rows = {h.shape[0] for h in channels.values()}
+            if len(n_rows) > 1:
+                raise ValueError(f"history matrices have different row counts {sorted(n_rows)}")
+            history = channels.pop(key, None)
+            if history is None:
+                history = sp.csr_matrix((n_rows.pop(), self.n_items_), dtype=np.float32)
+        elif history is not None:
             history = as_csr(history, self.n_items_)
         if users is None:
             if history is None:
                 raise ValueError("give users, a history, or both")
             if not self.fold_in:
                 raise ValueError(f"{self.name} cannot fold in unseen users; it only scores users seen at fit")
-            return None, history
-        users = np.atleast_1d(np.asarray(users))
-        if users.dtype.kind not in "iu":
-            raise TypeError(f"users must be integer indices, got {users.dtype}; map raw ids with user_ids_.index")
-        bad = (users < 0) | (users >= self.n_users_)
-        if bad.any():
-            raise KeyError(f"user index {int(users[bad][0])} does not exist (the model knows {self.n_users_} users)")
-        if history is None:
-            history = self.train_[users]
-        elif history.shape[0] != len(users):
-            raise ValueError(f"history has {history.shape[0]} rows for {len(users)} users")
-        return users, history
+        else:
+            users = np.atleast_1d(np.asarray(users))
+            if users.dtype.kind not in "iu":
+                raise TypeError(f"users must be integer indices, got {users.dtype}; map raw ids with user_ids_.index")
+            bad = (users < 0) | (users >= self.n_users_)
+            if bad.any():
+                raise KeyError(f"user index {int(users[bad][0])} does not exist (the model knows {self.n_users_} users)")
+            if history is None:
+                if self.multi_channel and self.target_ is not None:
+                    channels = self._with_friends({a: m[users] for a, m in self.channels_.items()}, users)
+                return users, self.train_[users], self.seen[users], channels
+            if history.shape[0] != len(users):
+                raise ValueError(f"history has {history.shape[0]} rows for {len(users)} users")
+        if self.target_ is None:
+            return users, history, history, {}
+        channels = self._with_friends(channels, users)
+        return users, self._combine(history, channels), history, channels
+
+    def _call_score(self, users, inputs, seen, channels) -> np.ndarray:
+        if self.multi_channel:
+            return self._score(users, inputs, seen, channels)
+        return self._score(users, inputs)
 
     def score(self, users=None, history=None) -> np.ndarray:
-        """Scores (B, n_items) for users (internal indices) and/or their histories (B, n_items)."""
-        users, history = self._resolve(users, history)
-        return np.asarray(self._score(users, history), dtype=np.float32)
+        """Scores (B, n_items) for users (internal indices) and/or their histories: (B, n_items)
+        rows, or a mapping action -> rows for a model fitted with a target and aux actions."""
+        return np.asarray(self._call_score(*self._resolve(users, history)), dtype=np.float32)
 
     def _score(self, users: np.ndarray | None, history: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
 
     def recommend(self, users=None, n: int = 10, exclude_seen: bool = True,
-                  history=None) -> tuple[np.ndarray, np.ndarray]:
+                  history=None, exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` item indices and scores, each (B, n), best first.
 
-        With ``exclude_seen`` the items in the history get no slot; when fewer than ``n`` items
-        remain, the tail of a row holds -1 with score -inf.
+        With ``exclude_seen`` the items in the target history get no slot (``exclude``, a (B,
+        n_items) matrix, replaces that mask, e.g. with every item the user touched); when fewer
+        than ``n`` items remain, the tail of a row holds -1 with score -inf.
         """
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
-        users, history = self._resolve(users, history)
-        scores = torch.from_numpy(np.asarray(self._score(users, history), dtype=np.float32))
+        users, inputs, seen, channels = self._resolve(users, history)
+        scores = torch.from_numpy(np.asarray(self._call_score(users, inputs, seen, channels), dtype=np.float32))
         if exclude_seen:
-            rows = np.repeat(np.arange(history.shape[0]), np.diff(history.indptr))
-            scores[torch.from_numpy(rows), torch.from_numpy(history.indices.astype(np.int64))] = -torch.inf
+            mask = seen if exclude is None else sp.csr_matrix(exclude)
+            if mask.shape != tuple(scores.shape):
+                raise ValueError(f"exclude has shape {mask.shape}; the scores are {tuple(scores.shape)}")
+            rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
+            scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
         return top_n(scores, n)
 
     # -- persistence ------------------------------------------------------------------------------
@@ -177,9 +285,15 @@ class Recommender:
         self._check_fitted()
         path = Path(path)
         arrays = {f"state.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
-        arrays.update({"train.indptr": self.train_.indptr.astype(np.int64),
-                       "train.indices": self.train_.indices.astype(np.int64)})
-        meta = {"model": self.name, "params": self.get_params(), "shape": [self.n_users_, self.n_items_]}
+        arrays.update(_csr_arrays("train", self.train_, weighted=self.target_ is not None))
+        if self.target_ is not None:
+            arrays.update(_csr_arrays("seen", self.seen_))
+            for a, m in self.channels_.items():
+                arrays.update(_csr_arrays(f"channel.{a}", m))
+        if self.social_ is not None:
+            arrays.update(_csr_arrays("social", self.social_, weighted=True))
+        meta = {"model": self.name, "params": self.get_params(), "shape": [self.n_users_, self.n_items_],
+                "target": self.target_, "aux": self.aux_}
         for key, ids in (("user_ids", self.user_ids_), ("item_ids", self.item_ids_)):
             arr = ids.to_array()
             if arr.dtype.kind in "iu":
@@ -209,12 +323,54 @@ class Recommender:
                   for k, v in meta["params"].items()}  # JSON has no tuples
         model = cls(**params)
         model.n_users_, model.n_items_ = meta["shape"]
-        indptr, indices = arrays["train.indptr"], arrays["train.indices"]
-        model.train_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=meta["shape"])
+        shape = tuple(meta["shape"])
+        model.train_ = _csr_from(arrays, "train", shape)
+        model.target_, model.aux_ = meta.get("target"), {k: float(v) for k, v in meta.get("aux", {}).items()}
+        if model.target_ is not None:
+            model.seen_ = _csr_from(arrays, "seen", shape)
+            model.channels_ = {a: _csr_from(arrays, f"channel.{a}", shape) for a in model.aux_ if a != FRIENDS}
+        model.social_ = _csr_from(arrays, "social", (shape[0], shape[0])) if "social.indptr" in arrays else None
         model.user_ids_ = IdMap(arrays["user_ids"] if "user_ids" in arrays else np.array(meta["user_ids"]), "user")
         model.item_ids_ = IdMap(arrays["item_ids"] if "item_ids" in arrays else np.array(meta["item_ids"]), "item")
         model._set_state({k[6:]: v for k, v in arrays.items() if k.startswith("state.")})
         return model
+
+
+def _aux_weights(aux) -> dict[str, float]:
+    """``None`` / names / mapping name -> weight, as a mapping with float weights."""
+    if aux is None:
+        return {}
+    if isinstance(aux, str):
+        aux = [a for a in aux.split(",") if a.strip()]
+    items = aux.items() if isinstance(aux, dict) else ((a, 1.0) for a in aux)
+    out = {}
+    for a, w in items:
+        w = float(w)
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"aux weight of {a!r} must be a finite number >= 0, got {w}")
+        out[str(a).strip()] = w
+    return out
+
+
+def _row_normalised(S: sp.spmatrix) -> sp.csr_matrix:
+    """Binary social graph with rows summing to 1 (users without edges: empty rows)."""
+    S = sp.csr_matrix(S, dtype=np.float32)
+    S.data[:] = 1.0
+    deg = np.asarray(S.sum(1)).ravel()
+    return (sp.diags(1.0 / np.maximum(deg, 1.0)).astype(np.float32) @ S).tocsr()
+
+
+def _csr_arrays(key: str, m: sp.csr_matrix, weighted: bool = False) -> dict[str, np.ndarray]:
+    out = {f"{key}.indptr": m.indptr.astype(np.int64), f"{key}.indices": m.indices.astype(np.int64)}
+    if weighted:
+        out[f"{key}.data"] = np.ascontiguousarray(m.data, dtype=np.float32)
+    return out
+
+
+def _csr_from(arrays: dict, key: str, shape) -> sp.csr_matrix:
+    indices = arrays[f"{key}.indices"]
+    data = arrays.get(f"{key}.data", np.ones(len(indices), np.float32))
+    return sp.csr_matrix((data, indices, arrays[f"{key}.indptr"]), shape=shape)
 
 
 def top_n(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
