@@ -1,5 +1,6 @@
 """EASE-GAN: the recommender contract, its EASE starting point, and what training changes."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -78,7 +79,7 @@ def test_item_item_generator_ignores_the_diagonal(density):
 
 def test_task_dropout_keeps_the_expectation_and_masks_only_unobserved():
     X = torch.from_numpy((np.random.default_rng(0).random((400, 30)) < 0.3).astype(np.float32))
-    task = _Task(X, dropout=0.4, s_neg=0.5, steps_per_epoch=1)
+    task = _Task(X, X, torch.zeros(0, 400, 30), dropout=0.4, s_neg=0.5, steps_per_epoch=1)
     b = task.real_batch(4000, torch.Generator().manual_seed(0))
     observed = b["real"] == 1
     assert b["cond"][observed].mean().item() == pytest.approx(1.0, abs=0.03)  # 1/(1-p) on the kept 60%
@@ -101,3 +102,47 @@ def test_bad_settings_are_clear(ds):
         EASEGAN(dropout=1.0, **{k: v for k, v in SMALL.items()}).fit(ds)
     with pytest.raises(ValueError, match="loss"):
         EASEGAN(loss="nope", **SMALL).fit(ds)
+
+
+def test_action_task_drops_only_the_target_part():
+    rng = np.random.default_rng(1)
+    Y = torch.from_numpy((rng.random((300, 20)) < 0.2).astype(np.float32))
+    A = torch.from_numpy((rng.random((1, 300, 20)) < 0.3).astype(np.float32))
+    X = Y + 0.5 * A[0]
+    task = _Task(X, Y, A, dropout=0.5, s_neg=0.0, steps_per_epoch=1)
+    b = task.real_batch(3000, torch.Generator().manual_seed(0))
+    # the auxiliary part of the condition is never dropped: cond - dropout(target) == 0.5 * aux
+    dropped_or_kept = b["cond"] - 0.5 * b["aux"][:, 0]
+    assert torch.all((dropped_or_kept == 0) | (dropped_or_kept == 2.0))
+    assert torch.all((dropped_or_kept == 2.0) <= (b["real"] == 1))
+    assert torch.equal(b["mask"], b["real"])  # s_neg = 0: only observed targets are judged
+
+
+def test_action_conditional_epoch_zero_is_stacked_ease_plus_conversion():
+    from feedgan.data.dataset import DataConfig, prepare
+    from feedgan.data.schema import validate
+    from feedgan.rec.baselines import EASE
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    log = pd.DataFrame({"user": rng.integers(0, 60, n), "item": rng.integers(0, 30, n),
+                        "action": rng.choice(["view", "like"], n, p=[0.7, 0.3])})
+    ds = prepare(validate(log), DataConfig(split="random", target_action="like", seed=0))
+    small = {k: v for k, v in SMALL.items() if k not in ("epochs", "l2")}
+    m = EASEGAN(l2=5.0, epochs=0, **small).fit(ds, aux={"view": 0.5})
+    stacked = EASE(l2=5.0).fit(ds, aux={"view": 0.5})
+    np.testing.assert_allclose(m.B_, stacked.B_, rtol=1e-5, atol=1e-6)
+    V, L = ds.matrix("train", "view").copy(), m.seen_
+    V.data[:] = 1
+    both, cnt = np.asarray(V.multiply(L).sum(0)).ravel(), np.asarray(V.sum(0)).ravel()
+    prior = both.sum() / cnt.sum()
+    np.testing.assert_allclose(m.D_[0], (both + 10 * prior) / (cnt + 10), rtol=1e-5)
+    users = np.arange(10)
+    expect = m.train_[users] @ m.B_ + V[users].toarray() * m.D_[0]
+    np.testing.assert_allclose(m.score(users), expect, rtol=1e-4, atol=1e-5)
+    # trained adversarially with a target: runs, reports its epoch, excludes only the user's likes
+    g = EASEGAN(l2=5.0, **{**small, "epochs": 2}).fit(ds, aux={"view": 0.5})
+    assert g.best_epoch_ in (0, 1, 2) and g.D_.shape == (1, ds.n_items)
+    items, _ = g.recommend(users, n=5)
+    for row, u in enumerate(users):
+        assert not set(items[row]) & set(g.seen_[u].indices)

@@ -10,10 +10,13 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from feedgan.data.dataset import Dataset, IdMap, Part
+from feedgan.data.dataset import DataConfig, Dataset, IdMap, Part, prepare
+from feedgan.data.schema import validate
+from feedgan.rec.base import Recommender
 from feedgan.rec.baselines import EASE
 from feedgan.rec.bpr import BPR
 from feedgan.serve.store import IdTypeError, Interaction, Store
@@ -56,9 +59,12 @@ def free_port() -> int:
 class Server:
     """`feedgan serve` in a subprocess; ``call`` speaks JSON over HTTP to it."""
 
-    def __init__(self, registry, db):
+    def __init__(self, registry, db, test_models: bool = False):
         self.port = free_port()
         code = "from feedgan.cli import app; app()"
+        if test_models:  # define this file's test-only model classes in the server process too
+            code = ("import importlib.util as u; s = u.spec_from_file_location('serve_test_models', "
+                    f"{os.path.abspath(__file__)!r}); s.loader.exec_module(u.module_from_spec(s)); " + code)
         self.proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--registry", str(registry), "--db", str(db),
                                       "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env={**os.environ, "FEEDGAN_NO_PROGRESS": "1"})
@@ -244,3 +250,203 @@ def test_store_ids_keep_their_type(tmp_path):
     for bad in ("abc", "011", True, 1.5):
         with pytest.raises(IdTypeError):
             ints.canonical(bad)
+
+
+# -- target actions, auxiliary actions and propensities -------------------------------------------
+class ItemRatePropensity(Recommender):
+    """A tiny test-only model with ``predict_proba``: the mean of the user's and the item's smoothed
+    fit-time target rates, in (0, 1)."""
+
+    name = "test-item-rate-propensity"
+    fold_in = False
+
+    def __init__(self, smoothing: float = 1.0):
+        self.smoothing = smoothing
+
+    def _fit(self, X, progress=None):
+        T, a = self.seen, float(self.smoothing)
+        p0 = T.nnz / (T.shape[0] * T.shape[1])
+        self.user_rate_ = (np.asarray(T.sum(1)).ravel() + a * p0) / (T.shape[1] + a)
+        self.item_rate_ = (np.asarray(T.sum(0)).ravel() + a * p0) / (T.shape[0] + a)
+
+    def _score(self, users, history):
+        return (self.user_rate_[users][:, None] + self.item_rate_[None, :]) / 2
+
+    def predict_proba(self, users, items):
+        return (self.user_rate_[np.asarray(users)] + self.item_rate_[np.asarray(items)]) / 2
+
+
+def action_log() -> pd.DataFrame:
+    """Views, likes and shares of two taste groups: users 1000-1029 act on items 500-519, the rest
+    on 520-539; a like or a share always comes with a view."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(N_USERS):
+        block = np.arange(20) if u < 30 else np.arange(20, 40)
+        for i in rng.choice(block, 10, replace=False):
+            rows.append((USER_IDS[u], ITEM_IDS[i], "view"))
+            if rng.random() < 0.6:
+                rows.append((USER_IDS[u], ITEM_IDS[i], "like"))
+            if rng.random() < 0.4:
+                rows.append((USER_IDS[u], ITEM_IDS[i], "share"))
+    return pd.DataFrame(rows, columns=["user", "item", "action"])
+
+
+@pytest.fixture(scope="module")
+def action_registry(tmp_path_factory):
+    """Runs, oldest first: a model on every action, a propensity model for likes, two share models."""
+    root = tmp_path_factory.mktemp("action-runs")
+    inter = validate(action_log())
+    ds = prepare(inter, DataConfig(split="random", target_action="share"))
+    EASE(l2=10).fit(prepare(inter, DataConfig(split="random"))).save(root / "00001-train-ease" / "models" / "ease")
+    ItemRatePropensity().fit(ds, target="like", aux={"view": 1.0}).save(
+        root / "00002-train-rate" / "models" / "test-item-rate-propensity")
+    EASE(l2=100).fit(ds, aux={"like": 1.0}).save(root / "00003-train-ease" / "models" / "ease")
+    EASE(l2=10).fit(ds, aux={"view": 1.0, "like": 1.0}).save(root / "00004-train-ease" / "models" / "ease")
+    return root
+
+
+@pytest.fixture(scope="module")
+def action_server(action_registry, tmp_path_factory):
+    s = Server(action_registry, tmp_path_factory.mktemp("action-db") / "feed.db", test_models=True)
+    yield s
+    s.stop()
+
+
+def test_registry_lists_targets_and_target_model_imports_its_actions(action_server, action_registry):
+    body = action_server.call("GET", "/models")[1]
+    assert body["active"] == "00004-train-ease" and body["actions"] == ["like", "share"]
+    by_name = {m["name"]: m for m in body["models"]}
+    assert by_name["00001-train-ease"]["target"] is None and not by_name["00001-train-ease"]["propensities"]
+    assert by_name["00002-train-rate"]["target"] == "like" and by_name["00002-train-rate"]["propensities"]
+    assert by_name["00004-train-ease"]["aux"] == {"view": 1.0, "like": 1.0}
+    # the active share model's per-action matrices were imported under their own action names
+    m = Recommender.load(action_registry / "00004-train-ease" / "models" / "ease")
+    health = action_server.call("GET", "/health")[1]
+    assert health["store"]["interactions"] == m.seen_.nnz + sum(c.nnz for c in m.channels_.values())
+    hist = action_server.call("GET", "/users/1001/history")[1]["interactions"]
+    assert {h["action"] for h in hist} == {"view", "like", "share"} and {h["source"] for h in hist} == {"import"}
+    u = m.user_ids_.index(np.array([1001]))[0]
+    shared = {str(i) for i in m.item_ids_.raw(m.seen_[u].indices)}
+    assert {h["item"] for h in hist if h["action"] == "share"} == shared
+
+
+def test_action_picks_the_model_that_predicts_it(action_server):
+    call = action_server.call
+    status, body = call("GET", "/users/1003/recommendations?n=5&action=share")
+    assert status == 200 and body["model"] == "00004-train-ease" and body["action"] == "share"
+    assert body["fallback"] is None and len(body["items"]) == 5
+    body = call("GET", "/users/1003/recommendations?n=5&action=like")[1]
+    assert body["model"] == "00002-train-rate" and body["action"] == "like"  # no fold-in: its user vector
+    assert call("GET", "/users/1003/recommendations?n=5")[1]["model"] == "00004-train-ease"  # the active one
+    old = call("GET", "/users/1003/recommendations?n=5&model=00001-train-ease")[1]
+    assert old["action"] is None and old["model"] == "00001-train-ease"
+    assert call("GET", "/users/1003/recommendations?action=share&model=ease")[1]["model"] == "00004-train-ease"
+    # the active model answers for its own action even when a newer model predicts it too
+    assert call("POST", "/models/00003-train-ease/activate")[0] == 200
+    try:
+        assert call("GET", "/users/1003/recommendations?action=share")[1]["model"] == "00003-train-ease"
+        assert call("GET", "/users/1003/recommendations?action=like")[1]["model"] == "00002-train-rate"
+    finally:
+        assert call("POST", "/models/00004-train-ease/activate")[0] == 200
+
+
+def test_target_recommendations_exclude_only_target_items(action_server):
+    call = action_server.call
+    hist = call("GET", "/users/1005/history")[1]["interactions"]
+    shared = {int(h["item"]) for h in hist if h["action"] == "share"}
+    viewed = {int(h["item"]) for h in hist if h["action"] == "view"}
+    recs = items_of(call("GET", "/users/1005/recommendations?n=15&action=share")[1])
+    assert not shared & set(recs)
+    assert (viewed - shared) & set(recs)  # viewed but not shared: still a share candidate
+    everything = items_of(call("GET", "/users/1005/recommendations?n=15&model=00001-train-ease")[1])
+    assert not viewed & set(everything)  # the old all-actions model excludes every touched item
+
+
+def test_posted_like_and_share_change_the_next_answer(action_server):
+    call = action_server.call
+    url = "/users/1007/recommendations?n=10&action=share"
+    before = items_of(call("GET", url)[1])
+    assert all(500 <= i < 520 for i in before[:3])  # the user's taste group
+    likes = [530, 531, 532, 533, 534]  # the other group's items, never touched by this user
+    batch = {"interactions": [{"user": 1007, "item": i, "action": "like"} for i in likes]}
+    assert call("POST", "/interactions", batch) == (201, {"stored": 5})
+    after = items_of(call("GET", url)[1])
+    assert after != before and set(likes) & set(after)  # liked items count at once and are not excluded
+    assert call("POST", "/interactions", {"user": 1007, "item": after[0], "action": "share"})[0] == 201
+    again = items_of(call("GET", url)[1])
+    assert after[0] not in again  # a share is the target: that item is now excluded
+
+
+def test_new_user_with_only_auxiliary_actions_is_folded_in(action_server):
+    call = action_server.call
+    body = call("GET", "/users/777777/recommendations?n=5&action=share")[1]
+    assert body["fallback"] == "popularity"
+    batch = {"interactions": [{"user": 777777, "item": 521 + k, "action": "like"} for k in range(4)]}
+    assert call("POST", "/interactions", batch)[0] == 201
+    body = call("GET", "/users/777777/recommendations?n=5&action=share")[1]
+    assert body["fallback"] is None and all(520 <= i < 540 for i in items_of(body))
+
+
+@pytest.mark.parametrize("query,status,words", [
+    ("action=view", 404, ["no model predicts action 'view'", "auxiliary action", "valid actions: like, share"]),
+    ("action=bogus", 404, ["'bogus'", "valid actions: like, share"]),
+    ("action=%F0%9F%98%80%00", 404, ["valid actions: like, share"]),
+    ("action=", 422, ["action"]),
+    ("action=" + "x" * 65, 422, ["action"]),
+    ("action=share&model=00001-train-ease", 422, ["every action", "valid actions: like, share"]),
+    ("action=like&model=00004-train-ease", 422, ["action 'share', not 'like'"]),
+])
+def test_bad_action_gets_4xx_listing_valid_actions(action_server, query, status, words):
+    got, body = action_server.call("GET", f"/users/1003/recommendations?{query}")
+    assert got == status, body
+    assert all(w in body["error"] for w in words), body
+
+
+def test_predict_probabilities(action_server, action_registry):
+    m = Recommender.load(action_registry / "00002-train-rate" / "models" / "test-item-rate-propensity")
+    status, body = action_server.call("POST", "/predict", {"user": 1003, "items": [500, 531, 999999, "501"],
+                                                           "action": "like"})
+    assert status == 200, body
+    assert (body["user"], body["action"], body["model"]) == (1003, "like", "00002-train-rate")
+    u = m.user_ids_.index(np.array([1003]))
+    want = m.predict_proba(np.repeat(u, 3), m.item_ids_.index(np.array([500, 531, 501])))
+    got = body["probabilities"]
+    assert [p["item"] for p in got] == [500, 531, 999999, "501"]  # as asked, in order
+    assert [p["known"] for p in got] == [True, True, False, True] and got[2]["p"] is None
+    assert np.allclose([got[0]["p"], got[1]["p"], got[3]["p"]], want) and all(0 < p < 1 for p in want)
+    # the model by name (its own target is the action), or by kind
+    for req in ({"model": "00002-train-rate"}, {"model": "test-item-rate-propensity", "action": "like"}):
+        body = action_server.call("POST", "/predict", {"user": 1003, "items": [500], **req})[1]
+        assert body["action"] == "like" and np.isclose(body["probabilities"][0]["p"], want[0])
+
+
+@pytest.mark.parametrize("req,status,words", [
+    ({"action": "share"}, 404, ["no model gives probabilities for action 'share'", "00004-train-ease",
+                                "00002-train-rate (action 'like')"]),
+    ({"action": "bogus"}, 404, ["'bogus'", "00002-train-rate (action 'like')"]),
+    ({"model": "00004-train-ease"}, 422, ["gives no probabilities", "00002-train-rate (action 'like')"]),
+    ({}, 422, ["00004-train-ease", "gives no probabilities"]),  # the active model, a share EASE
+    ({"model": "00002-train-rate", "action": "share"}, 422, ["action 'like', not 'share'"]),
+    ({"model": "nope", "action": "like"}, 404, ["unknown model"]),
+    ({"action": "like", "user": 5}, 404, ["unknown user 5", "seen at fit"]),
+    ({"action": "like", "user": "abc"}, 422, ["integers"]),
+    ({"action": "like", "items": ["x"]}, 422, ["items[0]", "integers"]),
+    ({"action": "like", "items": []}, 422, ["items"]),
+    ({"action": "like", "items": list(range(1001))}, 413, ["1001 items", "1000"]),
+    ({"action": "like", "colour": "red"}, 422, ["colour"]),
+    ({"action": ""}, 422, ["action"]),
+])
+def test_predict_errors(action_server, req, status, words):
+    got, body = action_server.call("POST", "/predict", {"user": 1003, "items": [500, 501], **req})
+    assert got == status, body
+    assert all(w in body["error"] for w in words), body
+
+
+def test_store_imports_per_action_matrices(tmp_path):
+    st = Store(tmp_path / "s.db")
+    eye = sp.csr_matrix(np.eye(2, dtype=np.float32))
+    n = st.import_matrix(np.array([10, 11]), np.array([5, 6]), {"share": eye, "view": sp.csr_matrix(np.ones((2, 2)))})
+    assert n == 6 and st.count() == 6
+    assert st.items_by_action("10") == {"share": ["5"], "view": ["5", "6"]} or \
+        {a: sorted(v) for a, v in st.items_by_action("10").items()} == {"share": ["5"], "view": ["5", "6"]}

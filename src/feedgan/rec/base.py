@@ -44,6 +44,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from ..data.dataset import Dataset, IdMap
+from ..data.schema import EXPOSURE
 from ..io import atomic_path, write_json
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
@@ -80,7 +81,8 @@ class Recommender:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        _REGISTRY[cls.name] = cls
+        if "name" in cls.__dict__:  # shared helper bases that inherit a name are not models
+            _REGISTRY[cls.name] = cls
 
     # -- hyperparameters --------------------------------------------------------------------------
     def get_params(self) -> dict:
@@ -127,6 +129,9 @@ class Recommender:
                 if a != FRIENDS and a not in data.actions:
                     raise ValueError(f"{self.name}: unknown action {a!r}; the data has {data.actions} "
                                      f"(and {FRIENDS!r} for the social graph)")
+            if EXPOSURE in (target, *weights):
+                raise ValueError(f"{self.name}: {EXPOSURE!r} marks what was shown, not an action to predict "
+                                 f"or learn from; pass target= (one of {[a for a in data.actions if a != EXPOSURE]})")
             if target in weights:
                 raise ValueError(f"{self.name}: the target {target!r} cannot also be an auxiliary action")
             seen = as_csr(sum(data.matrix(p, target) for p in use))

@@ -20,6 +20,16 @@ whether adversarial training adds anything on top of the strongest simple model:
   ``adv_weight * loss_G`` on top of the reconstruction. ``adversarial=False`` drops D: the
   ablation that shows what the GAN part contributes.
 
+**Action-conditional** (fitted with a target and auxiliary actions, ``fit(ds, target="buy",
+aux={"cart": 1, "view": 1})``): the generator predicts the *target-action* vector ``y_u`` from the
+condition ``c = dropout(y_u) + sum_a w_a a_u`` (the target history with inverted dropout, the
+auxiliary histories intact: the platform knows what was viewed), through ``c @ B`` plus a learned
+per-item weight ``D_a[i]`` for each auxiliary action the user took on item ``i`` itself (the
+zero diagonal of ``B`` forbids that path). ``B`` starts at stacked EASE, ``D_a`` at the items'
+conversion rates ``P(target | a)`` (:class:`feedgan.rec.behaviour.SeenEASE`), so epoch 0 is that
+non-GAN model; D judges ``(target vector, condition)`` pairs. Without a target, ``y = c`` and
+there are no ``D_a``: the model above.
+
 Training runs on :class:`feedgan.gan.GANTrainer`. With a validation part, NDCG@20 on it is
 measured before training (epoch 0: plain EASE) and every ``eval_every`` epochs; the best epoch
 is kept and reported by ``selected_params()``, so an adversarial phase that does not help on
@@ -66,22 +76,44 @@ class ItemItem(nn.Module):
         return out - c * W.diagonal().detach()  # (B, n_items)
 
 
-class _Task(GANTask):
-    """User rows as conditions (with dropout), masks for D, the EASE loss as G's extra term."""
+class ActionItemItem(nn.Module):
+    """``c @ B`` (zero diagonal, :class:`ItemItem`) plus ``sum_a A_a * D_a``: a per-item weight for
+    each auxiliary action the user took on the item itself. ``D`` is (n_aux, n_items)."""
 
-    def __init__(self, X: torch.Tensor, dropout: float, s_neg: float, steps_per_epoch: int):
-        self.X, self.dropout, self.s_neg = X, dropout, s_neg
+    def __init__(self, B: torch.Tensor, D: torch.Tensor):
+        super().__init__()
+        self.items = ItemItem(B)
+        self.aux_weight = nn.Parameter(D.clone())  # (n_aux, n_items)
+
+    def forward(self, c: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.items(c)  # (B, n_items)
+        if aux is not None and aux.shape[0]:
+            out = out + torch.einsum("kbn,kn->bn", aux, self.aux_weight)  # aux: (n_aux, B, n_items)
+        return out
+
+
+class _Task(GANTask):
+    """User rows as conditions (with dropout), masks for D, the EASE loss as G's extra term.
+
+    ``Y`` (n_users, n_items) is the target, ``X`` the input (``Y`` plus weighted auxiliary rows;
+    the same tensor without a target), ``A`` (n_aux, n_users, n_items) the auxiliary rows."""
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, A: torch.Tensor, dropout: float, s_neg: float,
+                 steps_per_epoch: int):
+        self.X, self.Y, self.A, self.dropout, self.s_neg = X, Y, A, dropout, s_neg
         self.steps_per_epoch = steps_per_epoch
 
     def real_batch(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x = self.X[torch.randint(self.X.shape[0], (n,), generator=generator)]  # (n, n_items)
+        idx = torch.randint(self.X.shape[0], (n,), generator=generator)
+        x, y = self.X[idx], self.Y[idx]  # (n, n_items)
         keep = torch.rand(x.shape, generator=generator) >= self.dropout
-        cond = x * keep / (1.0 - self.dropout)  # inverted dropout: the same expectation as x
-        neg = (torch.rand(x.shape, generator=generator) < self.s_neg) & (x == 0)
-        return {"real": x, "cond": cond, "mask": x + neg.float()}
+        # inverted dropout on the target part (the same expectation); auxiliary rows stay whole
+        cond = y * keep / (1.0 - self.dropout) + (x - y)
+        neg = (torch.rand(x.shape, generator=generator) < self.s_neg) & (y == 0)
+        return {"real": y, "cond": cond, "mask": y + neg.float(), "aux": self.A[:, idx].transpose(0, 1)}
 
     def fake(self, G, batch, generator):
-        return G(batch["cond"])  # (n, n_items)
+        return G(batch["cond"], batch["aux"].transpose(0, 1))  # (n, n_items)
 
     def d_input(self, sample, batch):
         return torch.cat([sample * batch["mask"], batch["cond"]], 1)  # (n, 2 * n_items)
@@ -100,6 +132,7 @@ class EASEGAN(Recommender):
     name = "easegan"
     fold_in = True
     uses_validation = True
+    multi_channel = True
 
     def __init__(self, l2: float = 200.0, dropout: float = 0.25, adv_weight: float = 0.1, s_neg: float = 0.5,
                  d_hidden: tuple = (128,), loss: str = "nonsaturating", lr_g: float = 1e-4, lr_d: float = 1e-4,
@@ -114,10 +147,19 @@ class EASEGAN(Recommender):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
         n_users, n_items = X.shape
-        B0 = torch.from_numpy(EASE(l2=self.l2).fit(X).B_.astype(np.float32))  # (n_items, n_items)
-        G = ItemItem(B0)
+        ease = EASE(l2=self.l2)
+        ease._fit(X)  # on the weighted input itself (fit() would binarise a matrix)
+        B0 = torch.from_numpy(ease.B_.astype(np.float32))  # (n_items, n_items)
+        names = self._aux_names()
+        channels = self._with_friends(getattr(self, "channels_", {}), np.arange(n_users))
+        Xt = torch.from_numpy(X.toarray().astype(np.float32))
+        Yt = Xt if self.target_ is None else torch.from_numpy(self.seen.toarray().astype(np.float32))
+        A = torch.stack([torch.from_numpy(sp.csr_matrix(channels[a]).toarray().astype(np.float32)) for a in names]) \
+            if names else torch.zeros(0, n_users, n_items)
+        G = ActionItemItem(B0, torch.from_numpy(self._conversion(channels, names)))
         steps = math.ceil(n_users / self.batch_size)
-        task = _Task(torch.from_numpy(X.toarray().astype(np.float32)), self.dropout, self.s_neg, steps)
+        task = _Task(Xt, Yt, A, self.dropout, self.s_neg, steps)
+        seen = self.seen
         # (l2 / n_users) * ||B||^2 has the gradient (2 * l2 / n_users) * B: Adam's (coupled) weight decay
         decay = 2.0 * self.l2 / n_users
         self.valid_history_: list[tuple[int, float]] = []
@@ -125,8 +167,8 @@ class EASEGAN(Recommender):
                   if valid is not None and valid.nnz else None)
 
         def score(G_) -> float:
-            W = G_.weight.detach()
-            return validation_ndcg(lambda u: (task.X[u] @ W - task.X[u] * W.diagonal()).numpy(), X, valid)
+            with torch.no_grad():
+                return validation_ndcg(lambda u: G_(task.X[u], task.A[:, u]).numpy(), seen, valid)
 
         if select is not None:
             select.update(0, score(G), G.state_dict())
@@ -150,9 +192,24 @@ class EASEGAN(Recommender):
             self.best_epoch_ = select.best_epoch
         else:
             self.best_epoch_ = self.epochs
-        B = G.weight.detach().clone()
+        B = G.items.weight.detach().clone()
         B.fill_diagonal_(0.0)
         self.B_ = B.numpy()
+        self.D_ = G.aux_weight.detach().clone().numpy()  # (n_aux, n_items)
+
+    def _aux_names(self) -> list[str]:
+        return list(self.aux_) if self.target_ is not None else []
+
+    def _conversion(self, channels: dict, names: list[str]) -> np.ndarray:
+        """(n_aux, n_items) smoothed P(target | aux action on the item): the start of ``D``."""
+        T = self.seen
+        out = np.zeros((len(names), self.n_items_), dtype=np.float32)
+        for j, a in enumerate(names):
+            A = sp.csr_matrix(channels[a])
+            both, n = np.asarray(A.multiply(T).sum(0)).ravel(), np.asarray(A.sum(0)).ravel()
+            prior = both.sum() / max(n.sum(), 1.0)
+            out[j] = (both + 10.0 * prior) / (n + 10.0)
+        return out
 
     def _fit_reconstruction(self, G, task, decay, select, score, steps, progress) -> None:
         """Ablation: the same generator and loss without a discriminator."""
@@ -171,14 +228,19 @@ class EASEGAN(Recommender):
             if select is not None and select.due(epoch) and select.update(epoch, score(G), G.state_dict()):
                 break
 
-    def _score(self, users, history):
-        return np.asarray(history @ self.B_, dtype=np.float32)  # (B, n_items)
+    def _score(self, users, inputs, seen, channels):
+        out = np.asarray(inputs @ self.B_, dtype=np.float32)  # (B, n_items)
+        for j, a in enumerate(self._aux_names()):
+            A = sp.csr_matrix(channels[a]).tocoo()
+            np.add.at(out, (A.row, A.col), A.data * self.D_[j, A.col])
+        return out
 
     def _state(self):
-        return {"B_": self.B_}
+        return {"B_": self.B_, "D_": self.D_}
 
     def _set_state(self, state):
         self.B_ = np.array(state["B_"], dtype=np.float32)
+        self.D_ = np.array(state.get("D_", np.zeros((0, self.B_.shape[0]))), dtype=np.float32)
         self.best_epoch_, self.valid_history_ = self.epochs, []
 
 

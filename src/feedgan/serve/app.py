@@ -6,6 +6,16 @@ Ids in URLs and bodies are the raw ids clients know. A recommendation folds in t
 history (models with ``fold_in``) or uses the user's learned vector (the others), so an
 interaction posted a moment ago counts at once, without retraining. Users a model cannot score
 get the most popular items, with ``"fallback": "popularity"`` in the response.
+
+Target actions. A model fitted with a target (``fit(ds, target="share", aux={...})``) predicts one
+action: ``?action=share`` picks such a model (the active one when it predicts that action, else
+the newest entry that does; 404 listing the actions some model predicts when none does). Its
+fold-in history is built per action from the store -- ``{target: rows, aux: rows, ...}`` for the
+model's target and auxiliary actions (``friends`` the model derives itself, for users it knows)
+-- united with the user's fit-time rows, and exclude-seen drops the user's *target* items only (a
+liked item can still be recommended for sharing). Models without a target work as before (every
+stored action counts, every touched item is excluded). ``POST /predict`` gives P(target | user,
+shown item) from models with ``predict_proba`` (the propensity models).
 """
 from __future__ import annotations
 
@@ -22,13 +32,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from ..rec.base import top_n
+from ..rec.base import FRIENDS, top_n
 from .metrics import Metrics
 from .registry import LoadedModel, Registry, UnknownModelError
 from .store import IdTypeError, Interaction, Store
 
 MAX_BATCH = 10_000  # interactions per POST
-MAX_N = 1_000  # items per list
+MAX_N = 1_000  # items per list, and items per /predict request
 
 Id = StrictInt | StrictStr
 
@@ -54,6 +64,19 @@ class InteractionIn(BaseModel):
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interactions: list[InteractionIn]
+
+
+class PredictIn(BaseModel):
+    """Which user, which shown items, which action to give probabilities for."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: Id = Field(description="raw user id; the model must have seen this user at fit (else 404)")
+    items: list[Id] = Field(min_length=1, description=f"raw item ids, at most {MAX_N} (413 above); "
+                                                      "items the model does not know get p = null, known = false")
+    action: str | None = Field(None, min_length=1, max_length=64,
+                               description="the action to predict; default: the model's own target")
+    model: str | None = Field(None, min_length=1, description="an entry name or model kind; default: the active "
+                                                             "model if it predicts `action`, else the newest that does")
 
 
 class _Timing:
@@ -96,7 +119,9 @@ class Service:
             self.active = entries[-1].name
         if self.active is not None and import_train and self.store.count() == 0:
             m = self.registry.load(self.active).model  # the model's training data becomes stored history
-            self.store.import_matrix(m.user_ids_.values, m.item_ids_.values, m.train_)
+            # a target model's per-action matrices keep their action names (not its weighted input)
+            data = m.train_ if m.target_ is None else {m.target_: m.seen_, **m.channels_}
+            self.store.import_matrix(m.user_ids_.values, m.item_ids_.values, data)
 
     def model(self, name: str | None) -> LoadedModel:
         name = name or self.active
@@ -108,6 +133,34 @@ class Service:
         except UnknownModelError as e:
             raise HTTPException(404, str(e)) from None
 
+    def pick(self, model: str | None, action: str | None) -> LoadedModel:
+        """The model that answers: ``model`` (checked against ``action``), or with ``action`` the
+        active model when it predicts that action, else the newest entry that does."""
+        if action is None:
+            return self.model(model)
+        if model is not None:
+            lm = self.model(model)
+            if lm.model.target_ != action:
+                raise HTTPException(422, f"model {lm.entry.name} predicts {_what(lm.model.target_)}, not {action!r}; "
+                                         f"drop one of model= and action=, or {self._actions_hint()}")
+            return lm
+        entry = self.registry.for_action(action, prefer=self.active)
+        if entry is None:
+            raise HTTPException(404, f"no model predicts action {action!r}{self._aux_note(action)}; "
+                                     f"{self._actions_hint()}")
+        return self.model(entry.name)
+
+    def _actions_hint(self, propensities: bool = False) -> str:
+        valid = self.registry.targets(propensities)
+        if not valid:
+            return ("no model in the registry predicts a single action (train one with a target action)" if not propensities
+                    else "no model in the registry gives probabilities")
+        return "valid actions: " + ", ".join(valid)
+
+    def _aux_note(self, action: str) -> str:
+        users = [e.name for e in self.registry.entries() if action in e.aux]
+        return f" (it is an auxiliary action of {', '.join(users)})" if users else ""
+
     def canonical(self, raw: str | int, field: str) -> str:
         try:
             return self.store.canonical(raw, field)
@@ -115,10 +168,12 @@ class Service:
             raise HTTPException(422, str(e)) from None
 
     # -- recommendation logic ---------------------------------------------------------------------
-    def recommend(self, user: str, n: int, model: str | None, exclude_seen: bool) -> dict:
-        lm = self.model(model)
+    def recommend(self, user: str, n: int, model: str | None, exclude_seen: bool, action: str | None = None) -> dict:
+        lm = self.pick(model, action)
         m = lm.model
         uid = self.canonical(user, "user")
+        if m.target_ is not None:
+            return self._recommend_target(lm, user, uid, n, exclude_seen)
         seen = {lm.item_index[i] for i in self.store.items_of(uid) if i in lm.item_index}
         u = lm.user_index.get(uid, -1)
         if u >= 0:
@@ -131,8 +186,72 @@ class Service:
         else:
             scores, fallback = lm.popularity[None, :].copy(), "popularity"
         items, values = _top(scores, sorted(seen) if exclude_seen else [], n)
-        return {"user": user, "model": lm.entry.name, "fallback": fallback,
+        return {"user": user, "model": lm.entry.name, "action": None, "fallback": fallback,
                 "items": _items(m, items, values)}
+
+    def _recommend_target(self, lm: LoadedModel, user: str, uid: str, n: int, exclude_seen: bool) -> dict:
+        """A model with a target: per-action history (store + fit time), target items excluded."""
+        m = lm.model
+        stored = self.store.items_by_action(uid)
+        u = lm.user_index.get(uid, -1)
+        fit_rows = {m.target_: m.seen_, **m.channels_}
+        cols = {}
+        for a in [m.target_, *(a for a in m.aux_ if a != FRIENDS)]:
+            got = {lm.item_index[i] for i in stored.get(a, ()) if i in lm.item_index}
+            if u >= 0 and a in fit_rows:
+                X = fit_rows[a]
+                got.update(X.indices[X.indptr[u]:X.indptr[u + 1]].tolist())
+            cols[a] = sorted(got)
+        seen = cols[m.target_]
+        fallback = None
+        if m.fold_in and any(cols.values()):
+            history = {a: _one_row(c, m.n_items_) for a, c in cols.items()}
+            # friends' rows come from the model's social graph, for users it knows
+            scores = m.score(users=[u] if u >= 0 and FRIENDS in m.aux_ else None, history=history)
+        elif not m.fold_in and u >= 0:
+            scores = m.score(users=[u])
+        else:
+            scores, fallback = lm.popularity[None, :].copy(), "popularity"
+        items, values = _top(scores, seen if exclude_seen else [], n)
+        return {"user": user, "model": lm.entry.name, "action": m.target_, "fallback": fallback,
+                "items": _items(m, items, values)}
+
+    def predict(self, req: PredictIn) -> dict:
+        """P(action | user, shown item) for each requested item, from a model with ``predict_proba``."""
+        if len(req.items) > MAX_N:
+            raise HTTPException(413, f"{len(req.items)} items; the limit is {MAX_N} per request: split it")
+        lm = self._proba_model(req.model, req.action)
+        m = lm.model
+        uid = self.canonical(req.user, "user")
+        u = lm.user_index.get(uid, -1)
+        if u < 0:
+            raise HTTPException(404, f"unknown user {req.user!r} for model {lm.entry.name}: it gives probabilities "
+                                     "only for users seen at fit (train it again to include new users)")
+        idx = np.array([lm.item_index.get(self.canonical(it, f"items[{k}]"), -1) for k, it in enumerate(req.items)])
+        known = idx >= 0
+        p = np.full(len(idx), np.nan)
+        if known.any():
+            p[known] = np.asarray(m.predict_proba(np.full(int(known.sum()), u), idx[known]), dtype=np.float64)
+        probs = [{"item": it, "p": float(v) if ok and math.isfinite(v) else None, "known": bool(ok)}
+                 for it, v, ok in zip(req.items, p, known)]
+        return {"user": req.user, "action": m.target_, "model": lm.entry.name, "probabilities": probs}
+
+    def _proba_model(self, model: str | None, action: str | None) -> LoadedModel:
+        def which() -> str:
+            have = [f"{e.name} ({_what(e.target)})" for e in self.registry.entries() if e.propensities]
+            return "models that give probabilities: " + (", ".join(have) or "none in the registry")
+
+        if model is None and action is not None:
+            entry = self.registry.for_action(action, prefer=self.active, propensities=True)
+            if entry is None:
+                others = [e.name for e in self.registry.entries() if e.target == action]
+                note = f" (these predict it but give no probabilities: {', '.join(others)})" if others else ""
+                raise HTTPException(404, f"no model gives probabilities for action {action!r}{note}; {which()}")
+            model = entry.name
+        lm = self.pick(model, action)
+        if not callable(getattr(lm.model, "predict_proba", None)):
+            raise HTTPException(422, f"model {lm.entry.name} ({lm.model.name}) gives no probabilities; {which()}")
+        return lm
 
     def similar(self, item: str, n: int, model: str | None) -> dict:
         lm = self.model(model)
@@ -150,6 +269,10 @@ class Service:
                                      "user's history or item vectors; pick another with ?model=")
         items, values = _top(scores, [i], n)
         return {"item": item, "model": lm.entry.name, "items": _items(m, items, values)}
+
+
+def _what(target: str | None) -> str:
+    return f"action {target!r}" if target is not None else "every action (no target)"
 
 
 def _one_row(cols: list[int], n_items: int) -> sp.csr_matrix:
@@ -216,9 +339,22 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
         return {"stored": n}
 
     @app.get("/users/{user_id}/recommendations")
-    def recommendations(user_id: str, n: Annotated[int, Query(ge=1, le=MAX_N)] = 20, model: str | None = None,
-                        exclude_seen: bool = True) -> dict:
-        return svc.recommend(user_id, n, model, exclude_seen)
+    def recommendations(
+        user_id: str,
+        n: Annotated[int, Query(ge=1, le=MAX_N, description="how many items")] = 20,
+        model: Annotated[str | None, Query(description="entry name or model kind; default: the active model")] = None,
+        exclude_seen: Annotated[bool, Query(description="leave out items the user already has (for a model with a "
+                                                        "target: items they took the target action on)")] = True,
+        action: Annotated[str | None, Query(min_length=1, max_length=64, description=(
+            "the action to recommend for (e.g. `share`): the active model if it predicts it, else the newest "
+            "model that does; 404 listing the valid actions when none does"))] = None,
+    ) -> dict:
+        """Top-``n`` items for a user, best first, from their stored history (folded in at request time).
+
+        A model with a target action reads the history per action (target + auxiliary actions) and
+        excludes only the target's items. ``fallback`` is ``"popularity"`` when the model cannot score
+        this user; ``action`` is the model's target (null for a model fitted on every action)."""
+        return svc.recommend(user_id, n, model, exclude_seen, action)
 
     @app.get("/users/{user_id}/history")
     def history(user_id: str, limit: Annotated[int | None, Query(ge=1)] = None) -> dict:
@@ -231,9 +367,21 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
     def similar(item_id: str, n: Annotated[int, Query(ge=1, le=MAX_N)] = 20, model: str | None = None) -> dict:
         return svc.similar(item_id, n, model)
 
+    @app.post("/predict")
+    def predict(req: PredictIn) -> dict:
+        """P(action | user, shown item) for each item, from a model with ``predict_proba``.
+
+        Returns ``{"user", "action", "model", "probabilities": [{"item", "p", "known"}, ...]}`` in
+        the order asked; an item the model does not know gets ``p: null, known: false``. 404: an
+        unknown user, or no model gives probabilities for ``action``; 422: the named model gives no
+        probabilities or predicts another action; 413: more than 1,000 items."""
+        return svc.predict(req)
+
     @app.get("/models")
     def models() -> dict:
-        return {"active": svc.active, "models": [e.public() for e in svc.registry.entries()]}
+        """Every registered model: name, kind, target action, auxiliary actions, whether it gives
+        probabilities (``propensities``), headline metrics."""
+        return {"active": svc.active, "actions": svc.registry.targets(), "models": [e.public() for e in svc.registry.entries()]}
 
     @app.post("/models/{name:path}/activate")
     def activate(name: str) -> dict:

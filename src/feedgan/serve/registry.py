@@ -5,6 +5,11 @@ them: ``DIR/<run>/models/<model>/model.json`` + ``model.safetensors``, with the 
 ``metrics.json`` next to them. Each saved model is one entry, named ``<run>`` when the run holds a
 single model (``00003-train-ease``) and ``<run>/<model>`` otherwise. A request may also name a
 model *kind* (``ease``): the newest entry of that kind answers.
+
+Each entry also carries what ``model.json`` says the model predicts, read without loading any
+weights: ``target`` (the action it predicts, None for a model fitted on every action), ``aux`` (its
+auxiliary actions and weights) and ``propensities`` (its class has ``predict_proba``: it gives
+P(target | user, shown item)). :meth:`Registry.for_action` finds a model by the action it predicts.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rec.base import Recommender
+from ..rec.base import Recommender, registry as model_classes
 
 
 class UnknownModelError(KeyError):
@@ -29,9 +34,13 @@ class Entry:
     kind: str
     path: Path
     metrics: dict = field(default_factory=dict)
+    target: str | None = None  # the action the model predicts (None: fitted on every action)
+    aux: dict = field(default_factory=dict)  # auxiliary action -> weight
+    propensities: bool = False  # the model has predict_proba
 
     def public(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "path": str(self.path), "metrics": self.metrics}
+        return {"name": self.name, "kind": self.kind, "path": str(self.path), "metrics": self.metrics,
+                "target": self.target, "aux": self.aux, "propensities": self.propensities}
 
 
 class LoadedModel:
@@ -42,7 +51,8 @@ class LoadedModel:
         # raw id (in the store's text form) -> index; dict lookups beat a pandas Index per request
         self.user_index = {str(r): k for k, r in enumerate(model.user_ids_.values.tolist())}
         self.item_index = {str(r): k for k, r in enumerate(model.item_ids_.values.tolist())}
-        self.popularity = np.asarray(model.train_.sum(0)).ravel().astype(np.float32)  # (n_items,)
+        # (n_items,) counts of the target action (of every action for a model without a target)
+        self.popularity = np.asarray(model.seen.sum(0)).ravel().astype(np.float32)
 
 
 class Registry:
@@ -61,6 +71,9 @@ class Registry:
         out = []
         if not self.root.is_dir():
             return out
+        import feedgan.rec  # noqa: F401  (defines every model class, to tell which give propensities)
+
+        classes = model_classes()
         for run in sorted(p for p in self.root.iterdir() if p.is_dir()):
             models = sorted(m for m in (run / "models").glob("*") if (m / "model.json").exists())
             metrics = {}
@@ -70,10 +83,32 @@ class Registry:
                 except json.JSONDecodeError:
                     metrics = {}
             for m in models:
-                kind = json.loads((m / "model.json").read_text())["model"]
+                meta = json.loads((m / "model.json").read_text())
+                kind = meta["model"]
                 name = run.name if len(models) == 1 else f"{run.name}/{m.name}"
-                out.append(Entry(name, kind, m, _summary(metrics, m.name)))
+                target = meta.get("target")
+                aux = meta.get("aux") or {}
+                out.append(Entry(name, kind, m, _summary(metrics, m.name),
+                                 target=str(target) if target is not None else None,
+                                 aux={str(a): float(w) for a, w in aux.items()} if isinstance(aux, dict) else {},
+                                 propensities=hasattr(classes.get(kind), "predict_proba")))
         return out
+
+    def targets(self, propensities: bool = False) -> list[str]:
+        """The actions some entry predicts (``propensities``: only entries with ``predict_proba``)."""
+        entries = self._entries if self._entries is not None else self.entries()
+        return sorted({e.target for e in entries if e.target is not None and (e.propensities or not propensities)})
+
+    def for_action(self, action: str, prefer: str | None = None, propensities: bool = False) -> Entry | None:
+        """The entry that predicts ``action``: ``prefer`` (an entry name, e.g. the active model) when
+        it does, else the newest such entry; None when none does. Rescans the folder once on a miss.
+        ``propensities``: only entries whose model has ``predict_proba``."""
+        for entries in (self._entries, None):
+            entries = entries if entries is not None else self.entries()
+            fit = [e for e in entries if e.target == action and (e.propensities or not propensities)]
+            if fit:
+                return next((e for e in fit if e.name == prefer), fit[-1])
+        return None
 
     def resolve(self, name: str) -> Entry:
         """The entry called ``name``, or the newest of that kind; rescans the folder once on a miss."""

@@ -170,15 +170,19 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
-    def import_matrix(self, user_ids: np.ndarray, item_ids: np.ndarray, X: sp.csr_matrix,
+    def import_matrix(self, user_ids: np.ndarray, item_ids: np.ndarray, X: sp.csr_matrix | dict[str, sp.csr_matrix],
                       action: str = "train", source: str = "import") -> int:
-        """Store every non-zero of ``X`` (rows = ``user_ids``, columns = ``item_ids``) in one transaction."""
+        """Store every non-zero of ``X`` (rows = ``user_ids``, columns = ``item_ids``) as ``action``, in
+        one transaction. ``X`` may also be a mapping action -> matrix: each matrix's non-zeros are
+        stored under its own action name (``action`` is then unused), all in that one transaction."""
         id_type = "int" if user_ids.dtype.kind in "iu" and item_ids.dtype.kind in "iu" else "str"
         if self.id_type not in (None, id_type):
             raise IdTypeError(f"the store's ids are {self.id_type}s; this model's ids are {id_type}s")
-        coo = X.tocoo()
         users, items = user_ids.astype(str), item_ids.astype(str)
-        data = [(users[u], items[i], action, None, 1.0, source) for u, i in zip(coo.row, coo.col)]
+        data = []
+        for name, M in (X.items() if isinstance(X, dict) else [(action, X)]):
+            coo = sp.coo_matrix(M)
+            data += [(users[u], items[i], name, None, 1.0, source) for u, i in zip(coo.row, coo.col)]
         with self._write_lock:
             self._write(data, time.time(), id_type)
         return len(data)
@@ -201,3 +205,11 @@ class Store:
     def items_of(self, user: str) -> list[str]:
         """The distinct items the user interacted with."""
         return [r[0] for r in self._conn().execute("SELECT DISTINCT item FROM interactions WHERE user = ?", (user,))]
+
+    def items_by_action(self, user: str) -> dict[str, list[str]]:
+        """The distinct items the user took each action on: action -> items."""
+        out: dict[str, list[str]] = {}
+        sql = "SELECT DISTINCT action, item FROM interactions WHERE user = ?"
+        for action, item in self._conn().execute(sql, (user,)):
+            out.setdefault(action, []).append(item)
+        return out
