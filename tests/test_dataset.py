@@ -273,3 +273,58 @@ def test_prepare_applies_config(make_log):
     assert "duplicates_merged" in notes
     # implicit: every stored weight is a count of merged positives (>= 1)
     assert all((m.data >= 1).all() for m in ds.train.actions.values())
+
+
+# -- a target action --------------------------------------------------------------------------------
+def _funnel():
+    from test_split import funnel_log
+
+    return validate(funnel_log(n_users=30, seed=2).drop(columns="part"))
+
+
+def test_prepare_with_target_action_aux_in_train(tmp_path):
+    inter = _funnel()
+    ds = prepare(inter, DataConfig(split="random", target_action="like", seed=1))
+    assert ds.target_action == "like"
+    assert sorted(ds.actions) == ["like", "share", "view"]
+    test_like, test_view = ds.matrix("test", "like"), ds.matrix("test", "view")
+    assert test_like.nnz > 0 and ds.matrix("valid", "like").nnz > 0
+    assert test_view.nnz == 0 and ds.matrix("test", "share").nnz == 0
+    # the held-out likes' views are in train, so in the (union) history of both parts ...
+    held = _dense(test_like) > 0
+    assert (_dense(ds.matrix("train", "view"))[held] > 0).all()
+    assert (_dense(ds.history("test"))[held] > 0).all()
+    # ... but never the like itself
+    assert (_dense(ds.history("test", "like"))[held] == 0).all()
+    assert (_dense(ds.history("valid", "like"))[_dense(ds.matrix("valid", "like")) > 0] == 0).all()
+    # the target survives a save / load
+    ds.save(tmp_path)
+    assert Dataset.load(tmp_path).target_action == "like"
+
+
+def test_prepare_with_target_action_aux_held_out():
+    inter = _funnel()
+    ds = prepare(inter, DataConfig(split="random", target_action="like", aux_in_train=False, seed=1))
+    held = _dense(ds.matrix("test", "like")) > 0
+    view = _dense(ds.matrix("test", "view")) > 0
+    # every test like took its view along (the log is a funnel), and nothing else came with it
+    assert held.sum() > 0
+    np.testing.assert_array_equal(view, held)
+    assert (_dense(ds.history("test"))[held] == 0).all()
+
+
+def test_prepare_without_target_action():
+    ds = prepare(_funnel(), DataConfig(split="random", seed=1))
+    assert ds.target_action is None
+    assert ds.matrix("test", "view").nnz > 0  # whole pairs held out, views with them
+    assert Dataset.from_interactions(_funnel()).target_action is None
+
+
+def test_part_matrix_leaves_exposures_out():
+    frame = pd.DataFrame({"user": [0, 0, 1, 1], "item": [0, 1, 0, 1],
+                          "action": ["impression", "view", "impression", "impression"]})
+    ds = Dataset.from_interactions(validate(frame))
+    np.testing.assert_array_equal(_dense(ds.matrix("train")), [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(_dense(ds.history("valid")), [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(_dense(ds.matrix("train", "impression")), [[1, 0], [1, 1]])
+    assert ds.train.nnz == 1

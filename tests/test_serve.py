@@ -365,17 +365,20 @@ def test_target_recommendations_exclude_only_target_items(action_server):
 
 def test_posted_like_and_share_change_the_next_answer(action_server):
     call = action_server.call
-    url = "/users/1007/recommendations?n=10&action=share"
-    before = items_of(call("GET", url)[1])
-    assert all(500 <= i < 520 for i in before[:3])  # the user's taste group
+    url = "/users/1007/recommendations?n=40&action=share"  # every item the user has not shared
+    before = {x["item"]: x["score"] for x in call("GET", url)[1]["items"]}
+    assert all(500 <= i < 520 for i in list(before)[:3])  # the user's taste group first
+    assert max(abs(v) for i, v in before.items() if i >= 520) < 1e-6  # nothing of the other group yet
     likes = [530, 531, 532, 533, 534]  # the other group's items, never touched by this user
     batch = {"interactions": [{"user": 1007, "item": i, "action": "like"} for i in likes]}
     assert call("POST", "/interactions", batch) == (201, {"stored": 5})
-    after = items_of(call("GET", url)[1])
-    assert after != before and set(likes) & set(after)  # liked items count at once and are not excluded
-    assert call("POST", "/interactions", {"user": 1007, "item": after[0], "action": "share"})[0] == 201
+    after = {x["item"]: x["score"] for x in call("GET", url)[1]["items"]}
+    assert list(after) != list(before) and max(v for i, v in after.items() if i >= 520) > 0.1  # counted at once
+    assert set(likes) <= set(after) and len(after) == len(before)  # a like is not the target: nothing excluded
+    top = next(iter(after))
+    assert call("POST", "/interactions", {"user": 1007, "item": top, "action": "share"})[0] == 201
     again = items_of(call("GET", url)[1])
-    assert after[0] not in again  # a share is the target: that item is now excluded
+    assert top not in again and len(again) == len(after) - 1  # a share is the target: now excluded
 
 
 def test_new_user_with_only_auxiliary_actions_is_folded_in(action_server):
@@ -448,5 +451,24 @@ def test_store_imports_per_action_matrices(tmp_path):
     eye = sp.csr_matrix(np.eye(2, dtype=np.float32))
     n = st.import_matrix(np.array([10, 11]), np.array([5, 6]), {"share": eye, "view": sp.csr_matrix(np.ones((2, 2)))})
     assert n == 6 and st.count() == 6
-    assert st.items_by_action("10") == {"share": ["5"], "view": ["5", "6"]} or \
-        {a: sorted(v) for a, v in st.items_by_action("10").items()} == {"share": ["5"], "view": ["5", "6"]}
+    assert {a: sorted(v) for a, v in st.items_by_action("10").items()} == {"share": ["5"], "view": ["5", "6"]}
+    assert [h["source"] for h in st.history("11")] == ["import"] * 3
+
+
+def test_predict_with_the_real_propensity_model(tmp_path):
+    """The service over the library's logistic propensity model (in process: no server needed)."""
+    propensity = pytest.importorskip("feedgan.rec.propensity")
+    from feedgan.serve.app import PredictIn, Service
+
+    ds = prepare(validate(action_log()), DataConfig(split="random", target_action="like"))
+    lr = propensity.LogisticPropensity().fit(ds, aux=("view",))
+    lr.save(tmp_path / "runs" / "00001-train-logreg" / "models" / "logreg-propensity")
+    svc = Service(tmp_path / "runs", tmp_path / "feed.db")
+    assert [e.propensities for e in svc.registry.entries()] == [True]
+    out = svc.predict(PredictIn(user=1003, items=[500, 530, 999999], action="like"))
+    u = lr.user_ids_.index(np.array([1003]))
+    want = lr.predict_proba(np.repeat(u, 2), lr.item_ids_.index(np.array([500, 530])))
+    got = out["probabilities"]
+    assert out["model"] == "00001-train-logreg" and out["action"] == "like"
+    assert np.allclose([got[0]["p"], got[1]["p"]], want) and got[2] == {"item": 999999, "p": None, "known": False}
+    assert svc.recommend("1003", 5, None, True, action="like")["model"] == "00001-train-logreg"

@@ -73,6 +73,8 @@ def data_inspect(
         v = stats[k]
         table.add_row(k, f"{v:.6f}" if isinstance(v, float) else f"{v:,}")
     table.add_row("by action", ", ".join(f"{a}: {n:,}" for a, n in stats["by_action"].items()))
+    if stats["funnel"]:
+        table.add_row("funnel (pairs)", ", ".join(f"P({k}) {v:.4f}" for k, v in stats["funnel"].items()))
     for name in ("user_degree", "item_degree"):
         table.add_row(name, ", ".join(f"{k} {v:g}" for k, v in stats[name].items()))
     for p, v in stats["parts"].items():
@@ -130,16 +132,36 @@ def data_convert(
 
 
 def _data_options(data: Path, format: str, split: str, valid: float, test: float, positive_threshold, k_core,
-                  columns, seed: int):
+                  columns, seed: int, target: str | None = None, aux_in_train: bool = True):
     from .data.dataset import DataConfig
 
     return DataConfig(path=str(data), format=format, split=split, valid=valid, test=test, seed=seed,
-                      positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns))
+                      positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns),
+                      target_action=target, aux_in_train=aux_in_train)
+
+
+def _aux(spec: Optional[str]) -> dict[str, float]:
+    """``"cart,view"`` -> weights 1.0 each; ``"cart=1,view=0.2"`` -> those weights."""
+    out: dict[str, float] = {}
+    for part in (spec or "").split(","):
+        name, eq, w = part.strip().partition("=")
+        if not name:
+            continue
+        try:
+            out[name.strip()] = float(w) if eq else 1.0
+        except ValueError:
+            raise ValueError(f"bad --aux weight {part!r}; write e.g. --aux cart=1,view=0.2") from None
+    return out
 
 
 DATA = typer.Option(..., "--data", "-d", help="log file or folder")
 FORMAT = typer.Option("auto", "--format", "-f", help="reader format (see `feedgan data inspect --help`)")
 SPLIT = typer.Option("random", help="random, leave-last-out, temporal, by-user, predefined")
+TARGET = typer.Option(None, "--target", help="the action to predict (held out per pair), e.g. share or buy")
+AUX = typer.Option(None, "--aux", help="auxiliary actions, strongest first, e.g. cart,view or view=0.2,like "
+                                      "(friends = the social graph's target actions)")
+AUX_IN_TRAIN = typer.Option(True, "--aux-in-train/--no-aux-in-train",
+                            help="keep a held-out pair's auxiliary actions (the view before a like) in train")
 
 
 @app.command()
@@ -147,7 +169,12 @@ def bench(
     data: Path = DATA,
     format: str = FORMAT,
     split: str = SPLIT,
-    models: str = typer.Option("most-popular,itemknn,rp3beta,ease,puresvd", help="comma-separated model names"),
+    models: Optional[str] = typer.Option(None, help="comma-separated model names (default: most-popular,itemknn,"
+                                         "rp3beta,ease,puresvd; with --target: most-popular,ease,ease-stacked,"
+                                         "seen-first,ease-seen)"),
+    target: Optional[str] = TARGET,
+    aux: Optional[str] = AUX,
+    aux_in_train: bool = AUX_IN_TRAIN,
     seeds: int = typer.Option(5, help="seeds per model (refit + test once each)"),
     valid: float = typer.Option(0.1, help="validation fraction (cut from train for predefined splits)"),
     test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
@@ -168,13 +195,25 @@ def bench(
     from .config import save_yaml
     from .data.dataset import prepare
     from .data.readers import read
-    from .eval.bench import model_specs, public_rows, results_markdown, run_bench
+    from .eval.bench import behaviour_specs, model_specs, public_rows, results_markdown, run_bench
     from .eval.bench import save_models as store
     from .io import atomic_open, write_json
     from .progress import progress_bar
     from .runs import new_run_dir
 
-    available = model_specs()
+    try:
+        aux_w = _aux(aux)
+    except ValueError as e:
+        _fail(e)
+    if aux_w and not target:
+        _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
+    available = behaviour_specs(list(aux_w)) if target else model_specs()
+    if target and aux_w:  # the given weights are the stacking default; grids still tune them
+        for spec in available.values():
+            if not spec.aux and "aux" not in spec.grid and spec.name not in ("most-popular", "itemknn", "rp3beta", "ease"):
+                spec.aux = aux_w
+    models = models or ("most-popular,ease,ease-stacked,seen-first,ease-seen" if target
+                        else "most-popular,itemknn,rp3beta,ease,puresvd")
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in names if m not in available]
     if unknown:
@@ -184,7 +223,8 @@ def bench(
     if name not in METRICS or not at.isdigit() or int(at) not in cut:
         _fail(ValueError(f"--metric {metric!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {ks}"))
     try:
-        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed)
+        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
+                            target, aux_in_train)
         inter = read(data, format, columns=cfg.columns)
         first = prepare(inter, cfg)
     except DataError as e:
@@ -202,8 +242,10 @@ def bench(
         rows = run_bench(make_dataset, [available[n] for n in names], seeds=seeds, metric=metric, ks=cut,
                          max_trials=max_trials, seed=seed, progress=prog, keep_models=save_models,
                          log=console.print)
-    show = [f"{m}@{k}" for m in ("precision", "recall", "ndcg") for k in cut]
-    md = results_markdown(rows, show, title=f"{data.name} ({split} split, {seeds} seeds)")
+    show = [f"{m}@{k}" for m in (("hitrate", "recall", "ndcg") if target else ("precision", "recall", "ndcg"))
+            for k in cut]
+    what = f"target {target}, aux {','.join(aux_w) or 'none'}, " if target else ""
+    md = results_markdown(rows, show, title=f"{data.name} ({what}{split} split, {seeds} seeds)")
     write_json(run / "results.json", {"data": first.stats(), "config": cfg, "rows": public_rows(rows)})
     with atomic_open(run / "results.md") as fh:
         fh.write(md)
@@ -237,6 +279,9 @@ def train(
     positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter"),
     columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    target: Optional[str] = TARGET,
+    aux: Optional[str] = AUX,
+    aux_in_train: bool = AUX_IN_TRAIN,
     final: bool = typer.Option(False, help="after validation, refit on train + valid and score test once"),
     seed: int = typer.Option(0, help="split and model seed"),
     runs_dir: Path = typer.Option(Path("runs")),
@@ -248,33 +293,41 @@ def train(
     from .config import save_yaml
     from .data.dataset import prepare
     from .data.readers import read
-    from .eval.bench import model_specs
+    from .eval.bench import behaviour_specs, model_specs
     from .eval.metrics import evaluate as score
     from .io import write_json
     from .progress import progress_bar
     from .runs import new_run_dir
 
-    specs = model_specs()
+    try:
+        aux_w = _aux(aux)
+    except ValueError as e:
+        _fail(e)
+    if aux_w and not target:
+        _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
+    specs = behaviour_specs(list(aux_w)) if target else model_specs()
     if model not in specs:
         _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
     try:
         params = {**specs[model].fixed, **_params(param)}
         rec = specs[model].build(params, seed)
-        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed)
+        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
+                            target, aux_in_train)
         ds = prepare(read(data, format, columns=cfg.columns), cfg)
     except (DataError, ValueError, TypeError) as e:
         _fail(e)
     run = new_run_dir(runs_dir, f"train-{model}")
     console.print(f"[bold]train {model}[/] on {data} -> {run}")
-    metrics: dict = {"model": model, "params": rec.get_params()}
+    metrics: dict = {"model": model, "params": rec.get_params(), "target": target, "aux": aux_w}
     with progress_bar(progress) as prog:
         t0 = time.perf_counter()
-        rec.fit(ds, progress=prog)
+        rec.fit(ds, aux=aux_w or None, progress=prog)
         metrics["fit_s"] = time.perf_counter() - t0
         metrics["valid"] = score(rec, ds, "valid", progress=prog)
         if final:
             chosen = {**rec.get_params(), **rec.selected_params()}
-            rec = specs[model].build(chosen, seed).fit(ds, parts=("train", "valid", "valid_input"), progress=prog)
+            rec = specs[model].build(chosen, seed).fit(ds, parts=("train", "valid", "valid_input"), aux=aux_w or None,
+                                                       progress=prog)
             metrics["test"] = score(rec, ds, "test", progress=prog)
     save_yaml(run / "config.yaml", {"data": cfg, "model": model, "params": rec.get_params(), "final": final})
     ds.save(run / "dataset")

@@ -14,7 +14,9 @@ import numpy as np
 from rich.table import Table
 
 from .config import save_yaml
+from .data.clean import keep_actions
 from .data.dataset import DataConfig, Dataset, prepare
+from .data.schema import EXPOSURE
 from .data.simulate import SimulationConfig, simulate
 from .eval import report
 from .eval.bench import model_specs, public_rows, run_bench, save_models
@@ -47,6 +49,7 @@ class DemoConfig:
     metric: str = "ndcg@20"   # model selection metric, on validation only
     max_trials: int = 6       # hyperparameter settings tried per model
     budget_s: float = 120.0   # soft wall-clock budget for the whole demo
+    per_action: bool = True   # also predict likes from views, and P(like | shown) with its calibration
     models: list[str] = field(default_factory=lambda: list(DEMO_MODELS))
     runs_dir: str = "runs"
 
@@ -63,7 +66,10 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
     sim_cfg = SimulationConfig(n_users=cfg.users, n_items=cfg.items, seed=cfg.seed)
     console.print(f"[bold]feedgan demo[/] -> {run}")
     t0 = time.perf_counter()
-    sim = simulate(sim_cfg)
+    sim = simulate(replace(sim_cfg, log_impressions=cfg.per_action))  # impressions: only the propensity part
+    full_log = sim.interactions
+    if cfg.per_action:  # the log without exposures is the same log as without log_impressions
+        sim.interactions = keep_actions(full_log, [a for a in full_log.actions if a != EXPOSURE])
     console.print(f"simulated {cfg.users:,} users, {cfg.items:,} posts: {len(sim.interactions):,} interactions, "
                   f"{len(sim.interactions.social):,} friend edges in {time.perf_counter() - t0:.1f}s")
     data_cfg = DataConfig(split=cfg.split, valid=cfg.valid, test=cfg.test, seed=cfg.seed)
@@ -81,17 +87,51 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
                                 seed=cfg.seed, progress=prog, keep_models=True)
 
     _print_leaderboard(leaderboard, cfg)
+    per_action = _per_action(sim, full_log, cfg, progress) if cfg.per_action else None
     examples = _example_users(leaderboard[0]["_model"], ds, sim, n_users=3)
     _print_examples(examples, leaderboard[0]["model"])
     metrics = {"dataset": stats, "seeds": cfg.seeds, "selection_metric": cfg.metric,
                "leaderboard": public_rows(leaderboard),
                "simulation": sim.summary(), "seconds": time.perf_counter() - t_start}
+    if per_action is not None:
+        metrics["per_action"] = {"leaderboard": public_rows(per_action["rows"]), "propensity": per_action["propensity"]}
     write_json(run / "metrics.json", metrics)
     save_models(run, ds, leaderboard)
-    _write_report(run, cfg, leaderboard, ds, stats, sim, examples)
+    _write_report(run, cfg, leaderboard, ds, stats, sim, examples, per_action)
     console.print(f"wrote {run / 'metrics.json'} and {run / 'report.html'} "
                   f"({time.perf_counter() - t_start:.0f}s in all)")
     return run
+
+
+def _per_action(sim, full_log, cfg, progress) -> dict:
+    """Likes predicted from views (a per-action leaderboard), and P(like | shown) with its
+    calibration, on the same simulated network."""
+    from .eval.bench import behaviour_specs
+    from .eval.propensity import evaluate_propensity
+    from .rec.propensity import LogisticPropensity
+
+    specs = behaviour_specs(["view"])
+    like_cfg = DataConfig(split="random", valid=cfg.valid, test=cfg.test, seed=cfg.seed, target_action="like")
+    first = prepare(sim.interactions, like_cfg)
+    with progress_bar(progress) as prog:
+        rows = run_bench(lambda s: first if s == cfg.seed else prepare(sim.interactions, replace(like_cfg, seed=s)),
+                         [specs[n] for n in ("most-popular", "ease", "ease-stacked", "seen-first", "ease-seen")],
+                         seeds=cfg.seeds, metric=cfg.metric, max_trials=cfg.max_trials, seed=cfg.seed,
+                         progress=prog, masks=("target",))
+    table = Table(title=f"Predicting likes from views: test, mean±std over {cfg.seeds} seeds")
+    for col in ("model", "HR@10", "NDCG@10", "NDCG@20"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(r["model"], *(f"{r['test'][m]['mean']:.3f}±{r['test'][m]['std']:.3f}"
+                                    for m in ("hitrate@10", "ndcg@10", "ndcg@20")))
+    console.print(table)
+    exp = prepare(full_log, DataConfig(split="random", valid=cfg.valid, test=cfg.test, seed=cfg.seed,
+                                       target_action=EXPOSURE, aux_in_train=False))
+    model = LogisticPropensity().fit(exp, target="like", parts=("train", "valid"))
+    prop = evaluate_propensity(model, exp, "test", actions=["like"])["like"]
+    console.print(f"P(like | shown), logistic model on {prop['n']:,} held-out impressions: ROC-AUC {prop['auc']:.3f}, "
+                  f"log-loss {prop['logloss']:.4f}, ECE {prop['ece']:.4f}")
+    return {"rows": rows, "propensity": prop}
 
 
 def _fmt(cell: dict) -> str:
@@ -145,7 +185,8 @@ def _print_examples(examples: list[dict], model_name: str) -> None:
     console.print(table)
 
 
-def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: dict, sim, examples) -> None:
+def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: dict, sim, examples,
+                  per_action: dict | None = None) -> None:
     total = ds.history("test") + ds.matrix("test")
     social_deg = None if ds.social is None else ds.social.getnnz(1)
     rows = [{"model": r["model"], **{m: _fmt(r["test"][m]) for m in LEADERBOARD_METRICS},
@@ -166,4 +207,19 @@ def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: d
                                                                  "topics", "on_topic"])),
         ("Configuration", f"<pre>{(run / 'config.yaml').read_text()}</pre>"),
     ]
+    if per_action is not None:
+        from .eval.propensity import reliability_chart
+
+        prop = per_action["propensity"]
+        rows_pa = [{"model": r["model"], **{m: _fmt(r["test"][m]) for m in ("hitrate@10", "ndcg@10", "ndcg@20")},
+                    "chosen params": r["params"]} for r in per_action["rows"]]
+        sections[2:2] = [("Per action: likes from views",
+                          "<p>Like pairs held out per user; the view before a held-out like stays in train "
+                          "(the platform knows what was viewed). Only the user's liked items are excluded.</p>"
+                          + report.table_html(rows_pa, list(rows_pa[0]))),
+                         ("Calibration: P(like | shown)",
+                          f"<p>Logistic propensity model on held-out impressions: ROC-AUC {prop['auc']:.3f}, "
+                          f"log-loss {prop['logloss']:.4f}, ECE {prop['ece']:.4f} ({prop['n']:,} pairs).</p>"
+                          + report.figure_html(reliability_chart({"logreg-propensity": prop["reliability"]}),
+                                               "reliability"))]
     report.write_report(run / "report.html", "feedgan demo", sections)

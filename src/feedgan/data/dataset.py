@@ -241,8 +241,22 @@ class Dataset:
         ud, idg = total.getnnz(1), total.getnnz(0)
         out["user_degree"] = _quantiles(ud)
         out["item_degree"] = _quantiles(idg)
+        out["funnel"] = self._funnel()
         out["social_edges"] = 0 if self.social is None else int(self.social.nnz)
         out["notes"] = self.meta.get("notes", {})
+        return out
+
+    def _funnel(self) -> dict[str, float]:
+        """Pair-level conversion rates ``"b|a"`` = share of (user, item) pairs with action ``a`` that
+        also have ``b``: every action from the base (exposures when the log has them, else the most
+        common action), and each action from the next more common one (view -> like -> share)."""
+        pairs = {a: _binary_union([p.actions[a] for p in self.parts.values()]) for a in self.actions}
+        pairs = {a: m for a, m in pairs.items() if m.nnz}
+        order = sorted(pairs, key=lambda a: (a != EXPOSURE, -pairs[a].nnz))
+        out: dict[str, float] = {}
+        for j, b in enumerate(order[1:], 1):
+            for a in dict.fromkeys([order[0], order[j - 1]]):
+                out[f"{b}|{a}"] = float(pairs[a].multiply(pairs[b]).nnz / pairs[a].nnz)
         return out
 
     # -- persistence (data, never pickle) -----------------------------------------------------
@@ -286,6 +300,13 @@ class Dataset:
                                    shape=(shape[0], shape[0]))
         return cls(IdMap(arrays["user_ids"], "user"), IdMap(arrays["item_ids"], "item"), parts, social,
                    meta["meta"])
+
+
+def _binary_union(mats) -> sp.csr_matrix:
+    m = sum(mats[1:], mats[0].copy()).tocsr()
+    m.data[:] = 1.0
+    m.eliminate_zeros()
+    return m
 
 
 def _quantiles(deg: np.ndarray) -> dict:

@@ -150,11 +150,10 @@ class Service:
                                      f"{self._actions_hint()}")
         return self.model(entry.name)
 
-    def _actions_hint(self, propensities: bool = False) -> str:
-        valid = self.registry.targets(propensities)
+    def _actions_hint(self) -> str:
+        valid = self.registry.targets()
         if not valid:
-            return ("no model in the registry predicts a single action (train one with a target action)" if not propensities
-                    else "no model in the registry gives probabilities")
+            return "valid actions: none (no model in the registry was trained with a target action)"
         return "valid actions: " + ", ".join(valid)
 
     def _aux_note(self, action: str) -> str:
@@ -381,7 +380,8 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
     def models() -> dict:
         """Every registered model: name, kind, target action, auxiliary actions, whether it gives
         probabilities (``propensities``), headline metrics."""
-        return {"active": svc.active, "actions": svc.registry.targets(), "models": [e.public() for e in svc.registry.entries()]}
+        entries = svc.registry.entries()  # a fresh scan; targets() reads it
+        return {"active": svc.active, "actions": svc.registry.targets(), "models": [e.public() for e in entries]}
 
     @app.post("/models/{name:path}/activate")
     def activate(name: str) -> dict:
