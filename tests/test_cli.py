@@ -145,3 +145,76 @@ def test_train_gan_recommenders_refit_with_the_chosen_epoch(tmp_path, model, par
 def test_train_unknown_hyperparameter(tmp_path):
     res = invoke("train", "ease", "--data", FIX / "lightgcn", "-f", "lightgcn", "-p", "l3=1", "--runs-dir", tmp_path)
     assert res.exit_code == 2 and "l3" in res.output and "l2" in res.output
+
+
+@pytest.fixture(scope="module")
+def sim_log(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "sim.parquet"
+    res = invoke("data", "simulate", "--users", 400, "--items", 250, "--out", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_bench_with_a_target_reports_both_masks(sim_log, tmp_path):
+    res = invoke("bench", "--data", sim_log, "--target", "like", "--aux", "view", "--models",
+                 "most-popular,seen-first,ease-seen", "--seeds", 2, "--max-trials", 2, "--runs-dir", tmp_path,
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
+    run = next(tmp_path.glob("*-bench"))
+    out = json.loads((run / "results.json").read_text())
+    assert out["config"]["target_action"] == "like" and out["config"]["aux_in_train"] is True
+    rows = {r["model"]: r for r in out["rows"]}
+    assert set(rows) == {"most-popular", "seen-first", "ease-seen"}
+    assert all("test_all" in r and "hitrate@10" in r["test"] for r in rows.values())
+    # every simulated like follows a view that stays in train: the all-items mask hides every target
+    assert rows["seen-first"]["test_all"]["ndcg@20"]["mean"] == 0.0
+    # with the views known, the rule beats popularity by far
+    assert rows["seen-first"]["test"]["ndcg@20"]["mean"] > 2 * rows["most-popular"]["test"]["ndcg@20"]["mean"]
+    assert "all-items mask" in (run / "results.md").read_text()
+
+
+def test_bench_without_aux_in_train(sim_log, tmp_path):
+    res = invoke("bench", "--data", sim_log, "--target", "like", "--aux", "view", "--no-aux-in-train",
+                 "--models", "seen-first", "--seeds", 1, "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 0, res.output
+    row = json.loads((next(tmp_path.glob("*-bench")) / "results.json").read_text())["rows"][0]
+    # the held-out like's view is held out with it: the rule has nothing to find
+    assert row["test"]["hitrate@10"]["mean"] < 0.2
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--aux", "view"], "--aux needs --target"),
+    (["--target", "like", "--aux", "cart"], "'cart' is not in this log"),
+    (["--target", "like", "--aux", "like"], "the target itself"),
+    (["--target", "like", "--aux", "friends"], "social graph"),
+    (["--target", "buy"], "target action 'buy'"),
+])
+def test_bench_bad_actions_are_one_clear_line(sim_log, tmp_path, args, needle):
+    res = invoke("bench", "--data", sim_log, *args, "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+
+
+def test_train_with_a_target_saves_it(sim_log, tmp_path):
+    from feedgan.rec.base import Recommender
+
+    res = invoke("train", "ease-seen", "--data", sim_log, "--target", "like", "--aux", "view=0.5",
+                 "--final", "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 0, res.output
+    run = next(tmp_path.glob("*-train-ease-seen"))
+    m = Recommender.load(run / "models" / "ease-seen")
+    assert m.target_ == "like" and m.aux_ == {"view": 0.5}
+    assert json.loads((run / "metrics.json").read_text())["target"] == "like"
+
+
+def test_inspect_shows_funnel_rates():
+    res = invoke("data", "inspect", FIX / "kuairand" / "log_standard_real_layout.csv", "--json")
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.output)
+    lines = (FIX / "kuairand" / "log_standard_real_layout.csv").read_text().splitlines()[1:]
+    header = (FIX / "kuairand" / "log_standard_real_layout.csv").read_text().splitlines()[0].split(",")
+    click = header.index("is_click")
+    clicked = sum(ln.split(",")[click] == "1" for ln in lines if ln.strip())
+    shown = len({(ln.split(",")[0], ln.split(",")[1]) for ln in lines if ln.strip()})
+    assert stats["funnel"]["view|impression"] == pytest.approx(clicked / shown)
+    assert stats["by_action"]["impression"] == len([ln for ln in lines if ln.strip()])

@@ -169,3 +169,106 @@ def test_popularity_ignores_empty_slots():
     ds = _dataset(train=[[0, 1], [2]], valid=[[], []], test=[[2], []], n_items=3)
     res = evaluate(FixedScores().fit(ds), ds, ks=(2,))
     assert res["popularity@2"] == pytest.approx(0.5)
+
+
+# -- a target action: per-action histories and the two masks ---------------------------------------
+def _target_dataset(meta=None):
+    # 4 users x 5 items; FixedScores ranks 0 > 1 > 2 > 3 > 4
+    #            train like  train view   impression  valid like  valid view  test like  test view
+    # u0         {0}         {0, 1, 2}    {}          {3}         {}          {1}        {}
+    # u1         {1}         {0, 1}       {2}         {}          {}          {2}        {}
+    # u2         {}          {0}          {}          {}          {1}         {0}        {}
+    # u3         {0}         {}           {}          {}          {}          {}         {4}  <- no test like
+    n = 5
+    part = lambda like, view, shown=([], [], [], []): Part({"like": _csr(like, n), "view": _csr(view, n),  # noqa: E731
+                                                           "impression": _csr(shown, n)})
+    parts = {"train": part([[0], [1], [], [0]], [[0, 1, 2], [0, 1], [0], []], [[], [2], [], []]),
+             "valid": part([[3], [], [], []], [[], [], [1], []]),
+             "test": part([[1], [2], [0], []], [[], [], [], [4]])}
+    return Dataset(IdMap(np.arange(4), "user"), IdMap(np.arange(n), "item"), parts, meta=meta)
+
+
+@pytest.fixture
+def target_tiny():
+    return _target_dataset()
+
+
+def test_evaluate_action_target_mask_by_hand(target_tiny):
+    model = FixedScores().fit(target_tiny, target="like", aux={"view": 1.0})
+    res = evaluate(model, target_tiny, "test", ks=(1, 2), action="like", mask="target")
+    # history(test) = train + valid. Excluded: the user's likes only.
+    #   u0 likes {0, 3}: [1, 2]  test {1} -> rank 1
+    #   u1 likes {1}:    [0, 2]  test {2} -> rank 2
+    #   u2 likes {}:     [0, 1]  test {0} -> rank 1
+    # u3 has a test view but no test like: not evaluated
+    assert res["users_evaluated"] == 3 and res["users_skipped"] == 1
+    assert res["hitrate@1"] == pytest.approx(2 / 3)
+    assert res["hitrate@2"] == pytest.approx(1.0)
+    assert res["ndcg@2"] == pytest.approx((1 + L3 + 1) / 3)
+    assert res["mrr@2"] == pytest.approx((1 + 1 / 2 + 1) / 3)
+    # the model read like + 1.0 * view of train + valid
+    np.testing.assert_array_equal(model.seen_histories_[-1], [[2, 1, 1, 1, 0], [1, 2, 0, 0, 0], [1, 1, 0, 0, 0]])
+
+
+def test_evaluate_action_all_mask_by_hand(target_tiny):
+    model = FixedScores().fit(target_tiny, target="like", aux={"view": 1.0})
+    res = evaluate(model, target_tiny, "test", ks=(1, 2), action="like", mask="all")
+    # Excluded: everything the user liked or viewed in train + valid (never an exposure):
+    #   u0 {0, 1, 2, 3}: [4]      test {1} was viewed -> miss
+    #   u1 {0, 1}:       [2, 3]   test {2} (only shown before) -> rank 1
+    #   u2 {0, 1}:       [2, 3]   test {0} was viewed -> miss
+    assert res["users_evaluated"] == 3
+    assert res["hitrate@1"] == pytest.approx(1 / 3)
+    assert res["hitrate@2"] == pytest.approx(1 / 3)
+    assert res["ndcg@2"] == pytest.approx(1 / 3)
+    assert res["recall@2"] == pytest.approx(1 / 3)
+    # coverage: k=2 lists [4, -1], [2, 3], [2, 3] -> items 2, 3, 4 of 5
+    assert res["coverage@2"] == pytest.approx(3 / 5)
+    # the input is the same as with the target mask: the mask changes only what is excluded
+    np.testing.assert_array_equal(model.seen_histories_[-1], [[2, 1, 1, 1, 0], [1, 2, 0, 0, 0], [1, 1, 0, 0, 0]])
+
+
+def test_evaluate_action_masks_on_valid(target_tiny):
+    # valid: history = train only; only u0 has a valid like (item 3)
+    model = FixedScores().fit(target_tiny, target="like", aux={"view": 1.0})
+    target = evaluate(model, target_tiny, "valid", ks=(1, 3), action="like", mask="target")
+    everything = evaluate(model, target_tiny, "valid", ks=(1, 3), action="like", mask="all")
+    # target mask: u0's list [1, 2, 3] -> item 3 at rank 3;  all mask: [3, 4] -> rank 1
+    assert target["users_evaluated"] == everything["users_evaluated"] == 1
+    assert target["hitrate@1"] == 0 and target["mrr@3"] == pytest.approx(1 / 3)
+    assert target["ndcg@3"] == pytest.approx(L4)
+    assert everything["hitrate@1"] == 1 and everything["ndcg@3"] == pytest.approx(1.0)
+
+
+def test_evaluate_action_of_a_model_without_target(target_tiny):
+    # a model fitted without a target reads the target's own history rows only
+    model = FixedScores().fit(target_tiny.matrix("train", "like"))
+    res = evaluate(model, target_tiny, "test", ks=(1, 2), action="like")
+    assert res["hitrate@1"] == pytest.approx(2 / 3) and res["ndcg@2"] == pytest.approx((1 + L3 + 1) / 3)
+    np.testing.assert_array_equal(model.seen_histories_[-1], [[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]])
+    res = evaluate(model, target_tiny, "test", ks=(1, 2), action="like", mask="all")
+    assert res["hitrate@1"] == pytest.approx(1 / 3)
+
+
+def test_evaluate_default_action_is_the_split_target():
+    ds = _target_dataset(meta={"config": {"target_action": "like"}})
+    assert ds.target_action == "like"
+    model = FixedScores().fit(ds, aux={"view": 1.0})
+    assert model.target_ == "like"
+    assert evaluate(model, ds, "test", ks=(1, 2)) == evaluate(model, ds, "test", ks=(1, 2), action="like")
+    assert evaluate(model, ds, "test", ks=(1, 2), mask="all")["hitrate@1"] == pytest.approx(1 / 3)
+
+
+def test_evaluate_without_action_scores_every_pair(target_tiny):
+    # no action, no target: the union of like and view is the relevant set, so u3 counts too
+    model = FixedScores().fit(target_tiny)
+    res = evaluate(model, target_tiny, "test", ks=(1,))
+    assert res["users_evaluated"] == 4
+
+
+def test_evaluate_action_errors(target_tiny):
+    model = FixedScores().fit(target_tiny, target="like", aux={"view": 1.0})
+    with pytest.raises(ValueError, match="like"):
+        evaluate(model, target_tiny, "test", ks=(1,), action="view")
+    with pytest.raises(ValueError, match="mask"):
+        evaluate(model, target_tiny, "test", ks=(1,), action="like", mask="viewed")

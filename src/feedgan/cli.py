@@ -140,6 +140,21 @@ def _data_options(data: Path, format: str, split: str, valid: float, test: float
                       target_action=target, aux_in_train=aux_in_train)
 
 
+def _check_actions(ds, aux: dict[str, float]) -> None:
+    """Auxiliary actions must exist in the data (``friends`` needs a social graph)."""
+    from .rec.base import FRIENDS
+
+    for a in aux:
+        if a == FRIENDS:
+            if ds.social is None or ds.social.nnz == 0:
+                raise DataError(f"--aux {FRIENDS} needs a social graph and this data has none",
+                                fix="read a format with a friend or trust file, or drop friends")
+        elif a not in ds.actions:
+            raise DataError(f"--aux action {a!r} is not in this log", fix=f"use some of {', '.join(ds.actions)}")
+        elif a == ds.target_action:
+            raise DataError(f"--aux {a!r} is the target itself", fix="drop it from --aux")
+
+
 def _aux(spec: Optional[str]) -> dict[str, float]:
     """``"cart,view"`` -> weights 1.0 each; ``"cart=1,view=0.2"`` -> those weights."""
     out: dict[str, float] = {}
@@ -227,6 +242,7 @@ def bench(
                             target, aux_in_train)
         inter = read(data, format, columns=cfg.columns)
         first = prepare(inter, cfg)
+        _check_actions(first, aux_w)
     except DataError as e:
         _fail(e)
     run = new_run_dir(runs_dir, "bench")
@@ -314,6 +330,7 @@ def train(
         cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
                             target, aux_in_train)
         ds = prepare(read(data, format, columns=cfg.columns), cfg)
+        _check_actions(ds, aux_w)
     except (DataError, ValueError, TypeError) as e:
         _fail(e)
     run = new_run_dir(runs_dir, f"train-{model}")

@@ -38,7 +38,8 @@ pair goes to valid/test; the pair's other (auxiliary) rows, such as the view bef
 - ``aux_in_train=False`` go with the target row into its held-out part.
 
 Pairs without a target row stay in the history (predefined: in their file's part). A held-out
-pair's target row is never in the history, whatever the setting.
+pair's target row is never in the history, whatever the setting (predefined: the files decide, as
+without a target; a like shipped in both the train and the test file stays in both).
 """
 from __future__ import annotations
 

@@ -164,7 +164,7 @@ class Recommender:
     @property
     def seen(self) -> sp.csr_matrix:
         """The binary target matrix of the fit (the union of all actions without a target)."""
-        return self.__dict__.get("seen_", self.train_)
+        return self.__dict__["seen_"] if "seen_" in self.__dict__ else self.train_
 
     def _with_friends(self, channels: dict[str, sp.csr_matrix], users) -> dict[str, sp.csr_matrix]:
         """``channels`` plus the ``friends`` rows of known ``users`` (internal indices) when the

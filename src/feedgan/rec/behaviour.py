@@ -43,13 +43,27 @@ class SeenFirst(Recommender):
         self.popularity_ = (pop / (pop.max() + 1.0)).astype(np.float32)  # in [0, 1): below any aux weight step
 
     def _score(self, users, inputs, seen, channels):
-        weights = {a: w for a, w in self.aux_.items() if a != FRIENDS and w > 0}
+        weights = _own_weights(self.aux_)
         level = np.zeros((seen.shape[0], self.n_items_), dtype=np.float32)  # (B, n_items)
         for a, w in weights.items():
-            level += w * sp.csr_matrix(channels[a]).toarray()
-        # the popularity tie-break must not override a difference in auxiliary weight
-        step = min(weights.values(), default=1.0)
-        return level * (2.0 / step) + self.popularity_[None, :]
+            if a in channels:  # an action left out of a history: no rows of it
+                level += w * np.minimum(sp.csr_matrix(channels[a]).toarray(), 1.0)
+        # the popularity tie-break (< 1) must not override any difference between two levels
+        return level / _smallest_gap(list(weights.values())) + self.popularity_[None, :]
+
+
+def _own_weights(aux: dict[str, float]) -> dict[str, float]:
+    """The user's own auxiliary actions with a positive weight (not the friends channel)."""
+    return {a: w for a, w in aux.items() if a != FRIENDS and w > 0}
+
+
+def _smallest_gap(weights: list[float]) -> float:
+    """The smallest difference between two sums of distinct ``weights`` (1 without weights)."""
+    sums = {0.0}
+    for w in weights:
+        sums |= {s + w for s in sums}
+    levels = np.unique(np.round(sorted(sums), 9))
+    return float(np.diff(levels).min()) if len(levels) > 1 else 1.0
 
 
 class SeenEASE(EASE):
@@ -73,7 +87,7 @@ class SeenEASE(EASE):
     def _fit(self, X, progress=None):
         super()._fit(X, progress)
         T = self.seen  # (n_users, n_items) binary target
-        names = [a for a in self.aux_ if a != FRIENDS]
+        names = list(_own_weights(self.aux_))
         conv = np.zeros((len(names), self.n_items_), dtype=np.float32)
         for j, a in enumerate(names):
             A = self.channels_[a]
@@ -81,13 +95,15 @@ class SeenEASE(EASE):
             n = np.asarray(A.sum(0)).ravel()
             prior = both.sum() / max(n.sum(), 1.0)
             conv[j] = (both + self.shrink * prior) / (n + self.shrink + 1e-12)
-        self.conv_ = conv  # (n_aux, n_items), rows in aux order without friends
+        self.conv_ = conv  # (n_aux, n_items), rows in aux order (own actions with a weight > 0)
 
     def _score(self, users, inputs, seen, channels):
         s = np.asarray(inputs @ self.B_, dtype=np.float32)  # (B, n_items) stacked EASE
         s /= np.abs(s).max(axis=1, keepdims=True) + 1e-9
         miss = np.ones_like(s)  # prod_a (1 - A_a * conv_a)
-        for j, a in enumerate(a for a in self.aux_ if a != FRIENDS):
+        for j, a in enumerate(_own_weights(self.aux_)):
+            if a not in channels:  # an action left out of a history: no rows of it
+                continue
             A = sp.csr_matrix(channels[a]).tocoo()
             miss[A.row, A.col] *= 1.0 - np.minimum(A.data, 1.0) * self.conv_[j, A.col]
         return (1.0 - miss) + np.float32(self.ease) * s

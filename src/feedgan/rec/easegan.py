@@ -231,6 +231,8 @@ class EASEGAN(Recommender):
     def _score(self, users, inputs, seen, channels):
         out = np.asarray(inputs @ self.B_, dtype=np.float32)  # (B, n_items)
         for j, a in enumerate(self._aux_names()):
+            if a not in channels:  # an action left out of a history: no rows of it
+                continue
             A = sp.csr_matrix(channels[a]).tocoo()
             np.add.at(out, (A.row, A.col), A.data * self.D_[j, A.col])
         return out
