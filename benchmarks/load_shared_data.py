@@ -39,6 +39,9 @@ EXPECTED = {
     "lastfm-hetrec2011": dict(path="lastfm-hetrec2011", format="lastfm-hetrec",
                               users=1892, items=17_632, interactions=92_834, social=25_434),
     "filmtrust": dict(path="filmtrust", format="filmtrust", users=1508, items=2071, interactions=35_497, social=1853),
+    # view + cart + buy train pairs (858,505 + 180,027 + 92,180) and one test pair per user and behaviour
+    "tmall-mbcgcn": dict(path="tmall-mbcgcn", format="multi-behaviour", users=15_449, items=11_953,
+                         interactions=1_177_059, parts=dict(train=1_130_712, test=46_347)),
 }
 
 
