@@ -1,5 +1,6 @@
 """Propensity: metrics against hand-worked cases and scikit-learn, exposure pairs, leave-one-out
-features, models on a log whose truth is known, and the shared recommender contract."""
+features, the affinity feature (by hand, against a direct recomputation, no leakage), models on
+logs whose truth is known, and the shared recommender contract."""
 from __future__ import annotations
 
 import math
@@ -175,7 +176,7 @@ def _rows(ds, pairs):
 
 def test_leave_one_out_features_by_hand():
     ds = tiny_log()
-    m = LogisticPropensity(smoothing=2.0).fit(ds, target="like", aux=("view",))
+    m = LogisticPropensity(smoothing=2.0, affinity=None).fit(ds, target="like", aux=("view",))
     assert m.feature_names() == ["user_rate", "user_log_activity", "user_view_rate", "item_rate",
                                  "item_log_popularity", "item_view_rate", "friends_share", "friends_log_count"]
     assert m.exposure_based_[0] == 1
@@ -229,6 +230,146 @@ def test_own_label_does_not_feed_own_features(encoding):
     assert feats[0][1][0] != feats[1][1][0]  # prediction-time features do see the like
 
 
+# -- the affinity feature ---------------------------------------------------------------------------
+def affinity_log() -> Dataset:
+    """4 users x 3 items, everything in train.
+
+    engaged (viewed): a: x y z   b: x y   c: y z   d: x      likes: a-x b-y c-z
+    shown, not engaged: b-z c-x d-y d-z                     (so every user was shown every item)
+    """
+    engaged = [("a", "x"), ("a", "y"), ("a", "z"), ("b", "x"), ("b", "y"), ("c", "y"), ("c", "z"), ("d", "x")]
+    shown_only = [("b", "z"), ("c", "x"), ("d", "y"), ("d", "z")]
+    rows = [(u, i, "impression") for u, i in engaged + shown_only] + [(u, i, "view") for u, i in engaged]
+    rows += [("a", "x", "like"), ("b", "y", "like"), ("c", "z", "like")]
+    return Dataset.from_interactions(validate(pd.DataFrame(rows, columns=["user", "item", "action"])))
+
+
+def test_affinity_by_hand():
+    ds = affinity_log()
+    m = LogisticPropensity(affinity="both", affinity_shrink=1.0).fit(ds, target="like")
+    assert m.feature_names()[-2:] == ["affinity", "shown_affinity"]
+    # engaged channel X: n_x = 3 (a b d), n_y = 3 (a b c), n_z = 2 (a c); N = 4 users, s = 1
+    # co-occurrences C[x,y] = 2 (a b), C[x,z] = 1 (a), C[y,z] = 2 (a c); 1 / (n_j + s): x, y 1/4, z 1/3
+    # lift(u, i) = mean over u's other items j of C[j,i] / (n_j + s), times N / (n_i + s)
+    # (d, y) not engaged: j = x: 2/4                      -> 0.5 / 1 * 4 / 4  = 1/2
+    # (d, z):             j = x: 1/4                      -> 0.25 * 4 / 3    = 1/3
+    # (b, z):             j = x, y: 1/4 + 2/4 = 3/4       -> 3/8 * 4 / 3     = 1/2
+    # (c, x):             j = y, z: 2/4 + 1/3 = 5/6       -> 5/12 * 4 / 4    = 5/12
+    # (a, y) engaged, so left out: C[x,y] = 1 (b), C[z,y] = 1 (c), n_y = 2
+    #                     j = x, z: 1/4 + 1/3 = 7/12      -> 7/24 * 4 / 3    = 7/18
+    # (b, x) engaged: C[y,x] = 1 (a), n_x = 2:  1/4       -> 1/4 * 4 / 3     = 1/3
+    # (d, x) engaged: d has no other item                 -> 0
+    pairs = [("d", "y"), ("d", "z"), ("b", "z"), ("c", "x"), ("a", "y"), ("b", "x"), ("d", "x")]
+    lift = np.array([1 / 2, 1 / 3, 1 / 2, 5 / 12, 7 / 18, 1 / 3, 0.0])
+    # shown channel: everyone was shown everything, n = 4, C = 4 off the diagonal; each pair is
+    # shown, so left out: C = 3 with the two other items, n_i = 3: (3/5 + 3/5) / 2 * 4 / 4 = 3/5
+    u, i = _rows(ds, pairs)
+    X = m._features(u, i)
+    np.testing.assert_allclose(X[:, -2], np.log1p(lift), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(X[:, -1], np.log1p(0.6), rtol=1e-12)
+    # training rows: the same values (the pair is left out in training and prediction alike)
+    T = m.seen_.tocsr()
+    tu, ti, ty, tin = m._examples(T, sp.csr_matrix(ds.matrix("train", "impression")), True)
+    Xt = m._training_features(tu, ti, ty, tin, None)
+    for k, (uu, ii) in enumerate(zip(u, i)):
+        row = np.flatnonzero((tu == uu) & (ti == ii))[0]
+        assert Xt[row, -2] == pytest.approx(np.log1p(lift[k]), abs=1e-15)
+    # the full-ranking grid agrees
+    grid = m._affinity_grid(0, u).toarray()
+    np.testing.assert_allclose(grid[np.arange(len(u)), i], np.log1p(lift), atol=1e-15)
+    # the shrinkage: s = 10 on (d, y): 2 / 13 * 4 / 13
+    m10 = LogisticPropensity().fit(ds, target="like")
+    assert m10.feature_names()[-1] == "affinity" and "shown_affinity" not in m10.feature_names()
+    assert m10._features(u[:1], i[:1])[0, -1] == pytest.approx(np.log1p(2 / 13 * 4 / 13), rel=1e-12)
+    assert "affinity" not in LogisticPropensity(affinity=None).fit(ds, target="like").feature_names()
+
+
+def _affinity_direct(X: np.ndarray, u: int, i: int, s: float) -> float:
+    """The affinity of (u, i) straight from its definition, with the pair removed from X first."""
+    X = X.copy()
+    X[u, i] = 0
+    n = X.sum(0)
+    others = [j for j in np.flatnonzero(X[u]) if j != i]
+    if not others:
+        return 0.0
+    co = [(X[:, j] * X[:, i]).sum() / (n[j] + s) for j in others]
+    return float(np.log1p(np.mean(co) * X.shape[0] / (n[i] + s)))
+
+
+@pytest.mark.parametrize("channel", ["engaged", "shown"])
+def test_affinity_matches_a_direct_recomputation(channel):
+    inter, _ = known_log(n_users=30, n_items=20, per_user=8, seed=4)
+    ds = prepare(inter, DataConfig(split="random", target_action="impression", aux_in_train=False,
+                                   valid=0.0, test=0.3, seed=0))
+    m = GBTPropensity(max_iter=5, affinity=channel, affinity_shrink=2.0).fit(ds, target="like")
+    X = (ds.matrix("train") if channel == "engaged" else ds.matrix("train", "impression")).toarray() > 0
+    X = X.astype(np.float64)
+    uu, ii = np.meshgrid(np.arange(m.n_users_), np.arange(m.n_items_), indexing="ij")
+    direct = np.array([_affinity_direct(X, a, b, 2.0) for a, b in zip(uu.ravel(), ii.ravel())])
+    col = m.feature_names().index("affinity" if channel == "engaged" else "shown_affinity")
+    np.testing.assert_allclose(m._features(uu.ravel(), ii.ravel())[:, col], direct, atol=1e-12)
+    np.testing.assert_allclose(m._affinity_grid(0, np.arange(m.n_users_)).toarray().ravel(), direct, atol=1e-12)
+
+
+def test_own_outcome_does_not_feed_own_affinity():
+    # flip one training pair from liked-and-viewed to shown-only: its own affinity must not move,
+    # while a pair of the same user that co-occurs with it does
+    inter, _ = known_log(n_users=60, n_items=40, per_user=12)
+    frame = inter.frame
+    full = Dataset.from_interactions(inter)
+    liked = frame[frame["action"] == "like"]
+    lu, li = _rows(full, list(zip(liked["user"], liked["item"])))
+    aff = LogisticPropensity().fit(full, target="like")._affinity_grid(0, lu).toarray()[np.arange(len(li)), li]
+    pick = liked.iloc[int(np.flatnonzero(aff > 0)[0])]  # a liked pair whose items co-occur with others
+    pair = (pick["user"], pick["item"])
+    own = (frame["user"] == pair[0]) & (frame["item"] == pair[1]) & (frame["action"] != "impression")
+    assert own.sum() == 2  # its view and its like
+    views = frame[(frame["user"] == pair[0]) & (frame["action"] == "view")]
+    other_item = views[views["item"] != pair[1]]["item"].iloc[0]  # another item the user viewed
+    feats = []
+    for drop in (False, True):
+        ds = Dataset.from_interactions(validate(frame[~own] if drop else frame))
+        m = LogisticPropensity().fit(ds, target="like")
+        T = m.seen_.tocsr()
+        users, items, y, in_d = m._examples(T, sp.csr_matrix(ds.matrix("train", "impression")), True)
+        X = m._training_features(users, items, y, in_d, None)
+        col = m.feature_names().index("affinity")
+        u, i = _rows(ds, [pair, (pair[0], other_item)])
+        rows = [np.flatnonzero((users == u[k]) & (items == i[k]))[0] for k in range(2)]
+        assert y[rows[0]] == (0 if drop else 1)
+        feats.append((X[rows, col], m._features(u, i)[:, col]))
+    assert feats[0][0][0] > 0
+    assert feats[0][0][0] == pytest.approx(feats[1][0][0], rel=1e-12, abs=1e-15)  # training row: blind
+    assert feats[0][1][0] == pytest.approx(feats[1][1][0], rel=1e-12, abs=1e-15)  # prediction too
+    assert feats[0][0][1] != pytest.approx(feats[1][0][1])  # the pair does feed its neighbours
+
+
+def topic_log(seed: int = 0, n_users: int = 400, n_items: int = 200, per_user: int = 40, topics: int = 5):
+    """Users with topic interests (Dirichlet 0.3), items with one topic each, random exposures;
+    P(view) = min(0.9, 0.25 * topics * interest in the item's topic): what the rate features miss."""
+    rng = np.random.default_rng(seed)
+    theta = rng.dirichlet(np.full(topics, 0.3), n_users)
+    topic = rng.integers(0, topics, n_items)
+    u = np.repeat(np.arange(n_users), per_user)
+    i = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    view = rng.random(len(u)) < np.minimum(0.9, 0.25 * topics * theta[u, topic[i]])
+    frame = pd.concat([pd.DataFrame({"user": u, "item": i, "action": "impression"}),
+                       pd.DataFrame({"user": u[view], "item": i[view], "action": "view"})], ignore_index=True)
+    return validate(frame)
+
+
+@pytest.mark.parametrize("cls", [LogisticPropensity, GBTPropensity])
+def test_affinity_recovers_topic_interest(cls):
+    ds = prepare(topic_log(), DataConfig(split="random", target_action="impression", aux_in_train=False,
+                                         valid=0.0, test=0.3, seed=0))
+    kw = {"max_iter": 50} if cls is GBTPropensity else {}
+    res = {a: evaluate_propensity(cls(affinity=a, **kw).fit(ds, target="view"), ds)["view"] for a in (None, "engaged")}
+    assert res["engaged"]["auc"] > res[None]["auc"] + 0.1, res
+    assert res["engaged"]["logloss"] < res[None]["logloss"] - 0.03
+    assert res["engaged"]["ece"] < 0.05
+    assert abs(res["engaged"]["mean_pred"] - res["engaged"]["base_rate"]) < 0.02
+
+
 def test_fit_errors_and_exposure_protocol():
     inter, _ = known_log(n_users=40, n_items=30, per_user=10)
     ds = prepare(inter, DataConfig(split="random", target_action="impression", aux_in_train=False))
@@ -238,6 +379,10 @@ def test_fit_errors_and_exposure_protocol():
         LogisticPropensity().fit(ds, target="like", aux=("impression",))
     with pytest.raises(ValueError, match="encoding"):
         LogisticPropensity(encoding="target").fit(ds, target="like")
+    with pytest.raises(ValueError, match="affinity must be one of"):
+        GBTPropensity(affinity="views").fit(ds, target="like")
+    with pytest.raises(ValueError, match="affinity_shrink"):
+        LogisticPropensity(affinity_shrink=-1.0).fit(ds, target="like")
     # the protocol: a test exposure carries its actions along, none of them is in train
     test_pairs = ds.matrix("test", "impression")
     for action in ("like", "view"):
@@ -339,12 +484,14 @@ def test_score_is_predict_proba_on_every_item(known, fitted_lr, fitted_gbt, whic
     assert ((p > 0) & (p < 1)).all()
 
 
-@pytest.mark.parametrize("which", ["lr", "gbt", "lr-pair-aux"])
+@pytest.mark.parametrize("which", ["lr", "gbt", "lr-pair-aux", "gbt-both-affinities"])
 def test_save_load_round_trip(known, fitted_lr, fitted_gbt, which, tmp_path):
     ds = known["ds"]
     m = {"lr": fitted_lr, "gbt": fitted_gbt}.get(which)
-    if m is None:
+    if which == "lr-pair-aux":
         m = LogisticPropensity(pair_aux=True).fit(ds, target="like", aux=("view",))
+    elif which == "gbt-both-affinities":
+        m = GBTPropensity(max_iter=20, affinity="both").fit(ds, target="like", aux=("view",))
     m.save(tmp_path / "m")
     back = Recommender.load(tmp_path / "m")
     assert type(back) is type(m) and back.get_params() == m.get_params()
@@ -354,6 +501,22 @@ def test_save_load_round_trip(known, fitted_lr, fitted_gbt, which, tmp_path):
     np.testing.assert_array_equal(back.score(np.arange(20)), m.score(np.arange(20)))
     a, b = evaluate_propensity(m, ds), evaluate_propensity(back, ds)
     assert a["like"]["logloss"] == b["like"]["logloss"]
+
+
+def test_model_saved_before_the_affinity_feature_loads_without_it(known, tmp_path):
+    import json
+
+    ds = known["ds"]
+    m = LogisticPropensity(affinity=None).fit(ds, target="like")
+    m.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("affinity", "affinity_shrink"):  # what an older version wrote
+        del meta["params"][key]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    back = Recommender.load(tmp_path / "m")
+    assert back.affinity is None and back.feature_names() == m.feature_names()
+    users, items, _ = propensity_pairs(ds, "test", "like")
+    np.testing.assert_array_equal(back.predict_proba(users, items), m.predict_proba(users, items))
 
 
 def test_tree_arrays_match_sklearn():

@@ -50,6 +50,10 @@ item_<aux>_rate             logit of the item's <aux> count over d_i, smoothed t
 friends_share               share of u's friends (social graph, self-loops dropped) who took the
                             target on i; only when the dataset has a social graph
 friends_log_count           log(1 + number of those friends)
+affinity                    log(1 + lift) of i to u's *other* engaged items (any action but an
+                            exposure) by item-item co-occurrence, the pair itself left out
+                            (``affinity="engaged"``, the default; see Affinity below)
+shown_affinity              the same on the shown pairs ``D`` (``affinity="shown"`` or ``"both"``)
 pair_<aux>                  1 when u took <aux> on i (``pair_aux=True`` only, see below)
 ==========================  ==================================================================
 
@@ -80,6 +84,47 @@ is always 0 while in training it is nearly the label (likes follow views), and t
 come out far too low. Turn it on only to score pairs whose auxiliary action is already in the fit
 data and precedes the target (P(share | viewed), or ranking items a user viewed but has not liked).
 
+Affinity
+--------
+The rate features describe the user and the item apart; what a feed's conversions mostly depend
+on is whether *this* item matches *this* user's interests. ``affinity`` measures that
+collaboratively, as in item-based k-NN. With ``X`` the binary (users x items) matrix of the
+channel over the fit parts (``"engaged"``: every action but exposures, the target included;
+``"shown"``: the shown pairs ``D``), ``n_j`` its item counts, ``C = X^T X`` the item-item
+co-occurrence counts with a zero diagonal, ``N`` the number of users and ``s =
+affinity_shrink``::
+
+    lift(u, i) = mean over j in X_u, j != i of  C[j, i] / (n_j + s)   *   N / (n_i + s)
+    affinity   = log(1 + lift)
+
+``C[j, i] / n_j`` is the share of j's users who also have i, and ``N / n_i`` divides by i's
+overall share: ``lift`` is how much more often i goes with the user's items than with anyone's
+(about 1 for an unrelated item, 0 when no co-occurrence), shrunk toward 0 for rare items. Users
+with no other item get 0.
+
+The pair itself is always left out, in training and at prediction alike: ``X``, ``C``, ``n_i``
+and the user's item count are taken as if (u, i) were not in the fit data (``C[j, i] - 1`` for
+the user's other items, ``n_i - 1``, when u has i in ``X``; nothing changes otherwise). A
+training pair's own label or view therefore never feeds its own affinity, and a training pair
+looks exactly like a held-out exposure, which is not in the fit data at all. The subtraction is
+exact and vectorised: the normalisation is by item, so the pair's share of the sum is one
+per-user total (``sum over the user's items of 1 / (n_j + s)``), with no per-pair loop. This
+leave-one-out also suits the trees (``encoding`` only concerns the rate features): within one
+item the affinity varies with each user's whole history, so the small label-dependent shift gives
+a tree little to latch on to (on the simulator's valid part, a k-fold affinity gave the tree model
+about the same view AUC, 0.754 against 0.753, and a worse ECE, 0.023 against 0.014).
+
+There is no top-k pruning of the neighbours on purpose: choosing an item's neighbours on the
+full co-occurrences lets the pair itself decide which neighbours are kept, a leak that the
+subtraction cannot undo (on the simulator, the logistic model's valid view AUC with 20 / 50 / 100
+neighbours kept was 0.68 / 0.70 / 0.72 against 0.73 with all, its ECE 0.07 / 0.05 / 0.03 against
+0.017). The co-occurrence matrix has at most ``sum_u |X_u|^2`` entries (0.5M on the 3,000-user,
+2,000-item simulator with ``"engaged"``, 1.9M of the 4M possible with ``"shown"``); scoring a
+block of users is one sparse product ``X[users] @ (C / (n + s))``, a (B, n_items) pair term like
+the friends' features (the logistic model scores 3,000 users x 2,000 items in about 1 s with the
+affinity, 0.4 s without). ``affinity=None`` drops the feature; a model saved before the feature
+existed loads with ``affinity=None``.
+
 Scoring and persistence
 -----------------------
 ``fold_in = False``: the features are the fit-time statistics of known users; a ``history``
@@ -89,7 +134,8 @@ and sparse pair terms (no (B x n_items x features) array); the tree model builds
 in chunks. Both save as data (JSON + safetensors, no pickle): the statistics, the social graph and
 the coefficients, or every tree as flat node arrays (feature, threshold, children, leaf values)
 evaluated by a small NumPy traversal (:func:`tree_raw`) that is also what a freshly fitted model
-uses, so a loaded model scores exactly as the fitted one.
+uses, so a loaded model scores exactly as the fitted one. The affinity channels are saved as
+binary matrices and their co-occurrences recomputed (exactly) on load.
 """
 from __future__ import annotations
 
@@ -104,6 +150,8 @@ from .base import FRIENDS, Recommender, _aux_weights
 
 _CLIP = 1e-6
 ENCODINGS = ("loo", "kfold")  # how training rows keep their own outcome out of their features
+AFFINITIES = {"engaged": ("engaged",), "shown": ("shown",), "both": ("engaged", "shown")}
+_AFFINITY_NAMES = {"engaged": "affinity", "shown": "shown_affinity"}
 
 
 def _logit(r: np.ndarray) -> np.ndarray:
@@ -155,6 +203,10 @@ class _Propensity:
             raise ValueError(f"{self.name}: folds must be an integer >= 2, got {self.folds!r}")
         if not self.smoothing >= 0:
             raise ValueError(f"{self.name}: smoothing must be >= 0, got {self.smoothing!r}")
+        self._affinity_channels()  # raises on a bad value
+        if not (isinstance(self.affinity_shrink, (int, float, np.integer, np.floating))
+                and np.isfinite(self.affinity_shrink) and self.affinity_shrink >= 0):
+            raise ValueError(f"{self.name}: affinity_shrink must be a finite number >= 0, got {self.affinity_shrink!r}")
         self._context_ = (data, tuple(parts))  # read by _fit; removed again below
         try:
             return super().fit(data, target=target, aux=aux, parts=parts, progress=progress)
@@ -194,6 +246,9 @@ class _Propensity:
             if S.nnz:
                 self.friends_ = S
         self.aux_pairs_ = A if self.pair_aux else []
+        by_channel = {"engaged": activity, "shown": D}
+        self.affinity_x_ = [by_channel[c] for c in self._affinity_channels()]
+        self.affinity_stats_ = [self._cooccurrence(m) for m in self.affinity_x_]
 
         users, items, y, in_d = self._examples(T, D, E is not None)
         own_aux = np.stack([pair_lookup(a, users, items) for a in A], 1).astype(np.float64) if A else None
@@ -205,6 +260,51 @@ class _Propensity:
 
     def _channels(self) -> list[str]:
         return [a for a in self.aux_ if a != FRIENDS]
+
+    def _affinity_channels(self) -> tuple[str, ...]:
+        """The channels of the affinity features: ``affinity`` as a tuple (True = "engaged")."""
+        a = self.affinity
+        if a is None or a is False:
+            return ()
+        if a is True:
+            return AFFINITIES["engaged"]
+        if isinstance(a, str) and a in AFFINITIES:
+            return AFFINITIES[a]
+        raise ValueError(f"{self.name}: affinity must be one of {sorted(AFFINITIES)}, True or None, got {a!r}")
+
+    def _cooccurrence(self, X: sp.csr_matrix) -> dict:
+        """What the affinity of channel ``X`` (binary, users x items) needs: ``n`` (n_items,) item
+        counts, ``cnt`` (n_users,) user counts, ``rw = 1 / (n + s)`` (at least 1 in the
+        denominator), ``M = diag(rw) C`` the scaled co-occurrences (zero diagonal, CSR) and
+        ``W = X rw`` (n_users,), the term that takes the pair itself out of ``C``."""
+        X = sp.csr_matrix(X, dtype=np.float64)
+        s = float(self.affinity_shrink)
+        n = np.asarray(X.sum(0)).ravel()
+        C = (X.T @ X).tocsr()
+        C = (C - sp.diags(C.diagonal())).tocsr()  # no self-co-occurrence
+        C.eliminate_zeros()
+        rw = 1.0 / np.maximum(n + s, 1.0)
+        return {"n": n, "cnt": np.asarray(X.sum(1)).ravel(), "rw": rw, "M": (sp.diags(rw) @ C).tocsr(),
+                "W": np.asarray(X @ rw).ravel()}
+
+    def _affinity_grid(self, k: int, users) -> sp.csr_matrix:
+        """The affinity of ``users`` x every item on channel ``k``: sparse (B, n_items) float64,
+        log(1 + lift) with each pair itself left out of the co-occurrences (module docstring)."""
+        st = self.affinity_stats_[k]
+        s = float(self.affinity_shrink)
+        Xb = self.affinity_x_[k][users]
+        G = (Xb @ st["M"]).tocsr()  # sum over the user's items j of C[j, i] / (n_j + s)
+        G.sort_indices()
+        rows = np.repeat(np.arange(G.shape[0]), np.diff(G.indptr))
+        cols = G.indices.astype(np.int64)
+        x = pair_lookup(Xb, rows, cols).astype(np.float64)  # 1 where the pair is in the channel
+        rw = st["rw"]
+        # leave the pair out: each other item j of the user loses one co-occurrence with i
+        num = np.maximum(G.data - x * (st["W"][users][rows] - rw[cols]), 0.0)
+        others = st["cnt"][users][rows] - x
+        n_i = st["n"][cols] - x
+        G.data = np.log1p(num / np.maximum(others, 1.0) * (self.n_users_ / np.maximum(n_i + s, 1.0)))
+        return G
 
     def _examples(self, T, D, exposure_based: bool):
         """(users, items, labels, in-D flags) of the training pairs (see the module docstring)."""
@@ -240,6 +340,7 @@ class _Propensity:
 
     def _pair_names(self) -> list[str]:
         names = ["friends_share", "friends_log_count"] if self.friends_ is not None else []
+        names += [_AFFINITY_NAMES[c] for c in self._affinity_channels()]
         return names + [f"pair_{a}" for a in self._channels()[:len(self.aux_pairs_)]]
 
     def _n_user_features(self) -> int:
@@ -276,6 +377,7 @@ class _Propensity:
             log = cnt.copy()
             log.data = np.log1p(log.data)
             out += [share.tocsr(), log]
+        out += [self._affinity_grid(k, users) for k in range(len(self.affinity_x_))]
         out += [m[users].astype(np.float64) for m in self.aux_pairs_]
         return out
 
@@ -362,6 +464,8 @@ class _Propensity:
             state.update(_csr_state("friends", self.friends_))
         for j, m in enumerate(self.aux_pairs_):
             state.update(_csr_state(f"pair_aux{j}", m))
+        for j, m in enumerate(self.affinity_x_):
+            state.update(_csr_state(f"affinity{j}", m))
         state.update(self._classifier_state())
         return state
 
@@ -373,7 +477,12 @@ class _Propensity:
         self.friends_ = _csr_load(state, "friends", (shape[0], shape[0])) if "friends.indptr" in state else None
         n_pairs = len(self._channels()) if self.pair_aux else 0
         self.aux_pairs_ = [_csr_load(state, f"pair_aux{j}", shape) for j in range(n_pairs)]
-        self._set_classifier_state({k: v for k, v in state.items() if not k.startswith(("friends.", "pair_aux"))})
+        if "affinity0.indptr" not in state:  # saved before the affinity feature existed (or without it)
+            self.affinity = None
+        self.affinity_x_ = [_csr_load(state, f"affinity{j}", shape) for j in range(len(self._affinity_channels()))]
+        self.affinity_stats_ = [self._cooccurrence(m) for m in self.affinity_x_]
+        self._set_classifier_state({k: v for k, v in state.items()
+                                    if not k.startswith(("friends.", "pair_aux", "affinity"))})
 
 
 class LogisticPropensity(_Propensity, Recommender):
@@ -386,10 +495,11 @@ class LogisticPropensity(_Propensity, Recommender):
     name = "logreg-propensity"
 
     def __init__(self, C: float = 1.0, max_iter: int = 500, neg_ratio: int = 4, smoothing: float = 5.0,
-                 encoding: str = "loo", folds: int = 5, pair_aux: bool = False, seed: int = 0):
+                 encoding: str = "loo", folds: int = 5, pair_aux: bool = False, affinity: str | None = "engaged",
+                 affinity_shrink: float = 10.0, seed: int = 0):
         self.C, self.max_iter, self.neg_ratio = C, max_iter, neg_ratio
         self.smoothing, self.encoding, self.folds = smoothing, encoding, folds
-        self.pair_aux, self.seed = pair_aux, seed
+        self.pair_aux, self.affinity, self.affinity_shrink, self.seed = pair_aux, affinity, affinity_shrink, seed
 
     def _fit_classifier(self, X, y):
         from sklearn.linear_model import LogisticRegression
@@ -483,18 +593,23 @@ class GBTPropensity(_Propensity, Recommender):
 
     ``n_threads`` caps the OpenMP threads of the fit (None: OpenMP's default, every core). The
     default is 1: on a machine whose cores are busy with other work, OpenMP's spinning threads made
-    a 8000-row, 50-round fit take 90 s instead of 0.1 s; raise it on a machine of your own."""
+    a 8000-row, 50-round fit take 90 s instead of 0.1 s; raise it on a machine of your own.
+
+    ``l2`` (the leaf values' L2 penalty) defaults to 10: with the affinity feature, unpenalised
+    trees overfit rare targets (on the simulator's valid part, share log-loss 0.0164 with ``l2=0``
+    against 0.0124 with 10, below the base rate's 0.0130; view and like also gain a little)."""
 
     name = "gbt-propensity"
 
     def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 20, l2: float = 0.0, neg_ratio: int = 4, smoothing: float = 5.0,
-                 encoding: str = "kfold", folds: int = 5, pair_aux: bool = False, n_threads: int | None = 1,
-                 seed: int = 0):
+                 min_samples_leaf: int = 20, l2: float = 10.0, neg_ratio: int = 4, smoothing: float = 5.0,
+                 encoding: str = "kfold", folds: int = 5, pair_aux: bool = False, affinity: str | None = "engaged",
+                 affinity_shrink: float = 10.0, n_threads: int | None = 1, seed: int = 0):
         self.max_iter, self.learning_rate, self.max_leaf_nodes = max_iter, learning_rate, max_leaf_nodes
         self.min_samples_leaf, self.l2, self.neg_ratio = min_samples_leaf, l2, neg_ratio
         self.smoothing, self.encoding, self.folds = smoothing, encoding, folds
-        self.pair_aux, self.n_threads, self.seed = pair_aux, n_threads, seed
+        self.pair_aux, self.affinity, self.affinity_shrink = pair_aux, affinity, affinity_shrink
+        self.n_threads, self.seed = n_threads, seed
 
     def _fit_classifier(self, X, y):
         from sklearn.ensemble import HistGradientBoostingClassifier
