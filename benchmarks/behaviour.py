@@ -352,7 +352,10 @@ def write_markdown() -> None:
              "(1 seed on Tmall's fixed split for deterministic models). Two masks: the *target* mask removes only the",
              "user's train items of the target action (the published multi-behaviour protocol); the *all-items*",
              "mask removes every item the user touched through any action (stricter: an item already viewed cannot",
-             "be 'predicted'). A win needs a margin larger than the seed spread.", ""]
+             "be 'predicted'). A win needs a margin larger than the seed spread. On random splits, settings are",
+             "chosen on seed 0's validation part and each further seed re-splits (the protocol of",
+             "[benchmarks.md](benchmarks.md)), so a pair validated on under seed 0 can be a test pair of another",
+             "seed; the fixed splits (Tmall, the simulator's temporal ones) do not have this weakness.", ""]
     f = OUT / "behaviour-tmall-buy.json"
     if f.exists():
         rows = {r["model"]: r["test"] for r in json.loads(f.read_text())["rows"]}
