@@ -155,6 +155,20 @@ def _check_actions(ds, aux: dict[str, float]) -> None:
             raise DataError(f"--aux {a!r} is the target itself", fix="drop it from --aux")
 
 
+def _task_specs(target: Optional[str], aux: Optional[str]):
+    """The auxiliary weights of ``--aux`` and the models for the task: with a target, the
+    per-action models (their grids tune the auxiliary weights; ``train`` uses the given ones)."""
+    from .eval.bench import behaviour_specs, model_specs
+
+    try:
+        aux_w = _aux(aux)
+    except ValueError as e:
+        _fail(e)
+    if aux_w and not target:
+        _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
+    return aux_w, (behaviour_specs(list(aux_w)) if target else model_specs())
+
+
 def _aux(spec: Optional[str]) -> dict[str, float]:
     """``"cart,view"`` -> weights 1.0 each; ``"cart=1,view=0.2"`` -> those weights."""
     out: dict[str, float] = {}
@@ -174,7 +188,8 @@ FORMAT = typer.Option("auto", "--format", "-f", help="reader format (see `feedga
 SPLIT = typer.Option("random", help="random, leave-last-out, temporal, by-user, predefined")
 TARGET = typer.Option(None, "--target", help="the action to predict (held out per pair), e.g. share or buy")
 AUX = typer.Option(None, "--aux", help="auxiliary actions, strongest first, e.g. cart,view or view=0.2,like "
-                                      "(friends = the social graph's target actions)")
+                                      "(friends = the social graph's target actions); bench tunes the weights "
+                                      "on validation, train uses them as given")
 AUX_IN_TRAIN = typer.Option(True, "--aux-in-train/--no-aux-in-train",
                             help="keep a held-out pair's auxiliary actions (the view before a like) in train")
 
@@ -210,23 +225,13 @@ def bench(
     from .config import save_yaml
     from .data.dataset import prepare
     from .data.readers import read
-    from .eval.bench import behaviour_specs, model_specs, public_rows, results_markdown, run_bench
+    from .eval.bench import public_rows, results_markdown, run_bench
     from .eval.bench import save_models as store
     from .io import atomic_open, write_json
     from .progress import progress_bar
     from .runs import new_run_dir
 
-    try:
-        aux_w = _aux(aux)
-    except ValueError as e:
-        _fail(e)
-    if aux_w and not target:
-        _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
-    available = behaviour_specs(list(aux_w)) if target else model_specs()
-    if target and aux_w:  # the given weights are the stacking default; grids still tune them
-        for spec in available.values():
-            if not spec.aux and "aux" not in spec.grid and spec.name not in ("most-popular", "itemknn", "rp3beta", "ease"):
-                spec.aux = aux_w
+    aux_w, available = _task_specs(target, aux)
     models = models or ("most-popular,ease,ease-stacked,seen-first,ease-seen" if target
                         else "most-popular,itemknn,rp3beta,ease,puresvd")
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -309,19 +314,12 @@ def train(
     from .config import save_yaml
     from .data.dataset import prepare
     from .data.readers import read
-    from .eval.bench import behaviour_specs, model_specs
     from .eval.metrics import evaluate as score
     from .io import write_json
     from .progress import progress_bar
     from .runs import new_run_dir
 
-    try:
-        aux_w = _aux(aux)
-    except ValueError as e:
-        _fail(e)
-    if aux_w and not target:
-        _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
-    specs = behaviour_specs(list(aux_w)) if target else model_specs()
+    aux_w, specs = _task_specs(target, aux)
     if model not in specs:
         _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
     try:
