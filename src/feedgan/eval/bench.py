@@ -93,12 +93,15 @@ def behaviour_specs(aux: list[str]) -> dict[str, ModelSpec]:
 def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *, seeds: int = 5,
               metric: str = "ndcg@20", ks=(5, 10, 20), max_trials: int | None = 10,
               budget_s: float | None = None, seed: int = 0, progress=None, keep_models: bool = False,
-              masks: tuple[str, ...] = ("target", "all"),
+              masks: tuple[str, ...] = ("target", "all"), tune_each_seed: bool = False,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Tune each model on seed ``seed``'s validation split, then refit and test once per seed.
 
     ``make_dataset(s)`` gives the dataset of seed ``s`` (a new random split, or the same
     predefined one). Returns one leaderboard row per model, best first by mean test ``metric``.
+    A re-split seed's test pairs can be seed ``seed``'s validation pairs: ``tune_each_seed`` tunes
+    again on every seed whose dataset differs (its choices in the row's ``params_by_seed``), so no
+    setting is ever chosen on pairs that a test then scores.
     On a dataset split on a target action, selection uses ``masks[0]``, ``test`` holds that
     mask's scores and ``test_<mask>`` each other's (see :func:`feedgan.eval.metrics.evaluate`).
     """
@@ -117,11 +120,19 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
         tune_s = time.perf_counter() - t0
         seeded = "seed" in spec.build(params).get_params()
         runs: list[dict] = []
+        chosen = [params]
         for s in range(seeds):
             if runs and not seeded and data(seed + s) is data(seed):
                 runs.append(runs[0])  # same data, deterministic model: the result cannot change
+                chosen.append(params)
             else:
-                runs.append(refit_and_test(spec, params, data(seed + s), ks=ks, seed=seed + s, masks=masks,
+                p_s = params
+                if s > 0 and tune_each_seed and data(seed + s) is not data(seed):
+                    p_s, _ = tune(spec, data(seed + s), metric=metric, ks=ks, max_trials=max_trials,
+                                  budget_s=budget_s, seed=seed + s, mask=masks[0], progress=progress)
+                if s > 0:
+                    chosen.append(p_s)
+                runs.append(refit_and_test(spec, p_s, data(seed + s), ks=ks, seed=seed + s, masks=masks,
                                            progress=progress))
                 if s > 0 or not keep_models:
                     runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
@@ -129,6 +140,8 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
         row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
                "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
                "tune_s": tune_s, "seeds": seeds, "test": summarise(runs)}
+        if tune_each_seed:
+            row["params_by_seed"] = chosen
         for key in (k for k in runs[0] if k.startswith("test_")):
             row[key] = summarise(runs, key)
         if keep_models:
