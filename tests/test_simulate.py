@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import feedgan.data.simulate as simulate_module
+import feedgan.data.truth as truth_module
 from feedgan.data.schema import EXPOSURE, Interactions, validate
 from feedgan.data.simulate import LOGGED_ACTIONS, Simulation, SimulationConfig, simulate
 
@@ -349,7 +349,7 @@ def test_oracle_scores_rank_what_happened(sim_imp, monkeypatch):
     viewed[_keys(s.frame, "view", n)] = True
     assert _auc(view.ravel(), viewed) > 0.9
     # chunks of users give the same rows
-    monkeypatch.setattr(simulate_module, "_ORACLE_CELLS", 7 * n)
+    monkeypatch.setattr(truth_module, "_ORACLE_CELLS", 7 * n)
     some = np.array([5, 0, 1999, 5])
     np.testing.assert_allclose(s.oracle_scores(some, "like"), like[some], rtol=1e-6)
     with pytest.raises(ValueError, match="action"):
