@@ -159,28 +159,15 @@ def _task_specs(target: Optional[str], aux: Optional[str]):
     """The auxiliary weights of ``--aux`` and the models for the task: with a target, the
     per-action models (their grids tune the auxiliary weights; ``train`` uses the given ones)."""
     from .eval.bench import behaviour_specs, model_specs
+    from .rec.base import _aux_weights
 
     try:
-        aux_w = _aux(aux)
+        aux_w = _aux_weights(aux)
     except ValueError as e:
         _fail(e)
     if aux_w and not target:
         _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
     return aux_w, (behaviour_specs(list(aux_w)) if target else model_specs())
-
-
-def _aux(spec: Optional[str]) -> dict[str, float]:
-    """``"cart,view"`` -> weights 1.0 each; ``"cart=1,view=0.2"`` -> those weights."""
-    out: dict[str, float] = {}
-    for part in (spec or "").split(","):
-        name, eq, w = part.strip().partition("=")
-        if not name:
-            continue
-        try:
-            out[name.strip()] = float(w) if eq else 1.0
-        except ValueError:
-            raise ValueError(f"bad --aux weight {part!r}; write e.g. --aux cart=1,view=0.2") from None
-    return out
 
 
 DATA = typer.Option(..., "--data", "-d", help="log file or folder")

@@ -122,11 +122,7 @@ class Part:
         if not mats:  # an exposure-only log, or an empty selection
             shape = next(iter(self.actions.values())).shape
             return sp.csr_matrix(shape, dtype=np.float32)
-        union = sum(mats[1:], mats[0].copy())
-        union = union.tocsr()
-        union.data[:] = 1.0
-        union.eliminate_zeros()
-        return union
+        return _binary_union(mats)
 
 
 class Dataset:

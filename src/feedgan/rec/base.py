@@ -76,7 +76,8 @@ class Recommender:
     # models that pick their own training length on validation (early stopping) get the dataset's
     # valid part as ``_fit(X, valid=...)`` when fitted on train alone
     uses_validation: ClassVar[bool] = False
-    # models that read the target rows apart from the weighted input: _score(users, inputs, seen)
+    # models that read the target and aux rows apart from the weighted input:
+    # _score(users, inputs, seen, channels)
     multi_channel: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
@@ -342,11 +343,12 @@ class Recommender:
 
 
 def _aux_weights(aux) -> dict[str, float]:
-    """``None`` / names / mapping name -> weight, as a mapping with float weights."""
+    """``None`` / names / mapping name -> weight / text ``"cart=1,view=0.2"`` (a name alone:
+    weight 1), as a mapping with float weights."""
     if aux is None:
         return {}
     if isinstance(aux, str):
-        aux = [a for a in aux.split(",") if a.strip()]
+        aux = dict(_weight_of(part) for part in aux.split(",") if part.strip())
     items = aux.items() if isinstance(aux, dict) else ((a, 1.0) for a in aux)
     out = {}
     for a, w in items:
@@ -355,6 +357,14 @@ def _aux_weights(aux) -> dict[str, float]:
             raise ValueError(f"aux weight of {a!r} must be a finite number >= 0, got {w}")
         out[str(a).strip()] = w
     return out
+
+
+def _weight_of(part: str) -> tuple[str, float]:
+    name, eq, w = part.strip().partition("=")
+    try:
+        return name.strip(), float(w) if eq else 1.0
+    except ValueError:
+        raise ValueError(f"bad aux weight {part.strip()!r}; write e.g. cart=1,view=0.2") from None
 
 
 def _row_normalised(S: sp.spmatrix) -> sp.csr_matrix:

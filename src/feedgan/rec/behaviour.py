@@ -57,6 +57,20 @@ def _own_weights(aux: dict[str, float]) -> dict[str, float]:
     return {a: w for a, w in aux.items() if a != FRIENDS and w > 0}
 
 
+def conversion_rates(target: sp.csr_matrix, aux: list[sp.spmatrix], shrink: float) -> np.ndarray:
+    """(len(aux), n_items) smoothed ``P(target on i | aux action on i)`` per item:
+    ``(|target & a on i| + shrink * prior_a) / (|a on i| + shrink)``, with ``prior_a`` the rate
+    over all items. ``target`` and each ``aux`` matrix are (n_users, n_items)."""
+    out = np.zeros((len(aux), target.shape[1]), dtype=np.float32)
+    for j, A in enumerate(aux):
+        A = sp.csr_matrix(A)
+        both = np.asarray(A.multiply(target).sum(0)).ravel()  # (n_items,) took a and the target
+        n = np.asarray(A.sum(0)).ravel()
+        prior = both.sum() / max(n.sum(), 1.0)
+        out[j] = (both + shrink * prior) / (n + shrink + 1e-12)
+    return out
+
+
 def _smallest_gap(weights: list[float]) -> float:
     """The smallest difference between two sums of distinct ``weights`` (1 without weights)."""
     sums = {0.0}
@@ -86,16 +100,8 @@ class SeenEASE(EASE):
 
     def _fit(self, X, progress=None):
         super()._fit(X, progress)
-        T = self.seen  # (n_users, n_items) binary target
-        names = list(_own_weights(self.aux_))
-        conv = np.zeros((len(names), self.n_items_), dtype=np.float32)
-        for j, a in enumerate(names):
-            A = self.channels_[a]
-            both = np.asarray(A.multiply(T).sum(0)).ravel()  # (n_items,) took a and the target
-            n = np.asarray(A.sum(0)).ravel()
-            prior = both.sum() / max(n.sum(), 1.0)
-            conv[j] = (both + self.shrink * prior) / (n + self.shrink + 1e-12)
-        self.conv_ = conv  # (n_aux, n_items), rows in aux order (own actions with a weight > 0)
+        # (n_aux, n_items), rows in aux order (own actions with a weight > 0)
+        self.conv_ = conversion_rates(self.seen, [self.channels_[a] for a in _own_weights(self.aux_)], self.shrink)
 
     def _score(self, users, inputs, seen, channels):
         s = np.asarray(inputs @ self.B_, dtype=np.float32)  # (B, n_items) stacked EASE

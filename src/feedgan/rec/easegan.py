@@ -48,6 +48,7 @@ from ..gan import GANConfig, GANTask, GANTrainer
 from ..optim import adam
 from .base import Recommender
 from .baselines import EASE
+from .behaviour import conversion_rates
 from .cfgan import mlp
 from .selection import EpochSelector, validation_ndcg
 
@@ -156,7 +157,8 @@ class EASEGAN(Recommender):
         Yt = Xt if self.target_ is None else torch.from_numpy(self.seen.toarray().astype(np.float32))
         A = torch.stack([torch.from_numpy(sp.csr_matrix(channels[a]).toarray().astype(np.float32)) for a in names]) \
             if names else torch.zeros(0, n_users, n_items)
-        G = ActionItemItem(B0, torch.from_numpy(self._conversion(channels, names)))
+        D0 = conversion_rates(self.seen, [channels[a] for a in names], shrink=10.0)  # (n_aux, n_items)
+        G = ActionItemItem(B0, torch.from_numpy(D0))
         steps = math.ceil(n_users / self.batch_size)
         task = _Task(Xt, Yt, A, self.dropout, self.s_neg, steps)
         seen = self.seen
@@ -199,17 +201,6 @@ class EASEGAN(Recommender):
 
     def _aux_names(self) -> list[str]:
         return list(self.aux_) if self.target_ is not None else []
-
-    def _conversion(self, channels: dict, names: list[str]) -> np.ndarray:
-        """(n_aux, n_items) smoothed P(target | aux action on the item): the start of ``D``."""
-        T = self.seen
-        out = np.zeros((len(names), self.n_items_), dtype=np.float32)
-        for j, a in enumerate(names):
-            A = sp.csr_matrix(channels[a])
-            both, n = np.asarray(A.multiply(T).sum(0)).ravel(), np.asarray(A.sum(0)).ravel()
-            prior = both.sum() / max(n.sum(), 1.0)
-            out[j] = (both + 10.0 * prior) / (n + 10.0)
-        return out
 
     def _fit_reconstruction(self, G, task, decay, select, score, steps, progress) -> None:
         """Ablation: the same generator and loss without a discriminator."""
