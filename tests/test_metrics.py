@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 from feedgan.data.dataset import Dataset, IdMap, Part
-from feedgan.eval.metrics import evaluate, ranking_metrics
+from feedgan.eval.metrics import evaluate
+from feedgan.ranking import ranking_metrics
 from feedgan.rec.base import Recommender
 
 L3 = 1 / math.log2(3)  # discount at rank 2 = 0.6309...

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .avatars.cli import avatars_app
 from .data.schema import DataError
-from .eval.metrics import METRICS
+from .ranking import METRICS
 from .progress import console
 from .progress import fail as _fail
 

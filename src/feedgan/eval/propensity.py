@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from ..data.schema import EXPOSURE
+from ..sparse import binary, pair_lookup
 
 __all__ = ["brier", "ece", "evaluate_propensity", "log_loss", "propensity_pairs", "reliability",
            "reliability_chart", "roc_auc"]
@@ -132,28 +132,6 @@ def ece(y, p, bins: int = 15) -> float:
 
 
 # -- pairs and evaluation ----------------------------------------------------------------------------
-def _binary(m: sp.spmatrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(m, dtype=np.float32)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    m.eliminate_zeros()
-    m.sort_indices()
-    return m
-
-
-def pair_lookup(M: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Whether each ``(rows[k], cols[k])`` is a stored non-zero of ``M`` (bool (n,)), vectorised
-    by a sorted-key search (no per-pair loop, no dense matrix)."""
-    M = _binary(M)
-    n_cols = M.shape[1]
-    keys = np.repeat(np.arange(M.shape[0], dtype=np.int64), np.diff(M.indptr)) * n_cols + M.indices
-    q = np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64)
-    if len(keys) == 0:
-        return np.zeros(len(q), dtype=bool)
-    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-    return keys[pos] == q
-
-
 def propensity_pairs(dataset, part: str, action: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The exposure pairs of ``part`` and their labels for ``action``.
 
@@ -168,7 +146,7 @@ def propensity_pairs(dataset, part: str, action: str) -> tuple[np.ndarray, np.nd
     if action == EXPOSURE:
         raise ValueError(f"{EXPOSURE!r} is the exposure itself; pick an action taken on shown items, "
                          f"one of {[a for a in dataset.actions if a != EXPOSURE]}")
-    E = _binary(dataset.matrix(part, EXPOSURE))
+    E = binary(dataset.matrix(part, EXPOSURE))
     A = dataset.matrix(part, action)
     users = np.repeat(np.arange(E.shape[0], dtype=np.int64), np.diff(E.indptr))
     items = E.indices.astype(np.int64)

@@ -3,7 +3,8 @@
 * :mod:`~feedgan.gan.losses`: minimax, non-saturating, hinge and Wasserstein objectives as pure
   functions of logits; WGAN-GP, R1 and R2 penalties.
 * :mod:`~feedgan.gan.trainer`: :class:`GANTrainer` (alternating D/G steps, EMA of G, NaN guard,
-  checkpoint/resume, stats, DDP), its :class:`GANConfig` and the :class:`GANTask` contract.
+  checkpoint/resume, stats, DDP), its :class:`GANConfig` and the :class:`GANTask` contract; the
+  step loop it runs on (:class:`TrainLoop`), shared by :class:`LossTrainer` for one-loss models.
 * :mod:`~feedgan.gan.checkpoint`: checkpoint files (data only) and :class:`BestCheckpoint`.
 * :mod:`~feedgan.gan.ddp`: process-group helpers for ``torchrun``.
 
@@ -15,8 +16,8 @@ A model family supplies ``G``, ``D`` and a task; the trainer does the rest::
 from .checkpoint import BestCheckpoint, latest_checkpoint
 from .ddp import DistInfo, ReplicaDivergenceError
 from .losses import GANLoss, get_loss, gradient_penalty, r1_penalty, r2_penalty
-from .trainer import GANConfig, GANTask, GANTrainer, NonFiniteLossError
+from .trainer import GANConfig, GANTask, GANTrainer, LossTrainer, NonFiniteLossError, TrainLoop
 
-__all__ = ["BestCheckpoint", "DistInfo", "GANConfig", "GANLoss", "GANTask", "GANTrainer", "NonFiniteLossError",
-           "ReplicaDivergenceError", "get_loss", "gradient_penalty", "latest_checkpoint", "r1_penalty",
-           "r2_penalty"]
+__all__ = ["BestCheckpoint", "DistInfo", "GANConfig", "GANLoss", "GANTask", "GANTrainer", "LossTrainer",
+           "NonFiniteLossError", "ReplicaDivergenceError", "TrainLoop", "get_loss", "gradient_penalty",
+           "latest_checkpoint", "r1_penalty", "r2_penalty"]

@@ -216,27 +216,33 @@ class Resumable:
 
 
 class BestCheckpoint:
-    """Callback: every ``every`` steps, score the evaluation generator with ``metric_fn(trainer)``
-    and keep the best weights, in memory (``best_state``) and, on rank 0 with an ``out_dir``, in
-    ``out_dir/best_generator.pt``.
+    """Callback: the one best-epoch tracker (early stopping) of every trained model.
 
-    The weights kept are those of ``trainer.G_eval`` (the EMA copy when ``ema_decay`` is set).
+    Every ``every`` steps (and, with ``at_start``, once before the first step) it scores
+    ``metric_fn(trainer)`` and keeps the best weights of ``trainer.eval_model`` (a GAN's
+    ``G_eval``: the EMA copy when ``ema_decay`` is set) in memory (``best_state``) and, on rank 0
+    with an ``out_dir``, in ``out_dir/best_generator.pt``. ``history`` holds ``(step, metric)``
+    of every evaluation, ``best_step`` the step of the best (None before a finite one).
+
     ``mode`` is ``"max"`` (e.g. recall) or ``"min"`` (e.g. a distance); a non-finite metric never
-    counts as better. With ``patience`` the trainer is asked to stop after that many evaluations
-    without improvement (early stopping); ``restore_on_end`` loads the best weights back into
-    ``trainer.G_eval`` when training ends. The metric runs on every rank, so under DDP it must
-    not depend on the rank (evaluate the same data on each).
+    counts as better, and ties keep the earlier step. With ``patience`` the trainer is asked to
+    stop after that many evaluations without improvement; ``restore_on_end`` loads the best
+    weights back into ``trainer.eval_model`` when training ends. Each evaluation first runs the
+    trainer's NaN guard (``check_finite``), so diverged weights are never scored or kept. The
+    metric runs on every rank, so under DDP it must not depend on the rank (evaluate the same
+    data on each).
     """
 
     def __init__(self, metric_fn: Callable[[Any], float], every: int, mode: str = "max",
                  patience: int | None = None, restore_on_end: bool = False,
-                 filename: str = "best_generator.pt"):
+                 filename: str = "best_generator.pt", at_start: bool = False):
         if every < 1:
             raise ValueError(f"BestCheckpoint: every must be >= 1, got {every}")
         if mode not in ("max", "min"):
             raise ValueError(f"BestCheckpoint: mode must be 'max' or 'min', got {mode!r}")
         self.metric_fn, self.every, self.mode = metric_fn, every, mode
         self.patience, self.restore_on_end, self.filename = patience, restore_on_end, filename
+        self.at_start = at_start
         self.best: float | None = None
         self.best_step: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -251,9 +257,18 @@ class BestCheckpoint:
             return True
         return value > self.best if self.mode == "max" else value < self.best
 
+    def on_start(self, trainer) -> None:
+        if self.at_start:
+            self.evaluate(trainer)
+
     def on_step(self, trainer) -> None:
-        if trainer.step % self.every:
-            return
+        if trainer.step % self.every == 0:
+            self.evaluate(trainer)
+
+    def evaluate(self, trainer) -> None:
+        """Score the trainer's model now; keep it when best, ask for a stop when out of patience."""
+        if hasattr(trainer, "check_finite"):
+            trainer.check_finite()
         value = float(self.metric_fn(trainer))
         self.history.append((trainer.step, value))
         if not self._better(value):
@@ -263,7 +278,7 @@ class BestCheckpoint:
             return
         self._bad = 0
         self.best, self.best_step = value, trainer.step
-        self.best_state = to_cpu(trainer.G_eval.state_dict())
+        self.best_state = to_cpu(trainer.eval_model.state_dict())
         if trainer.out_dir is not None and trainer.dist.is_main:
             self.path = save_state({"format": BEST_FORMAT, "step": trainer.step, "metric": value,
                                     "mode": self.mode, "G": self.best_state}, trainer.out_dir / self.filename)
@@ -273,9 +288,9 @@ class BestCheckpoint:
             self.restore(trainer)
 
     def restore(self, trainer) -> None:
-        """Load the best weights into ``trainer.G_eval`` (nothing happens before the first evaluation)."""
+        """Load the best weights into ``trainer.eval_model`` (nothing happens before the first evaluation)."""
         if self.best_state is not None:
-            trainer.G_eval.load_state_dict(self.best_state)
+            trainer.eval_model.load_state_dict(self.best_state)
 
     @staticmethod
     def load(path: str | Path) -> dict:

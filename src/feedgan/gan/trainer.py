@@ -8,6 +8,9 @@ a discriminator ``D`` (both ``nn.Module``) and a *task* (:class:`GANTask`) that 
     D(task.d_input(batch["real"], batch))  # what D sees, e.g. cat([x * mask, condition])
     task.g_extra_loss(fake, batch)         # optional scalar added to the generator loss
 
+The step loop itself (epochs, ticks, progress, callbacks, early stop, the NaN guard) is
+:class:`TrainLoop`, which :class:`LossTrainer` shares for models trained on a single loss.
+
 One *step* is ``d_steps`` discriminator updates followed by ``g_steps`` generator updates, each
 on a freshly drawn batch; ``step`` counts completed steps. D updates minimise
 ``loss.d + gp_weight * GP + r1_gamma / 2 * R1 + r2_gamma / 2 * R2`` on detached fakes; G updates
@@ -17,10 +20,16 @@ else ``G``) is the one to evaluate and sample from.
 
 Runtime invariants:
 
-* **Non-finite losses.** Every update checks its loss terms before ``backward``; with
-  ``nan_policy="stop"`` the trainer restores the last good state (the newest checkpoint, or the
-  in-memory copy taken at the same moments) and raises :class:`NonFiniteLossError` naming the
-  step, the term and the checkpoint; ``"skip"`` drops that update and counts it.
+* **Non-finite losses, gradients and weights.** Every update turns its loss terms and gradient
+  norm into a device-side flag; nothing is read back to the host until a *check* (every stats
+  tick, before a checkpoint or a :class:`~feedgan.gan.BestCheckpoint` evaluation, and at the end).
+  A flagged update is not applied (fused Adam skips it on the device, as under mixed-precision
+  loss scaling). With ``nan_policy="stop"`` the check restores the last good state (the newest
+  checkpoint, or the in-memory copy taken at the same moments) and raises
+  :class:`NonFiniteLossError` naming the first bad step, the term and the checkpoint; ``"skip"``
+  drops such updates and counts them. Under either policy a check also refuses weights that are
+  no longer finite or have *diverged*: an absolute value past the square root of the dtype's
+  largest number (about 1.8e19 in float32), where the product of two weights overflows.
 * **Exact resume.** A checkpoint holds G, D, G_ema, both optimizers, the step and every random
   stream: ``rng`` (the ``torch.Generator`` handed to the task) and the global torch RNG that
   modules such as dropout draw from. The trainer swaps its own global-RNG state in for the
@@ -35,8 +44,10 @@ Files under ``out_dir``: ``stats.jsonl`` (one JSON line per tick), ``checkpoints
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import math
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -55,8 +66,11 @@ from .losses import get_loss, gradient_penalty, r1_penalty, r2_penalty
 NAN_POLICIES = ("stop", "skip")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; the trainer has already restored the last good weights."""
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """A loss, a gradient or the weights became NaN or infinite, or the weights diverged.
+
+    :class:`GANTrainer` has already restored the last good weights. A ``ValueError`` too: it
+    comes from settings (a learning rate, a loss weight) that do not fit the data."""
 
 
 @dataclass
@@ -156,24 +170,277 @@ def _check_task(task) -> None:
         raise TypeError(f"{type(task).__name__} is not a GAN task: it lacks {', '.join(missing)} (see feedgan.gan.GANTask)")
 
 
+def _call(callbacks: list, hook: str, *args) -> None:
+    for cb in callbacks:
+        if hasattr(cb, hook):
+            getattr(cb, hook)(*args)
+
+
 class _Tick:
-    """Running sums of logged values between two stats lines."""
+    """Running sums of logged values between two stats lines, kept on the device: updates that
+    were not applied (``ok`` false) count for nothing, and :meth:`means` is the one host read."""
 
     def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, Tensor] = {}
         self.steps = 0
 
-    def add(self, values: dict[str, float]) -> None:
+    def add(self, values: dict[str, Tensor], ok: Tensor) -> None:
         for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-            self.counts[k] = self.counts.get(k, 0) + 1
+            v = v.detach().float().reshape(())
+            self.sums[k] = self.sums.get(k, 0.0) + torch.where(ok, v, torch.zeros_like(v))
+            self.counts[k] = self.counts.get(k, 0.0) + ok.float()
 
     def means(self) -> dict[str, float]:
-        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+        """Mean of each value over the applied updates (values no update logged are left out)."""
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        sums = torch.stack([self.sums[k] for k in keys]).tolist()
+        counts = torch.stack([self.counts[k] for k in keys]).tolist()
+        return {k: s / c for k, s, c in zip(keys, sums, counts) if c > 0}
 
 
-class GANTrainer(Resumable):
+class _Guard:
+    """Device-side record of non-finite updates between two checks.
+
+    :meth:`update` turns one update's loss terms and gradient norm into a device bool ``ok`` and
+    keeps the step and values of the first bad update of each kind (player and term names);
+    :meth:`first` reads the earliest back to the host. ``skipped`` counts dropped updates.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.skipped = torch.zeros((), dtype=torch.long, device=device)
+        self._first: dict[tuple[str, tuple[str, ...]], tuple[Tensor, Tensor]] = {}  # -> (step, values)
+
+    def update(self, player: str, step: int, terms: dict[str, Tensor], grad_norm: Tensor) -> Tensor:
+        values = torch.stack([*(t.detach().float().reshape(()) for t in terms.values()),
+                              grad_norm.detach().float().reshape(()).to(self.device)])  # (n_terms + 1,)
+        ok = torch.isfinite(values).all()
+        key = (player, tuple(terms))
+        if key not in self._first:
+            self._first[key] = (torch.full((), -1, dtype=torch.long, device=self.device), torch.zeros_like(values))
+        first_step, first_values = self._first[key]
+        new = ~ok & (first_step < 0)
+        self._first[key] = (torch.where(new, step, first_step), torch.where(new, values, first_values))
+        return ok
+
+    def first(self) -> tuple[str, int, dict[str, float], float] | None:
+        """``(player, step, terms, gradient norm)`` of the earliest bad update, or None."""
+        if not self._first:
+            return None
+        keys = list(self._first)
+        steps = torch.stack([self._first[k][0] for k in keys]).tolist()
+        bad = [(s, k) for s, k in zip(steps, keys) if s >= 0]
+        if not bad:
+            return None
+        step, (player, names) = min(bad)
+        values = self._first[(player, names)][1].tolist()
+        return player, step, dict(zip(names, values[:-1])), values[-1]
+
+    def clear(self) -> None:
+        self._first.clear()
+
+
+def _largest_weight(params: Iterable[Tensor]) -> Tensor:
+    """max |w| over ``params`` relative to sqrt(the dtype's largest number), as a device scalar:
+    NaN or >= 1 means the weights are no longer usable (a product of two of them overflows)."""
+    ratios = []
+    for p in params:
+        if p.is_floating_point() and p.numel():
+            lo, hi = torch.aminmax(p.detach())  # NaN propagates
+            ratios.append(torch.maximum(-lo, hi).double() / torch.finfo(p.dtype).max ** 0.5)
+    return torch.stack(ratios).max() if ratios else torch.zeros((), dtype=torch.float64)
+
+
+class TrainLoop:
+    """The step loop every trained model in feedgan runs through; subclasses say what a step does.
+
+    ``fit`` runs ``total_steps`` steps (``epochs * steps_per_epoch`` when epochs are set) or until
+    a callback calls :meth:`request_stop`. Every ``tick_every`` steps (and at the last) it checks
+    the NaN guard (:meth:`check_finite`), turns the logged values into a stats dict and calls
+    ``on_tick``; callbacks may also define ``on_start(trainer)``, ``on_step(trainer)`` (after
+    every step) and ``on_end(trainer)``. Updates go through :meth:`_apply`, which owns the guard.
+
+    Subclasses set ``step``, ``elapsed``, ``device``, ``dist``, ``out_dir``, ``nan_policy``,
+    ``grad_clip``, ``tick_every`` and ``_guard``, and implement ``total_steps``,
+    ``steps_per_epoch``, ``eval_model`` (what evaluation callbacks score and keep),
+    ``_train_step(tick)``, ``_players()`` (name -> parameters, for the divergence check) and
+    ``_fail(problem)`` (restore what it can, return the error to raise).
+    """
+
+    stop_requested: bool = False
+    stop_reason: str | None = None
+    _checked_step: int | None = None
+
+    # -- what subclasses provide --------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        return None
+
+    @property
+    def eval_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _train_step(self, tick: _Tick) -> None:
+        raise NotImplementedError
+
+    def _players(self) -> dict[str, list[Tensor]]:
+        raise NotImplementedError
+
+    def _fail(self, problem: str) -> NonFiniteLossError:
+        raise NotImplementedError
+
+    def _label(self) -> str:
+        return type(self).__name__
+
+    def _describe(self, stats: dict) -> str:
+        return f"{self._label()} step {self.step}"
+
+    def _log(self, stats: dict) -> None:
+        """Write one stats line (default: nowhere)."""
+
+    def _after_step(self, ending: bool) -> None:
+        """Runs after every step, its tick included (checkpoints)."""
+
+    @contextlib.contextmanager
+    def _session(self):
+        """What ``fit`` holds open while it trains (files, random-state scopes)."""
+        yield
+
+    # -- the loop -----------------------------------------------------------------------------------
+    @property
+    def skipped(self) -> int:
+        """Updates dropped by ``nan_policy="skip"`` (a host read)."""
+        return int(self._guard.skipped)
+
+    @skipped.setter
+    def skipped(self, value: int) -> None:
+        self._guard.skipped.fill_(int(value))
+
+    def request_stop(self, reason: str | None = None) -> None:
+        """Finish the current step, write a last tick (and checkpoint), and return from ``fit``."""
+        self.stop_requested, self.stop_reason = True, reason
+
+    def fit(self, progress=None, callbacks: Iterable[Any] = ()):
+        """Train until ``total_steps`` (or a callback calls ``request_stop``); returns ``self``.
+
+        ``progress``: a Rich ``Progress`` (from ``feedgan.progress.progress_bar``) or None.
+        ``callbacks``: objects with any of ``on_start(trainer)``, ``on_step(trainer)`` (after every
+        step), ``on_tick(trainer, stats)`` (after every stats line) and ``on_end(trainer)``.
+        """
+        total, callbacks = self.total_steps, list(callbacks)
+        self.stop_requested, self.stop_reason = False, None
+        bar = progress.add_task(self._label(), total=total, completed=self.step) if progress is not None else None
+        with self._session():
+            tick, t0 = _Tick(), time.perf_counter()
+            _call(callbacks, "on_start", self)
+            while self.step < total and not self.stop_requested:
+                self._train_step(tick)
+                self.step += 1
+                tick.steps += 1
+                _call(callbacks, "on_step", self)
+                if bar is not None:
+                    progress.advance(bar)
+                ending = self.step >= total or self.stop_requested
+                if self.step % self.tick_every == 0 or ending:
+                    self.check_finite()
+                    now = time.perf_counter()
+                    self.elapsed += now - t0
+                    stats = self._stats(tick, now - t0)
+                    tick, t0 = _Tick(), now
+                    self._log(stats)
+                    if bar is not None:
+                        progress.update(bar, description=self._describe(stats))
+                    _call(callbacks, "on_tick", self, stats)
+                self._after_step(ending)
+        _call(callbacks, "on_end", self)
+        return self
+
+    def _stats(self, tick: _Tick, seconds: float) -> dict[str, Any]:
+        spe = self.steps_per_epoch
+        stats = {"step": self.step, "epoch": round(self.step / spe, 4) if spe else None,
+                 "time": round(self.elapsed, 3), **tick.means()}
+        if self.nan_policy == "skip":
+            stats["skipped"] = self.skipped
+        return stats
+
+    # -- the NaN guard --------------------------------------------------------------------------------
+    def _apply(self, player: str, opt: torch.optim.Optimizer, params: list[Tensor],
+               terms: dict[str, Tensor]) -> Tensor:
+        """One guarded update minimising the sum of ``terms``; returns the device bool ``ok``
+        (every term and the gradient norm finite, on every rank). A bad update is not applied."""
+        opt.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        ok = self._guard.update(player, self.step + 1, terms, self._grad_norm(params))
+        if self.dist.enabled:  # the same decision on every rank (a host read only under gloo)
+            bad = (~ok).to(torch.int32).to(ddp._comm_device(self.device))
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+            ok = (bad == 0).to(self.device)
+        if opt.defaults.get("fused"):  # the fused kernel skips a flagged update on the device
+            opt.found_inf = (~ok).float()
+            try:
+                opt.step()
+            finally:
+                del opt.found_inf
+        elif self.nan_policy == "skip":  # optimizers without a device-side skip need the flag here
+            if bool(ok):
+                opt.step()
+        else:  # "stop": the next check restores the last good state
+            opt.step()
+        if self.nan_policy == "skip":
+            self._guard.skipped += (~ok).long()
+        return ok
+
+    def _grad_norm(self, params: list[Tensor]) -> Tensor:
+        """Global gradient norm (clipped to ``grad_clip`` when set); sparse gradients count by
+        their stored values, which is what decides finiteness."""
+        if self.grad_clip is not None:
+            return nn.utils.clip_grad_norm_(params, self.grad_clip)
+        grads = [p.grad for p in params if p.grad is not None]
+        dense = [g for g in grads if not g.is_sparse]
+        norms = [torch.linalg.vector_norm(g._values()) for g in grads if g.is_sparse]
+        if dense:
+            norms.append(nn.utils.get_total_norm(dense))
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros((), device=self.device)
+
+    def check_finite(self) -> None:
+        """The guard's host read (at ticks, checkpoints, evaluations): raises
+        :class:`NonFiniteLossError` for a non-finite update under ``nan_policy="stop"``, and under
+        either policy for weights that are NaN, infinite or diverged (see the module docstring)."""
+        if self._checked_step == self.step:
+            return
+        problem = self._problem()
+        if not ddp.any_true(problem is not None, self.dist, self.device):
+            self._checked_step = self.step
+            return
+        self._guard.clear()
+        raise self._fail(problem or "a non-finite value on another rank")
+
+    def _problem(self) -> str | None:
+        first = self._guard.first() if self.nan_policy == "stop" else None
+        if first is not None:
+            player, step, terms, norm = first
+            named = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
+            if named:
+                return f"non-finite {player} loss at step {step} ({named})"
+            return f"non-finite {player} gradient at step {step} (gradient norm {norm})"
+        players = self._players()
+        ratios = torch.stack([_largest_weight(ps) for ps in players.values()]).tolist()
+        for player, ratio in zip(players, ratios):
+            if not ratio < 1.0:
+                what = "are no longer finite" if not math.isfinite(ratio) else \
+                    "diverged (a weight so large that its square overflows)"
+                return f"{player} weights {what} by step {self.step}"
+        return None
+
+
+class GANTrainer(Resumable, TrainLoop):
     """Alternating D/G training of ``G`` and ``D`` on ``task`` (see the module docstring).
 
     ``GANTrainer(G, D, task, config, out_dir).fit()`` trains up to ``config.max_steps`` (or
@@ -189,6 +456,7 @@ class GANTrainer(Resumable):
         self.task = task
         self.loss = get_loss(cfg.loss)
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.nan_policy, self.grad_clip, self.tick_every = cfg.nan_policy, cfg.grad_clip, cfg.tick_every
         self.dist, self.device = ddp.setup(cfg.device)
         self.G, self.D = G.to(self.device), D.to(self.device)
         self._G, self._D = ddp.wrap(self.G, self.dist, self.device), ddp.wrap(self.D, self.dist, self.device)
@@ -207,11 +475,13 @@ class GANTrainer(Resumable):
         self._module_rng = torch.Generator().manual_seed(seed).get_state()  # the global RNG inside fit
         self._cuda_rng: Tensor | None = None
         self._in_fit = False
+        self._guard = _Guard(self.device)
         self.step, self.elapsed, self.skipped = 0, 0.0, 0
         self.last_checkpoint: Path | None = None
         self._snapshot: dict | None = None  # the last good state, in memory (CPU tensors)
         self._snapshot_file: Path | None = None  # where that state also lies on disk, if anywhere
         self.stop_requested, self.stop_reason = False, None
+        self._log_file = self._writer = None
 
     # -- public surface ---------------------------------------------------------------------------
     @property
@@ -220,92 +490,87 @@ class GANTrainer(Resumable):
         return self.G_ema if self.G_ema is not None else self.G
 
     @property
+    def eval_model(self) -> nn.Module:
+        return self.G_eval
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        spe = getattr(self.task, "steps_per_epoch", None)
+        return int(spe) if spe else None
+
+    @property
     def total_steps(self) -> int:
         cfg = self.config
         if cfg.epochs is None:
             return cfg.max_steps
-        spe = getattr(self.task, "steps_per_epoch", None)
-        if not spe:
+        if not self.steps_per_epoch:
             raise ValueError("GANConfig.epochs needs task.steps_per_epoch (a positive int); or set max_steps")
-        return cfg.epochs * int(spe)
+        return cfg.epochs * self.steps_per_epoch
 
-    def request_stop(self, reason: str | None = None) -> None:
-        """Finish the current step, write a last tick and checkpoint, and return from ``fit``."""
-        self.stop_requested, self.stop_reason = True, reason
-
-    def fit(self, progress=None, callbacks: Iterable[Any] = ()) -> "GANTrainer":
-        """Train until ``total_steps`` (or a callback calls ``request_stop``); returns ``self``.
-
-        ``progress``: a Rich ``Progress`` (from ``feedgan.progress.progress_bar``) or None.
-        ``callbacks``: objects with any of ``on_step(trainer)`` (after every step),
-        ``on_tick(trainer, stats)`` (after every stats line) and ``on_end(trainer)``.
-        """
-        cfg, total, callbacks = self.config, self.total_steps, list(callbacks)
-        self.stop_requested, self.stop_reason = False, None
+    # -- the loop's hooks -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self):
         main = self.dist.is_main
         if main and self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.out_dir / "stats.jsonl", "a", encoding="utf-8") if main and self.out_dir else None
-        writer = self._tensorboard() if main else None
-        bar = progress.add_task(f"GAN {cfg.loss}", total=total, completed=self.step) if progress is not None else None
-        tick, t0 = _Tick(), time.perf_counter()
+        self._log_file = open(self.out_dir / "stats.jsonl", "a", encoding="utf-8") if main and self.out_dir else None
+        self._writer = self._tensorboard() if main else None
         try:
             with self._rng_scope():
                 if self._snapshot is None or self._snapshot["step"] != self.step:
                     # what a NaN before the first checkpoint restores
                     self._snapshot, self._snapshot_file = self.state_dict(), None
-                while self.step < total and not self.stop_requested:
-                    tick.add(self._train_step())
-                    self.step += 1
-                    tick.steps += 1
-                    for cb in callbacks:
-                        if hasattr(cb, "on_step"):
-                            cb.on_step(self)
-                    if bar is not None:
-                        progress.advance(bar)
-                    ending = self.step >= total or self.stop_requested
-                    if self.step % cfg.tick_every == 0 or ending:
-                        now = time.perf_counter()
-                        self.elapsed += now - t0
-                        stats = self._stats(tick, now - t0)
-                        tick, t0 = _Tick(), now
-                        if log is not None:
-                            log.write(json.dumps(stats) + "\n")
-                            log.flush()
-                        if writer is not None:
-                            for k, v in stats.items():
-                                if k != "step" and isinstance(v, (int, float)):
-                                    writer.add_scalar(k, v, self.step)
-                        if bar is not None:
-                            progress.update(bar, description=f"GAN step {self.step}  D {_fmt(stats['d_loss'])}  "
-                                                             f"G {_fmt(stats['g_loss'])}  "
-                                                             f"{stats['samples_per_s']:.0f} samples/s")
-                        for cb in callbacks:
-                            if hasattr(cb, "on_tick"):
-                                cb.on_tick(self, stats)
-                    if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
-                            (ending and self._snapshot["step"] != self.step):
-                        self.checkpoint()
+                yield
         finally:
-            if log is not None:
-                log.close()
-            if writer is not None:
-                writer.close()
-        for cb in callbacks:
-            if hasattr(cb, "on_end"):
-                cb.on_end(self)
-        return self
+            for f in (self._log_file, self._writer):
+                if f is not None:
+                    f.close()
+            self._log_file = self._writer = None
+
+    def _label(self) -> str:
+        return f"GAN {self.config.loss}"
+
+    def _describe(self, stats: dict) -> str:
+        return (f"GAN step {self.step}  D {_fmt(stats['d_loss'])}  G {_fmt(stats['g_loss'])}  "
+                f"{stats['samples_per_s']:.0f} samples/s")
+
+    def _log(self, stats: dict) -> None:
+        if self._log_file is not None:
+            self._log_file.write(json.dumps(stats) + "\n")
+            self._log_file.flush()
+        if self._writer is not None:
+            for k, v in stats.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._writer.add_scalar(k, v, self.step)
+
+    def _after_step(self, ending: bool) -> None:
+        cfg = self.config
+        if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
+                (ending and self._snapshot["step"] != self.step):
+            self.check_finite()  # a snapshot never holds bad weights
+            self.checkpoint()
+
+    def _players(self) -> dict[str, list[Tensor]]:
+        players = {"G": list(self.G.parameters()), "D": list(self.D.parameters())}
+        if self.G_ema is not None:
+            players["G_ema"] = list(self.G_ema.parameters())
+        return players
+
+    def _fail(self, problem: str) -> NonFiniteLossError:
+        good, file = self._snapshot["step"], self._snapshot_file
+        self.load_state_dict(self._snapshot)
+        where = f"last good checkpoint: {file}" if file is not None else "no checkpoint on disk for it; restored from memory"
+        return NonFiniteLossError(f"{problem}; restored the weights of step {good} ({where}). "
+                                  "Try a lower learning rate, grad_clip, or a gradient penalty.")
 
     # -- one step ---------------------------------------------------------------------------------
-    def _train_step(self) -> dict[str, float]:
-        """``d_steps`` D updates, then ``g_steps`` G updates; the mean of each logged value."""
-        tick = _Tick()
+    def _train_step(self, tick: _Tick) -> None:
+        """``d_steps`` D updates, then ``g_steps`` G updates, each logged into ``tick``."""
         d_steps, every = self.config.d_steps, self.config.penalty_every
         for i in range(d_steps):  # which updates carry R1/R2 follows from the step: exact on resume
-            tick.add(self._d_update(penalise=(self.step * d_steps + i) % every == 0))
+            self._d_update(tick, penalise=(self.step * d_steps + i) % every == 0)
         for _ in range(self.config.g_steps):
-            tick.add(self._g_update())
-        return tick.means()
+            self._g_update(tick)
 
     def _draw(self, n: int) -> dict[str, Tensor]:
         batch = self.task.real_batch(n, self.rng)
@@ -313,7 +578,7 @@ class GANTrainer(Resumable):
             raise TypeError(f"{type(self.task).__name__}.real_batch must return a dict with a 'real' tensor")
         return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
-    def _d_update(self, penalise: bool = True) -> dict[str, float]:
+    def _d_update(self, tick: _Tick, penalise: bool = True) -> None:
         cfg, task, d_input = self.config, self.task, getattr(self.task, "d_input", lambda s, b: s)
         batch = self._draw(cfg.batch_size)
         with torch.no_grad():
@@ -328,21 +593,14 @@ class GANTrainer(Resumable):
             terms["r1"] = lazy * cfg.r1_gamma / 2 * r1_penalty(self._D, real_in)
         if cfg.r2_gamma and penalise:
             terms["r2"] = lazy * cfg.r2_gamma / 2 * r2_penalty(self._D, fake_in)
-        total = sum(terms.values())
-        values = self._guard("D", terms)
-        if values is None:
-            return {"skipped": 1.0}
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self._step(self.opt_d, self._d_params)
-        values["d_loss"] = sum(values.values())
+        ok = self._apply("D", self.opt_d, self._d_params, terms)
+        values = {**terms, "d_loss": sum(terms.values())}
         if len(terms) == 1 and not (cfg.r1_gamma or cfg.r2_gamma or cfg.gp_weight):
             del values["d_adv"]  # no penalties: equal to d_loss
-        values["d_real"] = float(real_logits.detach().mean())
-        values["d_fake"] = float(fake_logits.detach().mean())
-        return values
+        values["d_real"], values["d_fake"] = real_logits.mean(), fake_logits.mean()
+        tick.add(values, ok)
 
-    def _g_update(self) -> dict[str, float]:
+    def _g_update(self, tick: _Tick) -> None:
         cfg, task, d_input = self.config, self.task, getattr(self.task, "d_input", lambda s, b: s)
         batch = self._draw(cfg.g_batch_size or cfg.batch_size)
         for p in self._d_params:  # D is a fixed critic here: no gradients into its weights
@@ -358,69 +616,40 @@ class GANTrainer(Resumable):
             if not isinstance(extra, Tensor) or extra.numel() != 1:
                 raise ValueError(f"{type(task).__name__}.g_extra_loss must return a scalar tensor or None")
             terms["g_extra"] = extra.reshape(())
-        total = sum(terms.values())
-        values = self._guard("G", terms)
-        if values is None:
-            return {"skipped": 1.0}
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        self._step(self.opt_g, self.opt_g.param_groups[0]["params"])
-        self._update_ema()
-        values["g_loss"] = sum(values.values())
+        ok = self._apply("G", self.opt_g, self.opt_g.param_groups[0]["params"], terms)
+        self._update_ema(ok)
+        values = {**terms, "g_loss": sum(terms.values())}
         if "g_extra" not in values:
             del values["g_adv"]  # equal to g_loss
-        return values
-
-    def _step(self, opt: torch.optim.Optimizer, params: list[Tensor]) -> None:
-        if self.config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        opt.step()
+        tick.add(values, ok)
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, ok: Tensor) -> None:
         if self.G_ema is None:
             return
         decay = self.config.ema_decay
         if self.config.ema_warmup:
             decay = min(decay, (2.0 + self.step) / (11.0 + self.step))  # t = step + 1: this step's number
         w = 1.0 - decay
+        if self.nan_policy == "skip":  # a dropped G update leaves the EMA where it was
+            w = ok.float() * w
         for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
             e.lerp_(p, w)  # e + w * (p - e) = decay * e + (1 - decay) * p
         for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
             e.copy_(b)  # running statistics and the like follow G directly
 
-    def _guard(self, player: str, terms: dict[str, Tensor]) -> dict[str, float] | None:
-        """The terms as floats when all are finite (on every rank); else skip or restore + raise."""
-        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).cpu()  # (n_terms,)
-        bad = ~torch.isfinite(values)
-        if not ddp.any_true(bool(bad.any()), self.dist, self.device):
-            return dict(zip(terms, values.tolist()))
-        if self.config.nan_policy == "skip":
-            self.skipped += 1
-            return None
-        step = self.step + 1  # the step being computed
-        named = ", ".join(f"{k}={v}" for k, v, b in zip(terms, values.tolist(), bad.tolist()) if b) \
-            or "a loss on another rank"
-        good, file = self._snapshot["step"], self._snapshot_file
-        self.load_state_dict(self._snapshot)
-        where = f"last good checkpoint: {file}" if file is not None else "no checkpoint on disk for it; restored from memory"
-        raise NonFiniteLossError(
-            f"non-finite {player} loss at step {step} ({named}); restored the weights of step {good} ({where}). "
-            "Try a lower learning rate, grad_clip, or a gradient penalty.")
-
     # -- logging ----------------------------------------------------------------------------------
     def _stats(self, tick: _Tick, seconds: float) -> dict[str, Any]:
         cfg = self.config
         per_step = cfg.d_steps * cfg.batch_size + cfg.g_steps * (cfg.g_batch_size or cfg.batch_size)
-        spe = getattr(self.task, "steps_per_epoch", None)
-        stats = {"step": self.step, "epoch": round(self.step / spe, 4) if spe else None,
-                 "time": round(self.elapsed, 3),
-                 "samples_per_s": round(tick.steps * per_step * self.dist.world_size / max(seconds, 1e-9), 1)}
-        stats.update({k: v for k, v in tick.means().items() if k != "skipped"})
+        base = TrainLoop._stats(self, tick, seconds)
+        stats = {k: base.pop(k) for k in ("step", "epoch", "time")}
+        stats["samples_per_s"] = round(tick.steps * per_step * self.dist.world_size / max(seconds, 1e-9), 1)
+        stats.update(base)
         stats.setdefault("d_loss", None)  # every update of the tick was skipped
         stats.setdefault("g_loss", None)
-        if cfg.nan_policy == "skip":
-            stats["skipped"] = self.skipped
+        if "skipped" in stats:
+            stats["skipped"] = stats.pop("skipped")
         return stats
 
     def _tensorboard(self):
@@ -436,3 +665,63 @@ class GANTrainer(Resumable):
                           "tensorboard); scalars go to stats.jsonl only")
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+
+class LossTrainer(TrainLoop):
+    """The same loop for a model trained on one loss: BPR, Mult-VAE, and the discriminator-free
+    ablations of CFGAN and EASE-GAN.
+
+    ``task.steps_per_epoch`` steps make an epoch; step ``t`` (0-based) is one update of ``opt``
+    minimising ``task.loss(t)``, a scalar the task computes from ``model``'s parameters and its
+    own seeded ``torch.Generator`` (so the task, not the trainer, owns the random streams). Each
+    epoch ends with a stats tick, kept in ``history`` (``{"step", "epoch", "time", "loss"}``,
+    ``loss`` the epoch's mean batch loss). On a NaN or diverged check it raises
+    :class:`NonFiniteLossError`; the model is then left as it was at that check.
+    """
+
+    def __init__(self, model: nn.Module, task, opt: torch.optim.Optimizer, epochs: int, *, name: str = "model",
+                 nan_policy: str = "stop", grad_clip: float | None = None):
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}")
+        spe = int(task.steps_per_epoch)
+        if spe < 1 or epochs < 0:
+            raise ValueError(f"{name}: need steps_per_epoch >= 1 and epochs >= 0, got {spe} and {epochs}")
+        self.model, self.task, self.opt, self.epochs, self.name = model, task, opt, int(epochs), name
+        self.nan_policy, self.grad_clip, self.tick_every = nan_policy, grad_clip, spe
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self.device = self._params[0].device
+        self.dist, self.out_dir = ddp.DistInfo(), None
+        self._guard = _Guard(self.device)
+        self.step, self.elapsed = 0, 0.0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.tick_every
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.model
+
+    def _label(self) -> str:
+        return f"fit {self.name}"
+
+    def _describe(self, stats: dict) -> str:
+        return f"fit {self.name} epoch {stats['epoch']:g}  loss {_fmt(stats.get('loss'))}"
+
+    def _log(self, stats: dict) -> None:
+        self.history.append(stats)
+
+    def _train_step(self, tick: _Tick) -> None:
+        loss = self.task.loss(self.step)
+        tick.add({"loss": loss}, self._apply(self.name, self.opt, self._params, {"loss": loss}))
+
+    def _players(self) -> dict[str, list[Tensor]]:
+        return {self.name: list(self.model.parameters())}
+
+    def _fail(self, problem: str) -> NonFiniteLossError:
+        return NonFiniteLossError(f"{problem}; training stopped. Try a lower learning rate.")

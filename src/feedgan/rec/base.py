@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -66,6 +67,28 @@ def as_csr(X, n_items: int | None = None) -> sp.csr_matrix:
     X.data[:] = 1.0
     X.eliminate_zeros()
     return X
+
+
+@dataclass
+class Validation:
+    """What early stopping scores, every matrix (n_users, n_items) CSR.
+
+    ``targets``: the valid part's target pairs. ``inputs``: the weighted rows the model reads for
+    each user (the fitted ``train_`` rows, plus the fold-in rows of held-out users); ``seen``: the
+    binary target history excluded from the lists; ``channels``: the auxiliary rows by action
+    (multi-channel models). ``folded``: the validation users are held out of the fitted matrix
+    (a by-user split), so only a model that folds users in can score them.
+    """
+
+    targets: sp.csr_matrix
+    inputs: sp.csr_matrix
+    seen: sp.csr_matrix
+    channels: dict[str, sp.csr_matrix]
+    folded: bool = False
+
+    def users(self) -> np.ndarray:
+        """The users with at least one validation target (sorted indices)."""
+        return np.flatnonzero(self.targets.getnnz(1) > 0)
 
 
 class Recommender:
@@ -154,13 +177,29 @@ class Recommender:
         self.train_ = X
         if self.uses_validation:
             fit_on_train = isinstance(data, Dataset) and tuple(parts) == ("train",) and "valid" in data.parts
-            valid = None
-            if fit_on_train:
-                valid = data.matrix("valid") if target is None else as_csr(data.matrix("valid", target))
-            self._fit(X, progress=progress, valid=valid)
+            self._fit(X, progress=progress, valid=self._validation(data) if fit_on_train else None)
         else:
             self._fit(X, progress=progress)
         return self
+
+    def _validation(self, data: Dataset) -> Validation | None:
+        """The valid part's targets with the rows each user is scored from: the fitted rows, plus
+        the fold-in history (``valid_input``) of users a by-user split held out. None when the
+        valid part has no target pairs."""
+        target = self.target_
+        targets = data.matrix("valid") if target is None else as_csr(data.matrix("valid", target))
+        if targets.nnz == 0:
+            return None
+        seen = self.seen
+        channels = dict(getattr(self, "channels_", {})) if target is not None else {}
+        fold = data.parts.get("valid_input")
+        if fold is not None:  # held-out users have empty fitted rows: theirs are the fold-in rows
+            seen = as_csr(seen + fold.matrix(target))
+            channels = {a: as_csr(m + fold.matrix(a)) for a, m in channels.items()}
+        if target is None:
+            return Validation(targets, seen, seen, {}, folded=fold is not None)
+        channels = self._with_friends(channels, np.arange(seen.shape[0]))
+        return Validation(targets, self._combine(seen, channels), seen, channels, folded=fold is not None)
 
     @property
     def seen(self) -> sp.csr_matrix:
@@ -267,14 +306,10 @@ class Recommender:
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         users, inputs, seen, channels = self._resolve(users, history)
-        scores = torch.from_numpy(np.asarray(self._call_score(users, inputs, seen, channels), dtype=np.float32))
-        if exclude_seen:
-            mask = seen if exclude is None else sp.csr_matrix(exclude)
-            if mask.shape != tuple(scores.shape):
-                raise ValueError(f"exclude has shape {mask.shape}; the scores are {tuple(scores.shape)}")
-            rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))
-            scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
-        return top_n(scores, n)
+        scores = self._call_score(users, inputs, seen, channels)  # (B, n_items)
+        if not exclude_seen:
+            return top_n(scores, n)
+        return top_n(scores, n, exclude=seen if exclude is None else exclude)
 
     # -- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
@@ -388,8 +423,21 @@ def _csr_from(arrays: dict, key: str, shape) -> sp.csr_matrix:
     return sp.csr_matrix((data, indices, arrays[f"{key}.indptr"]), shape=shape)
 
 
-def top_n(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n of a (B, n_items) score tensor; -inf entries become item -1."""
+def top_n(scores, n: int, exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n item indices and scores, each (B, n), best first, of (B, n_items) scores
+    (a tensor or an array; never modified).
+
+    The stored entries of ``exclude`` (B, n_items), e.g. the users' seen items, get no slot; -inf
+    entries and the tail of a row with fewer than ``n`` candidates become item -1 with score -inf.
+    """
+    scores = scores.float() if torch.is_tensor(scores) else torch.from_numpy(np.asarray(scores, dtype=np.float32))
+    if exclude is not None:
+        mask = sp.csr_matrix(exclude)
+        if mask.shape != tuple(scores.shape):
+            raise ValueError(f"exclude has shape {mask.shape}; the scores are {tuple(scores.shape)}")
+        rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))  # (nnz,) row of each excluded entry
+        scores = scores.clone()
+        scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
     n_eff = min(n, scores.shape[1])
     val, idx = torch.topk(scores, n_eff, dim=1)
     idx[torch.isneginf(val)] = -1

@@ -25,21 +25,26 @@ each epoch shuffles every positive ``(u, i)`` pair of the training matrix once a
 ``|I_u| / n_items`` per draw). On sparse feedback that is rare and it acts as mild label noise;
 in exchange sampling is one ``randint`` call per batch, with no loop over users.
 
-With ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every
-``eval_every`` epochs and the best factors are kept (see :mod:`feedgan.rec.selection`); the
-chosen epoch count is what the refit on train + valid uses.
+Training runs on the shared loop (:class:`feedgan.gan.LossTrainer`: NaN guard, progress). With
+``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every ``eval_every``
+epochs and the best factors are kept (see :mod:`feedgan.rec.selection`); the chosen epoch count
+is what the refit on train + valid uses.
 
 BPR cannot fold in unseen users (``fold_in = False``): a user's vector exists only after fit.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .base import Recommender
-from .selection import EpochSelector, validation_ndcg
+from ..gan import BestCheckpoint, LossTrainer
+from .base import Recommender, Validation
+from .selection import check_can_score, epoch_choice, validation_ndcg
 
 _INIT_STD = 0.1  # std of the normal initialisation of both factor tables
 
@@ -49,7 +54,7 @@ class BPR(Recommender):
 
     Learned state: ``user_factors_`` (n_users, factors), ``item_factors_`` (n_items, factors) and
     ``item_bias_`` (n_items,) (all zeros without ``item_bias``), numpy float32.
-    ``loss_history_`` is the mean training loss of every epoch (a list, not saved).
+    ``loss_history_`` is the mean batch loss of every epoch (a list, not saved).
     """
 
     name = "bpr"
@@ -64,59 +69,36 @@ class BPR(Recommender):
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
 
     # -- training ---------------------------------------------------------------------------------
-    def _fit(self, X: sp.csr_matrix, progress=None, valid: sp.csr_matrix | None = None) -> None:
+    def _fit(self, X: sp.csr_matrix, progress=None, valid: Validation | None = None) -> None:
         if self.factors < 1 or self.epochs < 0 or self.batch_size < 1 or self.neg_per_pos < 1:
             raise ValueError(f"{self.name}: factors, batch_size and neg_per_pos must be >= 1 and epochs >= 0, "
                              f"got {self.get_params()}")
+        select = valid is not None and self.eval_every > 0
+        if select:
+            check_can_score(self, valid)
         dev = torch.device(self.device)
         gen = torch.Generator(device=dev).manual_seed(int(self.seed))
         n_users, n_items = X.shape
+        P = torch.randn(n_users, self.factors, generator=gen, device=dev) * _INIT_STD
+        Q = torch.randn(n_items, self.factors, generator=gen, device=dev) * _INIT_STD
+        net = _Factors(P, Q, torch.zeros(n_items, 1, device=dev), self.item_bias)
+        opt = torch.optim.SparseAdam([p for p in net.parameters() if p.requires_grad], lr=self.lr)  # lazy Adam
+        task = _Epochs(self, net, X, gen)
+        trainer = LossTrainer(net, task, opt, self.epochs, name=self.name)
+        best = None
+        if select:
+            @torch.no_grad()
+            def metric(_) -> float:
+                return validation_ndcg(lambda u: (net.P[u] @ net.Q.T + net.b.T).cpu().numpy(), valid)
 
-        # every positive pair once: pos_u[k], pos_i[k] is the k-th non-zero of X
-        pos_u = torch.from_numpy(np.repeat(np.arange(n_users), np.diff(X.indptr))).to(dev)  # (nnz,)
-        pos_i = torch.from_numpy(X.indices.astype(np.int64)).to(dev)  # (nnz,)
-        nnz = pos_u.shape[0]
-
-        P = (torch.randn(n_users, self.factors, generator=gen, device=dev) * _INIT_STD).requires_grad_()
-        Q = (torch.randn(n_items, self.factors, generator=gen, device=dev) * _INIT_STD).requires_grad_()
-        b = torch.zeros(n_items, 1, device=dev, requires_grad=self.item_bias)  # a one-column table
-        params = [P, Q, b] if self.item_bias else [P, Q]
-        opt = torch.optim.SparseAdam(params, lr=self.lr)  # lazy Adam: only the batch's rows move
-
-        task = progress.add_task(f"fit {self.name}", total=self.epochs) if progress is not None else None
-        self.loss_history_: list[float] = []
-        self.valid_history_: list[tuple[int, float]] = []
-        self.best_epoch_: int | None = None  # set when validation picks the epoch
-        select = (EpochSelector(self.eval_every, self.patience)
-                  if self.eval_every > 0 and valid is not None and valid.nnz else None)
-        for epoch in range(1, self.epochs + 1):
-            order = torch.randperm(nnz, generator=gen, device=dev)  # (nnz,) shuffle of the pairs
-            total = torch.zeros((), device=dev)
-            for start in range(0, nnz, self.batch_size):
-                idx = order[start:start + self.batch_size]
-                u, i = pos_u[idx], pos_i[idx]  # (B,), (B,)
-                j = torch.randint(n_items, (len(idx), self.neg_per_pos), generator=gen, device=dev)  # (B, n)
-                loss = self._loss(P, Q, b, u, i, j)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach() * len(idx)
-            self.loss_history_.append(float(total) / nnz)
-            if task is not None:
-                progress.advance(task)
-            if select is not None and select.due(epoch):
-                with torch.no_grad():
-                    value = validation_ndcg(lambda u: (P[u] @ Q.T + b.T).cpu().numpy(), X, valid)
-                self.valid_history_ = select.history
-                if select.update(epoch, value, {"P": P, "Q": Q, "b": b}):
-                    break
-        if select is not None and select.best_state is not None:
-            P, Q, b = (select.best_state[k] for k in ("P", "Q", "b"))
-            self.best_epoch_ = select.best_epoch
-
-        self.user_factors_ = P.detach().cpu().numpy().astype(np.float32)  # (n_users, factors)
-        self.item_factors_ = Q.detach().cpu().numpy().astype(np.float32)  # (n_items, factors)
-        self.item_bias_ = b.detach()[:, 0].cpu().numpy().astype(np.float32)  # (n_items,)
+            best = BestCheckpoint(metric, every=self.eval_every * task.steps_per_epoch, patience=self.patience,
+                                  restore_on_end=True)
+        trainer.fit(progress=progress, callbacks=[best] if best else [])
+        self.loss_history_ = [s["loss"] for s in trainer.history]
+        self.valid_history_, self.best_epoch_ = epoch_choice(best, task.steps_per_epoch, None) if best else ([], None)
+        self.user_factors_ = net.P.detach().cpu().numpy().astype(np.float32)  # (n_users, factors)
+        self.item_factors_ = net.Q.detach().cpu().numpy().astype(np.float32)  # (n_items, factors)
+        self.item_bias_ = net.b.detach()[:, 0].cpu().numpy().astype(np.float32)  # (n_items,)
 
     def _loss(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor, u: torch.Tensor, i: torch.Tensor,
               j: torch.Tensor) -> torch.Tensor:
@@ -140,3 +122,37 @@ class BPR(Recommender):
         U = torch.from_numpy(self.user_factors_[users])  # (B, factors)
         V = torch.from_numpy(self.item_factors_)  # (n_items, factors)
         return (U @ V.T + torch.from_numpy(self.item_bias_)[None, :]).numpy()  # (B, n_items)
+
+
+class _Factors(nn.Module):
+    """The learned tables: ``P`` (n_users, d), ``Q`` (n_items, d), the item bias ``b`` (n_items, 1)
+    (a one-column table, trained only with ``item_bias``)."""
+
+    def __init__(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor, item_bias: bool):
+        super().__init__()
+        self.P, self.Q = nn.Parameter(P), nn.Parameter(Q)
+        self.b = nn.Parameter(b, requires_grad=item_bias)
+
+
+class _Epochs:
+    """BPR batches for :class:`~feedgan.gan.LossTrainer`: every epoch shuffles all positive pairs
+    once; step ``t`` is batch ``t mod steps_per_epoch`` of that order, with uniform negatives."""
+
+    def __init__(self, model: BPR, net: _Factors, X: sp.csr_matrix, gen: torch.Generator):
+        dev = net.P.device
+        # every positive pair once: pos_u[k], pos_i[k] is the k-th non-zero of X
+        self.pos_u = torch.from_numpy(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))).to(dev)  # (nnz,)
+        self.pos_i = torch.from_numpy(X.indices.astype(np.int64)).to(dev)  # (nnz,)
+        self.model, self.net, self.gen, self.n_items = model, net, gen, X.shape[1]
+        self.steps_per_epoch = math.ceil(len(self.pos_u) / model.batch_size)
+        self.order = None
+
+    def loss(self, step: int) -> torch.Tensor:
+        k, B, net = step % self.steps_per_epoch, self.model.batch_size, self.net
+        if k == 0:
+            self.order = torch.randperm(len(self.pos_u), generator=self.gen, device=net.P.device)  # (nnz,)
+        idx = self.order[k * B:(k + 1) * B]
+        u, i = self.pos_u[idx], self.pos_i[idx]  # (B,), (B,)
+        j = torch.randint(self.n_items, (len(idx), self.model.neg_per_pos), generator=self.gen,
+                          device=net.P.device)  # (B, n)
+        return self.model._loss(net.P, net.Q, net.b, u, i, j)

@@ -23,7 +23,8 @@ kept: the chosen epoch is reported by :meth:`selected_params`, and the refit on 
 trains exactly that many epochs.
 
 ``adversarial=False`` is the ablation the ECIR 2022 study points at: the same generator trained on
-the masked reconstruction loss alone (observed -> 1, sampled unobserved -> 0), an autoencoder.
+the masked reconstruction loss alone (observed -> 1, sampled unobserved -> 0), an autoencoder,
+on the same loop (:class:`feedgan.gan.LossTrainer`) with the same validation schedule.
 ``noise_dim > 0`` appends Gaussian noise to the condition (zeros at scoring time). ``l2`` is an L2
 penalty on every weight of G and D (the gradient of ``l2 / 2 * ||theta||^2``, as TensorFlow's
 ``l2_loss`` in the public configurations, which use 1e-3), applied by Adam as weight decay.
@@ -37,10 +38,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..gan import BestCheckpoint, GANConfig, GANTask, GANTrainer, LossTrainer
 from ..optim import adam
-from ..gan import BestCheckpoint, GANConfig, GANTask, GANTrainer
-from .base import Recommender
-from .selection import EpochSelector, validation_ndcg
+from .base import Recommender, Validation
+from .selection import check_can_score, epoch_choice, validation_ndcg
 
 SCHEMES = ("ZR", "PM", "ZP")
 
@@ -113,6 +114,19 @@ class CFGANTask(GANTask):
         return ((fake - batch["real"]).pow(2) * seen.clamp(max=1)).sum(1).mean()
 
 
+class _Reconstruction:
+    """The autoencoder ablation's updates for :class:`~feedgan.gan.LossTrainer`: ``g_steps`` per
+    step of the GAN schedule, each on a fresh batch of ``batch`` conditions."""
+
+    def __init__(self, task: CFGANTask, G: nn.Module, batch: int, g_steps: int, gen: torch.Generator):
+        self.task, self.G, self.batch, self.gen = task, G, batch, gen
+        self.steps_per_epoch = task.steps_per_epoch * g_steps
+
+    def loss(self, step: int) -> torch.Tensor:
+        batch = self.task.real_batch(self.batch, self.gen)
+        return self.task.reconstruction_loss(self.task.fake(self.G, batch, self.gen), batch)
+
+
 class CFGAN(Recommender):
     """CFGAN with ZR / PM / ZP schemes, user- or item-based; see the module docstring.
 
@@ -156,14 +170,15 @@ class CFGAN(Recommender):
                 raise ValueError(f"{self.name}: {k} must be in [0, 1], got {getattr(self, k)}")
 
     # -- training ---------------------------------------------------------------------------------
-    def _fit(self, X: sp.csr_matrix, progress=None, valid: sp.csr_matrix | None = None) -> None:
+    def _fit(self, X: sp.csr_matrix, progress=None, valid: Validation | None = None) -> None:
         self._check()
+        if valid is not None:
+            check_can_score(self, valid)
         R = X if self.mode == "user" else X.T.tocsr()  # (n_rows, n_cols): conditions are rows of R
         n_rows, n_cols = R.shape
         d_updates = self.d_steps * math.ceil(n_rows / self.batch_d)  # per epoch, as in the paper
         g_updates = self.g_steps * math.ceil(n_rows / self.batch_g)
         task = CFGANTask(R, self.scheme, self.s_zr, self.s_pm, self.alpha, self.noise_dim, d_updates)
-        torch_gen = torch.Generator().manual_seed(int(self.seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
             G = self._generator(n_cols)
@@ -172,48 +187,23 @@ class CFGAN(Recommender):
                         lr_d=self.lr_d, betas=(0.9, 0.999), batch_size=self.batch_d, g_batch_size=self.batch_g,
                         epochs=self.epochs, tick_every=max(1, d_updates), checkpoint_every=None, seed=self.seed,
                         device=self.device, weight_decay_g=self.l2, weight_decay_d=self.l2)
-        self.valid_history_: list[tuple[int, float]] = []
-        every = d_updates * max(1, self.eval_every)
-        if not self.adversarial:
-            self.generator_ = self._fit_autoencoder(G, task, cfg, valid, X, every, torch_gen, progress)
-            return
-        trainer = GANTrainer(G, D, task, cfg)
-        callbacks = []
-        if valid is not None and valid.nnz:
-            best = BestCheckpoint(lambda t: self._valid_ndcg(t.G_eval, task, X, valid), every=every,
-                                  patience=self.patience, restore_on_end=True)
-            callbacks.append(best)
-        trainer.fit(progress=progress, callbacks=callbacks)
-        self.generator_ = trainer.G_eval.cpu().eval()
-        if callbacks:
-            self.valid_history_ = [(s // d_updates, v) for s, v in best.history]
-            self.best_epoch_ = int(best.best_step // d_updates) if best.best_step else self.epochs
-        else:
-            self.best_epoch_ = self.epochs
+        trainer = GANTrainer(G, D, task, cfg) if self.adversarial else self._autoencoder(G, task, cfg)
+        best = None
+        if valid is not None:
+            best = BestCheckpoint(lambda t: self._valid_ndcg(t.eval_model, task, X, valid), patience=self.patience,
+                                  every=trainer.steps_per_epoch * max(1, self.eval_every), restore_on_end=True)
+        trainer.fit(progress=progress, callbacks=[best] if best else [])
+        self.generator_ = trainer.eval_model.cpu().eval()
+        self.valid_history_, self.best_epoch_ = (epoch_choice(best, trainer.steps_per_epoch, self.epochs) if best
+                                                 else ([], self.epochs))
 
-    def _fit_autoencoder(self, G, task, cfg, valid, X, every, gen, progress):
-        """Ablation: the generator alone, trained on the masked reconstruction loss."""
+    def _autoencoder(self, G: nn.Module, task: CFGANTask, cfg: GANConfig) -> LossTrainer:
+        """Ablation: the generator alone on the masked reconstruction loss, ``g_steps`` updates per
+        step of the GAN schedule (so epochs and evaluations fall where they would with D)."""
+        gen = torch.Generator().manual_seed(int(self.seed))
         opt = adam(G.parameters(), lr=self.lr_g, betas=cfg.betas, weight_decay=self.l2)
-        total = self.epochs * task.steps_per_epoch
-        bar = progress.add_task(f"fit {self.name} (no D)", total=total) if progress is not None else None
-        select = EpochSelector(max(1, self.eval_every), self.patience)
-        for step in range(1, total + 1):
-            for _ in range(cfg.g_steps):
-                batch = task.real_batch(self.batch_g, gen)
-                loss = task.reconstruction_loss(task.fake(G, batch, gen), batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if bar is not None:
-                progress.advance(bar)
-            if valid is not None and valid.nnz and step % every == 0:
-                if select.update(step // task.steps_per_epoch, self._valid_ndcg(G, task, X, valid), G.state_dict()):
-                    break
-        self.valid_history_ = select.history
-        self.best_epoch_ = select.best_epoch or self.epochs
-        if select.best_state is not None:
-            G.load_state_dict(select.best_state)
-        return G.eval()
+        return LossTrainer(G, _Reconstruction(task, G, self.batch_g, cfg.g_steps, gen), opt, self.epochs,
+                           name=f"{self.name} (no D)")
 
     # -- scoring ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -234,11 +224,11 @@ class CFGAN(Recommender):
             return self._generate(G, task, X)
         return self._generate(G, task, X.T.tocsr()).T  # item-based: rows are items
 
-    def _valid_ndcg(self, G, task, X, valid: sp.csr_matrix) -> float:
-        if self.mode == "user":
-            return validation_ndcg(lambda u: self._generate(G, task, X[u]), X, valid)
+    def _valid_ndcg(self, G, task, X, valid: Validation) -> float:
+        if self.mode == "user":  # G reads each user's row: the fold-in history of held-out users
+            return validation_ndcg(lambda u: self._generate(G, task, valid.inputs[u]), valid)
         scores = self._all_scores(G, task, X)  # item-based: every user's scores come at once
-        return validation_ndcg(lambda u: scores[u], X, valid)
+        return validation_ndcg(lambda u: scores[u], valid)
 
     def _task(self) -> CFGANTask:
         return CFGANTask(sp.csr_matrix((0, 0)), self.scheme, self.s_zr, self.s_pm, self.alpha, self.noise_dim, 1)

@@ -30,7 +30,8 @@ conversion rates ``P(target | a)`` (:class:`feedgan.rec.behaviour.SeenEASE`), so
 non-GAN model; D judges ``(target vector, condition)`` pairs. Without a target, ``y = c`` and
 there are no ``D_a``: the model above.
 
-Training runs on :class:`feedgan.gan.GANTrainer`. With a validation part, NDCG@20 on it is
+Training runs on :class:`feedgan.gan.GANTrainer` (the ablation on
+:class:`feedgan.gan.LossTrainer`, the same loop). With a validation part, NDCG@20 on it is
 measured before training (epoch 0: plain EASE) and every ``eval_every`` epochs; the best epoch
 is kept and reported by ``selected_params()``, so an adversarial phase that does not help on
 validation shows up as a chosen epoch of 0, and the refit is then EASE itself.
@@ -44,13 +45,13 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..gan import GANConfig, GANTask, GANTrainer
+from ..gan import BestCheckpoint, GANConfig, GANTask, GANTrainer, LossTrainer
 from ..optim import adam
-from .base import Recommender
+from .base import Recommender, Validation
 from .baselines import EASE
 from .behaviour import conversion_rates
 from .cfgan import mlp
-from .selection import EpochSelector, validation_ndcg
+from .selection import epoch_choice, validation_ndcg
 
 
 class ItemItem(nn.Module):
@@ -123,6 +124,26 @@ class _Task(GANTask):
         return (fake - batch["real"]).pow(2).sum(1).mean()  # the L2 term is Adam's weight decay
 
 
+class _Reconstruction:
+    """The ablation's updates for :class:`~feedgan.gan.LossTrainer`: the generator's EASE loss on
+    a fresh batch of noisy conditions, without a discriminator."""
+
+    def __init__(self, task: _Task, G: nn.Module, batch: int, gen: torch.Generator):
+        self.task, self.G, self.batch, self.gen = task, G, batch, gen
+        self.steps_per_epoch = task.steps_per_epoch
+
+    def loss(self, step: int) -> torch.Tensor:
+        batch = self.task.real_batch(self.batch, self.gen)
+        return self.task.g_extra_loss(self.task.fake(self.G, batch, self.gen), batch)
+
+
+def _dense_stack(mats: list[sp.spmatrix], n_rows: int, n_items: int) -> torch.Tensor:
+    """(len(mats), n_rows, n_items) float32 from sparse rows (an empty first axis without any)."""
+    if not mats:
+        return torch.zeros(0, n_rows, n_items)
+    return torch.stack([torch.from_numpy(sp.csr_matrix(m).toarray().astype(np.float32)) for m in mats])
+
+
 class EASEGAN(Recommender):
     """Adversarially regularised denoising EASE; see the module docstring.
 
@@ -144,7 +165,7 @@ class EASEGAN(Recommender):
         self.batch_size, self.epochs, self.adversarial = batch_size, epochs, adversarial
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
 
-    def _fit(self, X: sp.csr_matrix, progress=None, valid: sp.csr_matrix | None = None) -> None:
+    def _fit(self, X: sp.csr_matrix, progress=None, valid: Validation | None = None) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
         n_users, n_items = X.shape
@@ -155,45 +176,34 @@ class EASEGAN(Recommender):
         channels = self._with_friends(getattr(self, "channels_", {}), np.arange(n_users))
         Xt = torch.from_numpy(X.toarray().astype(np.float32))
         Yt = Xt if self.target_ is None else torch.from_numpy(self.seen.toarray().astype(np.float32))
-        A = torch.stack([torch.from_numpy(sp.csr_matrix(channels[a]).toarray().astype(np.float32)) for a in names]) \
-            if names else torch.zeros(0, n_users, n_items)
+        A = _dense_stack([channels[a] for a in names], n_users, n_items)  # (n_aux, n_users, n_items)
         D0 = conversion_rates(self.seen, [channels[a] for a in names], shrink=10.0)  # (n_aux, n_items)
         G = ActionItemItem(B0, torch.from_numpy(D0))
         steps = math.ceil(n_users / self.batch_size)
         task = _Task(Xt, Yt, A, self.dropout, self.s_neg, steps)
-        seen = self.seen
         # (l2 / n_users) * ||B||^2 has the gradient (2 * l2 / n_users) * B: Adam's (coupled) weight decay
         decay = 2.0 * self.l2 / n_users
-        self.valid_history_: list[tuple[int, float]] = []
-        select = (EpochSelector(max(1, self.eval_every), self.patience)
-                  if valid is not None and valid.nnz else None)
+        if self.adversarial and self.epochs >= 1:
+            trainer = self._gan_trainer(G, task, decay)
+        else:  # the ablation; with epochs=0, EASE itself (what validation chose when training did not help)
+            opt = adam(G.parameters(), lr=self.lr_g, weight_decay=decay)
+            gen = torch.Generator().manual_seed(int(self.seed))
+            trainer = LossTrainer(G, _Reconstruction(task, G, self.batch_size, gen), opt, max(0, self.epochs),
+                                  name=f"{self.name} (no D)")
+        best = None
+        if valid is not None:
+            @torch.no_grad()
+            def metric(t) -> float:
+                def score(u):  # from the rows each user is scored from (fold-in rows when held out)
+                    A_u = _dense_stack([valid.channels[a][u] for a in names], len(u), n_items)
+                    return t.eval_model(torch.from_numpy(valid.inputs[u].toarray()), A_u).numpy()
+                return validation_ndcg(score, valid)
 
-        def score(G_) -> float:
-            with torch.no_grad():
-                return validation_ndcg(lambda u: G_(task.X[u], task.A[:, u]).numpy(), seen, valid)
-
-        if select is not None:
-            select.update(0, score(G), G.state_dict())
-        if self.epochs < 1:
-            pass  # epochs=0: EASE itself (what validation chose when training did not help)
-        elif self.adversarial:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(self.seed))
-                D = mlp(2 * n_items, tuple(self.d_hidden), 1, "leaky_relu", out_sigmoid=False)
-            cfg = GANConfig(loss=self.loss, lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.9, 0.999),
-                            batch_size=self.batch_size, adv_weight=self.adv_weight, weight_decay_g=decay,
-                            epochs=self.epochs, tick_every=steps, checkpoint_every=None, seed=self.seed, device=self.device)
-            trainer = GANTrainer(G, D, task, cfg)
-            trainer.fit(progress=progress, callbacks=[_EpochCallback(select, score, steps)] if select else [])
-            G = trainer.G_eval.cpu()
-        else:
-            self._fit_reconstruction(G, task, decay, select, score, steps, progress)
-        if select is not None:
-            self.valid_history_ = select.history
-            G.load_state_dict(select.best_state)
-            self.best_epoch_ = select.best_epoch
-        else:
-            self.best_epoch_ = self.epochs
+            best = BestCheckpoint(metric, every=steps * max(1, self.eval_every), patience=self.patience,
+                                  at_start=True, restore_on_end=True)
+        trainer.fit(progress=progress, callbacks=[best] if best else [])
+        G = trainer.eval_model.cpu()
+        self.valid_history_, self.best_epoch_ = epoch_choice(best, steps, self.epochs) if best else ([], self.epochs)
         B = G.items.weight.detach().clone()
         B.fill_diagonal_(0.0)
         self.B_ = B.numpy()
@@ -202,22 +212,15 @@ class EASEGAN(Recommender):
     def _aux_names(self) -> list[str]:
         return list(self.aux_) if self.target_ is not None else []
 
-    def _fit_reconstruction(self, G, task, decay, select, score, steps, progress) -> None:
-        """Ablation: the same generator and loss without a discriminator."""
-        gen = torch.Generator().manual_seed(int(self.seed))
-        opt = adam(G.parameters(), lr=self.lr_g, weight_decay=decay)
-        bar = progress.add_task(f"fit {self.name} (no D)", total=self.epochs) if progress is not None else None
-        for epoch in range(1, self.epochs + 1):
-            for _ in range(steps):
-                batch = task.real_batch(self.batch_size, gen)
-                loss = task.g_extra_loss(task.fake(G, batch, gen), batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if bar is not None:
-                progress.advance(bar)
-            if select is not None and select.due(epoch) and select.update(epoch, score(G), G.state_dict()):
-                break
+    def _gan_trainer(self, G: ActionItemItem, task: "_Task", decay: float) -> GANTrainer:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.seed))
+            D = mlp(2 * G.items.weight.shape[0], tuple(self.d_hidden), 1, "leaky_relu", out_sigmoid=False)
+        cfg = GANConfig(loss=self.loss, lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.9, 0.999),
+                        batch_size=self.batch_size, adv_weight=self.adv_weight, weight_decay_g=decay,
+                        epochs=self.epochs, tick_every=task.steps_per_epoch, checkpoint_every=None, seed=self.seed,
+                        device=self.device)
+        return GANTrainer(G, D, task, cfg)
 
     def _score(self, users, inputs, seen, channels):
         out = np.asarray(inputs @ self.B_, dtype=np.float32)  # (B, n_items)
@@ -235,18 +238,3 @@ class EASEGAN(Recommender):
         self.B_ = np.array(state["B_"], dtype=np.float32)
         self.D_ = np.array(state.get("D_", np.zeros((0, self.B_.shape[0]))), dtype=np.float32)
         self.best_epoch_, self.valid_history_ = self.epochs, []
-
-
-class _EpochCallback:
-    """Scores the generator on validation every ``every`` epochs during GAN training."""
-
-    def __init__(self, select: EpochSelector, score, steps_per_epoch: int):
-        self.select, self.score, self.steps = select, score, steps_per_epoch
-
-    def on_step(self, trainer) -> None:
-        if trainer.step % self.steps:
-            return
-        epoch = trainer.step // self.steps
-        if self.select.due(epoch) and self.select.update(epoch, self.score(trainer.G_eval), trainer.G_eval.state_dict()):
-            trainer.request_stop(f"easegan: no validation gain in {self.select.patience} evaluations")
-

@@ -22,12 +22,15 @@ folded in (``fold_in = True``).
 The input side stays sparse: a batch of rows is a CSR tensor, dropout acts on its non-zeros
 (dropping a zero changes nothing) and the first layer is one sparse-dense product, so its cost
 grows with the interactions in the batch, not with ``batch x n_items``. Only the decoder's logits
-are dense. With ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every
+are dense. Training runs on the shared loop (:class:`feedgan.gan.LossTrainer`: NaN guard,
+progress). With ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every
 ``eval_every`` epochs and the best weights are kept (see :mod:`feedgan.rec.selection`); the chosen
 epoch count is what the refit on train + valid uses. Randomness (init, shuffling, dropout, reparameterisation noise) comes from one local
 ``torch.Generator`` seeded with ``seed``; the global torch RNG is untouched.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..gan import BestCheckpoint, LossTrainer
 from ..optim import adam
-from .base import Recommender
-from .selection import EpochSelector, validation_ndcg
+from .base import Recommender, Validation
+from .selection import epoch_choice, validation_ndcg
 
 
 class _VAENet(nn.Module):
@@ -95,11 +99,32 @@ class _Batch:
                                        is_coalesced=True, check_invariants=False)  # CSR order is COO order
 
 
+class _Epochs:
+    """Mult-VAE batches for :class:`~feedgan.gan.LossTrainer`: every epoch shuffles the users with
+    a history; step ``t`` is batch ``t mod steps_per_epoch`` of that order, with the KL weight
+    annealed over ``t``."""
+
+    def __init__(self, model: "MultVAE", net: _VAENet, X: sp.csr_matrix, gen: torch.Generator):
+        self.rows = np.flatnonzero(np.diff(X.indptr) > 0)  # users with a history; empty rows teach nothing
+        self.model, self.net, self.X, self.gen = model, net, X, gen
+        self.dev = next(net.parameters()).device
+        self.steps_per_epoch = max(1, math.ceil(len(self.rows) / model.batch_size))
+        self.order = self.rows
+
+    def loss(self, step: int) -> torch.Tensor:
+        m, k = self.model, step % self.steps_per_epoch
+        if k == 0:
+            self.order = self.rows[torch.randperm(len(self.rows), generator=self.gen, device=self.dev).cpu().numpy()]
+        batch = self.order[k * m.batch_size:(k + 1) * m.batch_size]
+        beta = m.beta_max if m.anneal_steps <= 0 else min(m.beta_max, step / m.anneal_steps)
+        return m._loss(self.net, _Batch(self.X, batch, self.dev), beta, self.gen)
+
+
 class MultVAE(Recommender):
     """Variational autoencoder with multinomial likelihood and KL annealing (Liang et al. 2018).
 
     Learned state: ``network_`` (the torch module), saved as its weight arrays.
-    ``loss_history_`` is the mean training loss of every epoch (a list, not saved).
+    ``loss_history_`` is the mean batch loss of every epoch (a list, not saved).
     """
 
     name = "multvae"
@@ -116,7 +141,7 @@ class MultVAE(Recommender):
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
 
     # -- training ---------------------------------------------------------------------------------
-    def _fit(self, X: sp.csr_matrix, progress=None, valid: sp.csr_matrix | None = None) -> None:
+    def _fit(self, X: sp.csr_matrix, progress=None, valid: Validation | None = None) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
         dev = torch.device(self.device)
@@ -124,44 +149,25 @@ class MultVAE(Recommender):
         net = _VAENet(X.shape[1], self.hidden, self.latent).to_empty(device=dev)
         net.init_weights(gen)
         opt = adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-        rows = np.flatnonzero(np.diff(X.indptr) > 0)  # users with a history; empty rows teach nothing
-        task = progress.add_task(f"fit {self.name}", total=self.epochs) if progress is not None else None
-        self.loss_history_: list[float] = []
-        self.valid_history_: list[tuple[int, float]] = []
-        self.best_epoch_: int | None = None  # set when validation picks the epoch
-        select = (EpochSelector(self.eval_every, self.patience)
-                  if self.eval_every > 0 and valid is not None and valid.nnz else None)
-        step = 0
-        net.train()
-        for epoch in range(1, self.epochs + 1):
-            order = rows[torch.randperm(len(rows), generator=gen, device=dev).cpu().numpy()]
-            total = 0.0
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                beta = self.beta_max if self.anneal_steps <= 0 else min(self.beta_max, step / self.anneal_steps)
-                loss = self._loss(net, _Batch(X, batch, dev), beta, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(batch)
-                step += 1
-            self.loss_history_.append(total / max(1, len(rows)))
-            if task is not None:
-                progress.advance(task)
-            if select is not None and select.due(epoch):
+        task = _Epochs(self, net, X, gen)
+        trainer = LossTrainer(net, task, opt, self.epochs, name=self.name)
+        best = None
+        if valid is not None and self.eval_every > 0:
+            def metric(_) -> float:
                 net.eval()
                 self.network_ = net
-                value = validation_ndcg(lambda u: self._score(u, X[u]), X, valid)
-                net.train()
-                self.valid_history_ = select.history
-                if select.update(epoch, value, net.state_dict()):
-                    break
-        net.eval()
-        if select is not None and select.best_state is not None:
-            net.load_state_dict(select.best_state)
-            self.best_epoch_ = select.best_epoch
-        self.network_ = net
+                try:
+                    return validation_ndcg(lambda u: self._score(u, valid.inputs[u]), valid)
+                finally:
+                    net.train()
+
+            best = BestCheckpoint(metric, every=self.eval_every * task.steps_per_epoch, patience=self.patience,
+                                  restore_on_end=True)
+        net.train()
+        trainer.fit(progress=progress, callbacks=[best] if best else [])
+        self.loss_history_ = [s["loss"] for s in trainer.history]
+        self.valid_history_, self.best_epoch_ = epoch_choice(best, task.steps_per_epoch, None) if best else ([], None)
+        self.network_ = net.eval()
 
     def _loss(self, net: _VAENet, x: _Batch, beta: float, gen: torch.Generator) -> torch.Tensor:
         """Negative ELBO (with KL weight ``beta``) averaged over the batch ``x`` of B users."""

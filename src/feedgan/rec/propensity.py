@@ -145,7 +145,7 @@ from scipy.special import expit
 
 from ..data.dataset import Dataset
 from ..data.schema import EXPOSURE
-from ..eval.propensity import _binary, pair_lookup
+from ..sparse import binary, pair_lookup
 from .base import FRIENDS, Recommender, _aux_weights
 
 _CLIP = 1e-6
@@ -215,19 +215,19 @@ class _Propensity:
 
     def _fit(self, X, progress=None):
         data, parts = self.__dict__.get("_context_", (X, ("train",)))
-        T = _binary(self.seen)
+        T = binary(self.seen)
         channels = self._channels()
         if isinstance(data, Dataset):
             use = [p for p in parts if p in data.parts]
-            E = _binary(sum(data.matrix(p, EXPOSURE) for p in use)) if EXPOSURE in data.actions else None
+            E = binary(sum(data.matrix(p, EXPOSURE) for p in use)) if EXPOSURE in data.actions else None
             if E is not None and E.nnz == 0:
                 E = None
-            activity = _binary(sum(data.matrix(p) for p in use) + T)
-            A = [_binary(sum(data.matrix(p, a) for p in use)) for a in channels]
+            activity = binary(sum(data.matrix(p) for p in use) + T)
+            A = [binary(sum(data.matrix(p, a) for p in use)) for a in channels]
             social = data.social
         else:
-            E, activity, A, social = None, _binary(X), [], None
-        D = _binary(E + T) if E is not None else activity
+            E, activity, A, social = None, binary(X), [], None
+        D = binary(E + T) if E is not None else activity
         self.exposure_based_ = np.array([E is not None], dtype=np.uint8)
         # per-user / per-item counts (float64: they enter the features as they are)
         self.user_t_ = T.getnnz(1).astype(np.float64)
@@ -241,8 +241,8 @@ class _Propensity:
         self.prior_ = np.array([T.nnz / D.nnz, *(a.nnz / D.nnz for a in A)], dtype=np.float64)
         self.friends_ = None
         if social is not None:
-            S = _binary(social)
-            S = _binary(S - sp.diags(S.diagonal()))  # drop self-loops
+            S = binary(social)
+            S = binary(S - sp.diags(S.diagonal()))  # drop self-loops
             if S.nnz:
                 self.friends_ = S
         self.aux_pairs_ = A if self.pair_aux else []

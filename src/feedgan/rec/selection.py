@@ -1,10 +1,14 @@
 """Choosing a model's training length on the validation split (early stopping).
 
-Iterative models (BPR, Mult-VAE, CFGAN) that set ``uses_validation`` receive the dataset's valid
-part when fitted on train alone. Every ``eval_every`` epochs they score it with
-:func:`validation_ndcg` and hand the value to an :class:`EpochSelector`, which keeps the best
-weights and the epoch they came from. That epoch is what ``selected_params()`` reports, so the
-refit on train + valid trains for exactly as long, and the test split is never looked at.
+Iterative models (BPR, Mult-VAE, CFGAN, EASE-GAN) that set ``uses_validation`` receive a
+:class:`~feedgan.rec.base.Validation` when fitted on a dataset's train part alone. They train through the shared
+loop of :mod:`feedgan.gan.trainer` with a :class:`~feedgan.gan.BestCheckpoint` callback: every
+``eval_every`` epochs it scores :func:`validation_ndcg`, keeps the best weights and, with
+``patience``, stops early. The best epoch is what ``selected_params()`` reports, so the refit on
+train + valid trains for exactly as long, and the test split is never looked at.
+
+Validation users are scored from the rows the model would read at serving time: their training
+rows, or, in a by-user split, where they have none, their fold-in history (``valid_input``).
 """
 from __future__ import annotations
 
@@ -12,56 +16,38 @@ from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from ..eval.metrics import ranking_metrics
-from .base import top_n
+from ..ranking import ranking_metrics
+from .base import Validation, top_n
 
 
-def validation_ndcg(score_fn: Callable[[np.ndarray], np.ndarray], X: sp.csr_matrix, valid: sp.csr_matrix,
-                    k: int = 20, batch: int = 2048) -> float:
-    """Mean NDCG@k over the users with validation items, ranking the items not in ``X``.
+def check_can_score(model, valid: Validation) -> None:
+    """Refuse early stopping that would score held-out users a model cannot fold in."""
+    if valid.folded and not model.fold_in:
+        raise ValueError(f"{model.name}: early stopping on a by-user split scores users from their fold-in "
+                         f"history, and {model.name} only scores users seen at fit; set eval_every=0 or use "
+                         "a per-user split (random, leave-last-out, temporal)")
 
-    ``score_fn(users)`` returns the (len(users), n_items) scores of those rows of ``X``; users
-    are scored ``batch`` at a time, so memory stays bounded on large catalogues.
+
+def validation_ndcg(score_fn: Callable[[np.ndarray], np.ndarray], valid: Validation, k: int = 20,
+                    batch: int = 2048) -> float:
+    """Mean NDCG@k over the users with validation targets, ranking the items not in ``valid.seen``.
+
+    ``score_fn(users)`` returns the (len(users), n_items) scores of those users, read from their
+    ``valid.inputs`` rows by fold-in models; users are scored ``batch`` at a time, so memory
+    stays bounded on large catalogues.
     """
-    users = np.flatnonzero(valid.getnnz(1) > 0)
+    users = valid.users()
     values = []
     for s in range(0, len(users), batch):
         u = users[s:s + batch]
-        scores = torch.as_tensor(np.asarray(score_fn(u), dtype=np.float32)).clone()  # (b, n_items)
-        seen = X[u].tocoo()
-        scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
-        top, _ = top_n(scores, k)
-        values.append(ranking_metrics(top, valid[u], [k])[f"ndcg@{k}"])
+        top, _ = top_n(score_fn(u), k, exclude=valid.seen[u])  # (b, k)
+        values.append(ranking_metrics(top, valid.targets[u], [k])[f"ndcg@{k}"])
     return float(np.nanmean(np.concatenate(values))) if values else float("nan")
 
 
-class EpochSelector:
-    """Best-epoch bookkeeping: call :meth:`update` after an evaluated epoch.
-
-    ``history`` holds ``(epoch, value)`` pairs; ``best_state`` a CPU copy of the best weights;
-    :meth:`update` returns True once ``patience`` evaluations in a row brought no improvement.
-    """
-
-    def __init__(self, every: int, patience: int | None = None):
-        if every < 1:
-            raise ValueError(f"eval_every must be >= 1, got {every}")
-        self.every, self.patience = every, patience
-        self.history: list[tuple[int, float]] = []
-        self.best_value = -np.inf
-        self.best_epoch: int | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self._bad = 0
-
-    def due(self, epoch: int) -> bool:
-        return epoch % self.every == 0
-
-    def update(self, epoch: int, value: float, state: dict[str, torch.Tensor]) -> bool:
-        self.history.append((epoch, value))
-        if np.isfinite(value) and value > self.best_value:
-            self.best_value, self.best_epoch, self._bad = value, epoch, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
-            return False
-        self._bad += 1
-        return self.patience is not None and self._bad >= self.patience
+def epoch_choice(best, steps_per_epoch: int, default: int | None) -> tuple[list[tuple[int, float]], int | None]:
+    """``(valid_history, best_epoch)`` in epochs from a :class:`~feedgan.gan.BestCheckpoint` that
+    evaluated at whole epochs; ``default`` when no evaluation gave a finite value."""
+    history = [(step // steps_per_epoch, value) for step, value in best.history]
+    return history, (best.best_step // steps_per_epoch if best.best_step is not None else default)
