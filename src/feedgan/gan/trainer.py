@@ -299,8 +299,13 @@ class TrainLoop:
     def _label(self) -> str:
         return type(self).__name__
 
-    def _describe(self, stats: dict) -> str:
-        return f"{self._label()} step {self.step}"
+    def _bar_unit(self) -> int:
+        """Steps per advance of the progress bar (default: every step)."""
+        return 1
+
+    def _describe(self, stats: dict) -> str | None:
+        """The progress bar's description after a tick (None: keep the label)."""
+        return None
 
     def _log(self, stats: dict) -> None:
         """Write one stats line (default: nowhere)."""
@@ -336,7 +341,11 @@ class TrainLoop:
         """
         total, callbacks = self.total_steps, list(callbacks)
         self.stop_requested, self.stop_reason = False, None
-        bar = progress.add_task(self._label(), total=total, completed=self.step) if progress is not None else None
+        unit = self._bar_unit()  # steps per advance of the progress bar
+        bar = None
+        if progress is not None:
+            done = {"completed": self.step // unit} if self.step else {}
+            bar = progress.add_task(self._label(), total=-(-total // unit), **done)
         with self._session():
             tick, t0 = _Tick(), time.perf_counter()
             _call(callbacks, "on_start", self)
@@ -345,7 +354,7 @@ class TrainLoop:
                 self.step += 1
                 tick.steps += 1
                 _call(callbacks, "on_step", self)
-                if bar is not None:
+                if bar is not None and self.step % unit == 0:
                     progress.advance(bar)
                 ending = self.step >= total or self.stop_requested
                 if self.step % self.tick_every == 0 or ending:
@@ -355,8 +364,9 @@ class TrainLoop:
                     stats = self._stats(tick, now - t0)
                     tick, t0 = _Tick(), now
                     self._log(stats)
-                    if bar is not None:
-                        progress.update(bar, description=self._describe(stats))
+                    description = self._describe(stats) if bar is not None else None
+                    if description is not None:
+                        progress.update(bar, description=description)
                     _call(callbacks, "on_tick", self, stats)
                 self._after_step(ending)
         _call(callbacks, "on_end", self)
@@ -433,10 +443,10 @@ class TrainLoop:
         players = self._players()
         ratios = torch.stack([_largest_weight(ps) for ps in players.values()]).tolist()
         for player, ratio in zip(players, ratios):
-            if not ratio < 1.0:
-                what = "are no longer finite" if not math.isfinite(ratio) else \
-                    "diverged (a weight so large that its square overflows)"
-                return f"{player} weights {what} by step {self.step}"
+            if not math.isfinite(ratio):
+                return f"{player} weights are no longer finite by step {self.step}"
+            if ratio >= 1.0:
+                return f"{player} weights diverged by step {self.step} (a weight so large that its square overflows)"
         return None
 
 
@@ -710,8 +720,8 @@ class LossTrainer(TrainLoop):
     def _label(self) -> str:
         return f"fit {self.name}"
 
-    def _describe(self, stats: dict) -> str:
-        return f"fit {self.name} epoch {stats['epoch']:g}  loss {_fmt(stats.get('loss'))}"
+    def _bar_unit(self) -> int:
+        return self.steps_per_epoch  # the bar counts epochs
 
     def _log(self, stats: dict) -> None:
         self.history.append(stats)

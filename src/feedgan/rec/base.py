@@ -175,11 +175,15 @@ class Recommender:
             self.item_ids_ = IdMap(np.arange(X.shape[1]), "item")
         self.n_users_, self.n_items_ = X.shape
         self.train_ = X
-        if self.uses_validation:
-            fit_on_train = isinstance(data, Dataset) and tuple(parts) == ("train",) and "valid" in data.parts
-            self._fit(X, progress=progress, valid=self._validation(data) if fit_on_train else None)
-        else:
-            self._fit(X, progress=progress)
+        try:
+            if self.uses_validation:
+                fit_on_train = isinstance(data, Dataset) and tuple(parts) == ("train",) and "valid" in data.parts
+                self._fit(X, progress=progress, valid=self._validation(data) if fit_on_train else None)
+            else:
+                self._fit(X, progress=progress)
+        except BaseException:
+            del self.train_  # a failed fit leaves the model unfitted: nothing half-trained is saved or served
+            raise
         return self
 
     def _validation(self, data: Dataset) -> Validation | None:
