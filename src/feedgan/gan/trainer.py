@@ -340,7 +340,7 @@ class TrainLoop:
         step), ``on_tick(trainer, stats)`` (after every stats line) and ``on_end(trainer)``.
         """
         total, callbacks = self.total_steps, list(callbacks)
-        self.stop_requested, self.stop_reason = False, None
+        self.stop_requested, self.stop_reason, self._checked_step = False, None, None
         unit = self._bar_unit()  # steps per advance of the progress bar
         bar = None
         if progress is not None:
@@ -401,7 +401,7 @@ class TrainLoop:
         elif self.nan_policy == "skip":  # optimizers without a device-side skip need the flag here
             if bool(ok):
                 opt.step()
-        else:  # "stop": the next check restores the last good state
+        else:  # "stop": the next check stops training (GANTrainer restores its last good state)
             opt.step()
         if self.nan_policy == "skip":
             self._guard.skipped += (~ok).long()
@@ -569,7 +569,8 @@ class GANTrainer(Resumable, TrainLoop):
     def _fail(self, problem: str) -> NonFiniteLossError:
         good, file = self._snapshot["step"], self._snapshot_file
         self.load_state_dict(self._snapshot)
-        where = f"last good checkpoint: {file}" if file is not None else "no checkpoint on disk for it; restored from memory"
+        where = (f"last good checkpoint: {file}" if file is not None
+                 else "no checkpoint on disk for it; restored from memory")
         return NonFiniteLossError(f"{problem}; restored the weights of step {good} ({where}). "
                                   "Try a lower learning rate, grad_clip, or a gradient penalty.")
 

@@ -25,8 +25,9 @@ grows with the interactions in the batch, not with ``batch x n_items``. Only the
 are dense. Training runs on the shared loop (:class:`feedgan.gan.LossTrainer`: NaN guard,
 progress). With ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every
 ``eval_every`` epochs and the best weights are kept (see :mod:`feedgan.rec.selection`); the chosen
-epoch count is what the refit on train + valid uses. Randomness (init, shuffling, dropout, reparameterisation noise) comes from one local
-``torch.Generator`` seeded with ``seed``; the global torch RNG is untouched.
+epoch count is what the refit on train + valid uses. Randomness (init, shuffling, dropout,
+reparameterisation noise) comes from one local ``torch.Generator`` seeded with ``seed``; the
+global torch RNG is untouched.
 """
 from __future__ import annotations
 

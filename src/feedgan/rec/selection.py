@@ -1,8 +1,9 @@
 """Choosing a model's training length on the validation split (early stopping).
 
 Iterative models (BPR, Mult-VAE, CFGAN, EASE-GAN) that set ``uses_validation`` receive a
-:class:`~feedgan.rec.base.Validation` when fitted on a dataset's train part alone. They train through the shared
-loop of :mod:`feedgan.gan.trainer` with a :class:`~feedgan.gan.BestCheckpoint` callback: every
+:class:`~feedgan.rec.base.Validation` when fitted on a dataset's train part alone. They train
+through the shared loop of :mod:`feedgan.gan.trainer` with a :class:`~feedgan.gan.BestCheckpoint`
+callback: every
 ``eval_every`` epochs it scores :func:`validation_ndcg`, keeps the best weights and, with
 ``patience``, stops early. The best epoch is what ``selected_params()`` reports, so the refit on
 train + valid trains for exactly as long, and the test split is never looked at.
@@ -15,7 +16,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..ranking import ranking_metrics
 from .base import Validation, top_n
