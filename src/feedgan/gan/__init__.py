@@ -2,9 +2,12 @@
 
 * :mod:`~feedgan.gan.losses`: minimax, non-saturating, hinge and Wasserstein objectives as pure
   functions of logits; WGAN-GP, R1 and R2 penalties.
-* :mod:`~feedgan.gan.trainer`: :class:`GANTrainer` (alternating D/G steps, EMA of G, NaN guard,
-  checkpoint/resume, stats, DDP), its :class:`GANConfig` and the :class:`GANTask` contract; the
-  step loop it runs on (:class:`TrainLoop`), shared by :class:`LossTrainer` for one-loss models.
+* :mod:`~feedgan.gan.loop`: the step loop every trained model runs on (:class:`TrainLoop`: epochs,
+  ticks, progress, callbacks, early stop, the device-side NaN guard) and :class:`LossTrainer` for
+  one-loss models.
+* :mod:`~feedgan.gan.trainer`: :class:`GANTrainer` (alternating D/G steps, EMA of G,
+  checkpoint/resume, stats, DDP) on that loop, its :class:`GANConfig` and the :class:`GANTask`
+  contract.
 * :mod:`~feedgan.gan.checkpoint`: checkpoint files (data only) and :class:`BestCheckpoint`.
 * :mod:`~feedgan.gan.ddp`: process-group helpers for ``torchrun``.
 
@@ -16,7 +19,8 @@ A model family supplies ``G``, ``D`` and a task; the trainer does the rest::
 from .checkpoint import BestCheckpoint, latest_checkpoint
 from .ddp import DistInfo, ReplicaDivergenceError
 from .losses import GANLoss, get_loss, gradient_penalty, r1_penalty, r2_penalty
-from .trainer import GANConfig, GANTask, GANTrainer, LossTrainer, NonFiniteLossError, TrainLoop
+from .loop import LossTrainer, NonFiniteLossError, TrainLoop
+from .trainer import GANConfig, GANTask, GANTrainer
 
 __all__ = ["BestCheckpoint", "DistInfo", "GANConfig", "GANLoss", "GANTask", "GANTrainer", "LossTrainer",
            "NonFiniteLossError", "ReplicaDivergenceError", "TrainLoop", "get_loss", "gradient_penalty",

@@ -2,7 +2,7 @@
 
 Iterative models (BPR, Mult-VAE, CFGAN, EASE-GAN) that set ``uses_validation`` receive a
 :class:`~feedgan.rec.base.Validation` when fitted on a dataset's train part alone. They train
-through the shared loop of :mod:`feedgan.gan.trainer` with a :class:`~feedgan.gan.BestCheckpoint`
+through the shared loop of :mod:`feedgan.gan.loop` with a :class:`~feedgan.gan.BestCheckpoint`
 callback: every
 ``eval_every`` epochs it scores :func:`validation_ndcg`, keeps the best weights and, with
 ``patience``, stops early. The best epoch is what ``selected_params()`` reports, so the refit on
