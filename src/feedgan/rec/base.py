@@ -364,19 +364,29 @@ def read_model_meta(path: str | Path) -> tuple[type[Recommender], dict, dict]:
         raise ArtifactError(file, f"unknown model {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
     try:
         params = check_params(cls, _field(meta, "params", dict), owner=kind)
-        shape = _field(meta, "shape", list)
-        if len(shape) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            raise ValueError(f"\"shape\" must be [n_users, n_items], got {shape!r}")
-        target = meta.get("target")
-        if target is not None and not isinstance(target, str):
-            raise ValueError(f"\"target\" must be an action name or null, got {target!r}")
-        aux = _aux_weights(_field(meta, "aux", dict, default={}))
-        for key in ("user_ids", "item_ids"):
-            if key in meta and (not isinstance(meta[key], list) or len(meta[key]) != shape[key == "item_ids"]):
-                raise ValueError(f"\"{key}\" must list {shape[key == 'item_ids']} ids")
-    except (ValueError, TypeError) as exc:  # ParamError included; TypeError: a weight that is no number
+        shape, target, aux = _checked_fields(meta)
+    except ValueError as exc:  # ParamError included
         raise ArtifactError(file, str(exc)) from exc
-    return cls, params, {**meta, "params": params, "target": target, "aux": aux}
+    return cls, params, {**meta, "params": params, "shape": shape, "target": target, "aux": aux}
+
+
+def _checked_fields(meta: dict) -> tuple[list[int], str | None, dict[str, float]]:
+    """``shape``, ``target`` and ``aux`` of a ``model.json``, and the lengths of id lists in it;
+    ValueError says which field is wrong."""
+    shape = _field(meta, "shape", list)
+    if len(shape) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise ValueError(f"\"shape\" must be [n_users, n_items], got {shape!r}")
+    target = meta.get("target")
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"\"target\" must be an action name or null, got {target!r}")
+    try:
+        aux = _aux_weights(_field(meta, "aux", dict, default={}))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"\"aux\" must map action names to weights >= 0 ({exc})") from None
+    for key, n in (("user_ids", shape[0]), ("item_ids", shape[1])):
+        if key in meta and (not isinstance(meta[key], list) or len(meta[key]) != n):
+            raise ValueError(f"\"{key}\" must list {n} ids")
+    return shape, target, aux
 
 
 def _field(meta: dict, key: str, kind: type, default=None):
