@@ -219,3 +219,132 @@ def test_stored_hyperparameters_are_checked_by_the_constructors_types():
             check_params(CFGAN, bad)
     with pytest.raises(ParamError, match="has no hyperparameter 'lr'"):
         check_params(CFGAN, {"lr": 1.0})
+
+
+# -- avatar runs: damaged files, resume, checkpoints ----------------------------------------------------
+def tiny_images(n=16, size=16):
+    from feedgan.avatars.images import ImageSet
+
+    pixels = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    return ImageSet(images=pixels, names=[f"img{i}.png" for i in range(n)])
+
+
+def tiny_config(**kw):
+    from feedgan.avatars.train import AvatarConfig
+
+    base = dict(preset="dcgan", size=16, width=8, batch_size=4, max_steps=3, sample_every=1, checkpoint_every=1,
+                device="cpu")
+    return AvatarConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def avatar_run(tmp_path_factory):
+    from feedgan.avatars.train import train
+
+    return train(tiny_images(), tmp_path_factory.mktemp("avatars") / "run", tiny_config())
+
+
+def _steps(run):
+    return [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+AVATAR_DAMAGE = {
+    "truncated-avatar-json": (lambda r: _truncate(r / "avatar.json"), "avatar.json", "not valid JSON"),
+    "no-config": (lambda r: _edit_json(r / "avatar.json", lambda d: d.pop("config")), "avatar.json", '"config"'),
+    "path-as-size": (lambda r: _edit_json(r / "avatar.json", lambda d: d["config"].update(size="../../etc")),
+                     "avatar.json", "size must be an integer"),
+    "unknown-preset": (lambda r: _edit_json(r / "avatar.json", lambda d: d["config"].update(preset="gan9000")),
+                       "avatar.json", "unknown preset"),
+    "swapped-preset": (lambda r: _edit_json(r / "avatar.json", lambda d: d["config"].update(preset="modern")),
+                       "generator.safetensors", "does not fit the modern generator"),
+    "corrupt-weights": (lambda r: _truncate(r / "generator.safetensors"), "generator.safetensors", "unreadable"),
+}
+
+
+@pytest.mark.parametrize("name", AVATAR_DAMAGE)
+def test_avatars_sample_names_the_damaged_file(avatar_run, tmp_path, name):
+    how, file, words = AVATAR_DAMAGE[name]
+    run = _damaged_copy(avatar_run, tmp_path / "run", how)
+    res = runner.invoke(app, ["avatars", "sample", str(run), "-n", "2", "--out", str(tmp_path / "g.png")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert file in res.output and words in res.output
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_cleans_up(avatar_run, tmp_path):
+    from feedgan.avatars.train import train
+    from feedgan.gan.checkpoint import list_checkpoints, load_state
+
+    run = _damaged_copy(avatar_run, tmp_path / "run", lambda r: None)
+    assert [s for s, _ in list_checkpoints(run)] == [1, 2, 3] and _steps(run) == [1, 2, 3]
+    _truncate(run / "checkpoints" / "ckpt-00000003.pt")  # killed while the disk was failing
+    orphans = [run / "checkpoints" / ".ckpt-00000004.pt.k2j4_x9a.tmp", run / ".stats.jsonl.0abcdefg.tmp",
+               run / ".generator.safetensors.zz9xq1w2.tmp"]
+    for f in orphans:
+        f.write_bytes(b"half a file")
+    keep = run / "notes.tmp"  # not something a writer of ours left
+    keep.write_text("mine")
+    with pytest.warns(UserWarning, match=r"skipping the damaged checkpoint .*ckpt-00000003\.pt"):
+        train(tiny_images(), run, tiny_config(max_steps=5), resume=True)
+    assert _steps(run) == [1, 2, 3, 4, 5]  # resumed after step 2: its lines 3 and on were written again
+    assert load_state(run / "checkpoints" / "ckpt-00000003.pt")["step"] == 3  # rewritten, intact
+    assert not any(f.exists() for f in orphans) and keep.exists()
+
+
+def test_a_torn_last_stats_line_is_dropped_and_other_bad_lines_name_the_file(avatar_run, tmp_path):
+    from feedgan.avatars.train import train
+    from feedgan.io import ArtifactError
+
+    run = _damaged_copy(avatar_run, tmp_path / "run", lambda r: None)
+    with open(run / "stats.jsonl", "a") as fh:
+        fh.write('{"step": 4, "d_lo')  # the process died mid-line
+    with pytest.warns(UserWarning, match=r"stats\.jsonl, line 4: dropped a torn last line"):
+        train(tiny_images(), run, tiny_config(max_steps=4), resume=True)
+    assert _steps(run) == [1, 2, 3, 4]
+    lines = (run / "stats.jsonl").read_text().splitlines()
+    (run / "stats.jsonl").write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ArtifactError, match=r"stats\.jsonl: line 2 is not a stats record"):
+        train(tiny_images(), run, tiny_config(max_steps=5), resume=True)
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(avatar_run, tmp_path):
+    from feedgan.avatars.train import train
+
+    run = _damaged_copy(avatar_run, tmp_path / "run", lambda r: shutil.rmtree(r / "checkpoints"))
+    with pytest.warns(UserWarning, match="no checkpoint yet"):
+        train(tiny_images(), run, tiny_config(max_steps=2), resume=True)
+    assert _steps(run) == [1, 2]  # not the killed attempt's lines followed by a second step 1
+
+
+def _faces(folder, n=8):
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_avatars_cli_checkpoint_every(tmp_path):
+    from feedgan.gan.checkpoint import list_checkpoints
+
+    args = ["avatars", "train", "--images", str(_faces(tmp_path / "faces")), "--preset", "dcgan", "--size", "16",
+            "--width", "8", "--batch-size", "4", "--steps", "3", "--checkpoint-every", "1", "--no-progress",
+            "--runs-dir", str(tmp_path / "runs")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = next((tmp_path / "runs").iterdir())
+    assert [s for s, _ in list_checkpoints(run)] == [1, 2, 3]
+    assert json.loads((run / "avatar.json").read_text())["config"]["checkpoint_every"] == 1
+
+
+def test_a_nan_before_the_first_checkpoint_is_one_clear_line(tmp_path, monkeypatch):
+    from feedgan.avatars.train import AvatarTask
+
+    monkeypatch.setattr(AvatarTask, "d_input", lambda self, x, batch: x * float("nan"))
+    res = runner.invoke(app, ["avatars", "train", "--images", str(_faces(tmp_path / "faces")), "--preset", "dcgan",
+                              "--size", "16", "--width", "8", "--batch-size", "4", "--steps", "3", "--no-progress",
+                              "--runs-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "non-finite" in res.output and "step 1" in res.output and "restored" in res.output

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-# what atomic_path leaves behind when the process dies before the rename
-_ORPHAN = re.compile(r"^\..+\.tmp$")
+# what atomic_path leaves behind when the process dies before the rename: .NAME.<8 random chars>.tmp
+_ORPHAN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 DAMAGED = "the file is damaged or was not written by feedgan: restore it from a backup, or train again"
 
 
