@@ -64,6 +64,7 @@ def train_cmd(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
 ):
     """Train an avatar GAN; sample grids, stats.jsonl and checkpoints go to a run folder."""
+    from ..io import ArtifactError
     from ..progress import progress_bar
     from ..runs import new_run_dir
     from .images import load_images
@@ -75,8 +76,9 @@ def train_cmd(
         cfg = replace(cfg, budget_s=budget_s, max_steps=steps or cfg.max_steps,
                       checkpoint_every=checkpoint_every or cfg.checkpoint_every)
         src = meta["images"] if isinstance(meta.get("images"), dict) else {}
-        if "path" not in src:
-            raise ValueError(f"{resume}/avatar.json does not say where its images came from; train a new run")
+        if not isinstance(src.get("path"), str):
+            raise ArtifactError(resume / "avatar.json", 'does not say where its images came from ("images": '
+                                '{"path": ...})', fix="add the path, or train a new run")
         src = {**src, "no_size_limits": src.get("no_size_limits", False) or no_size_limits}
         run = resume
     else:

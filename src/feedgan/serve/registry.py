@@ -94,6 +94,8 @@ class Registry:
                     out.append(_entry(name, m, _summary(metrics, m.name)))
                 except ArtifactError as e:
                     broken.append({"run": name, "reason": e.relative(self.root)})
+                except FileNotFoundError:  # deleted while we looked
+                    continue
         return out, broken
 
     def targets(self, propensities: bool = False) -> list[str]:
