@@ -34,7 +34,6 @@ on every pair, or a plain matrix) the input is the binary union of all actions, 
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import ClassVar
 
