@@ -38,7 +38,7 @@ import torch
 from feedgan.data.dataset import DataConfig, prepare
 from feedgan.data.readers import read
 from feedgan.data.simulate import SimulationConfig, simulate
-from feedgan.eval.bench import behaviour_specs, public_rows, results_markdown, run_bench
+from feedgan.eval.bench import behaviour_specs, public_rows, run_bench
 from feedgan.eval.metrics import evaluate
 from feedgan.eval.protocol import ModelSpec
 from feedgan.io import atomic_open, write_json
@@ -383,7 +383,7 @@ def write_markdown() -> None:
         d = json.loads(f.read_text())
         parts += ["## Speed (2 cores)", ""]
         if d.get("tmall_eval"):
-            parts += [f"- per-action full-ranking evaluation of every Tmall buy test user: "
+            parts += ["- per-action full-ranking evaluation of every Tmall buy test user: "
                       + ", ".join(f"{k} {v['eval_s']:.1f} s ({v['users']:,} users)" for k, v in d["tmall_eval"].items())]
         if d.get("sim100k"):
             s = d["sim100k"]

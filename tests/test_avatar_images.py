@@ -300,3 +300,97 @@ def test_bad_where_syntax(tmp_path, expr, problem):
 def test_where_removing_everything(tmp_path):
     with pytest.raises(ImageDataError, match="where='age>100' removed all 4 images"):
         load_images(utk_folder(tmp_path), where="age>100")
+
+
+# -- size limits: checked before anything is decoded or read whole --------------------------------------
+def _npz_with_header(path: Path, shape: tuple[int, ...], payload: bytes) -> Path:
+    """An .npz whose images.npy header claims ``shape`` (uint8) over ``payload``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", header.getvalue() + payload)
+    return path
+
+
+def test_npz_header_claiming_more_than_the_file_holds(tmp_path):
+    path = _npz_with_header(tmp_path / "lie.npz", (4000, 4000, 4000), b"\0" * 100)
+    with pytest.raises(ImageDataError, match=r"lie\.npz.*claims shape \(4000, 4000, 4000\).*64\.0 GB.*damaged"):
+        load_images(path)
+
+
+def test_npz_above_the_total_limit_and_its_override(tmp_path):
+    from feedgan.avatars.images import NO_LIMITS, SizeLimits
+
+    np.savez(tmp_path / "ok.npz", images=np.full((4, 8, 8, 3), 7, dtype=np.uint8))  # 768 bytes of pixels
+    with pytest.raises(ImageDataError, match=r"ok\.npz: its arrays hold 768 bytes, above the limit of 500 bytes "
+                                             r"\(total_bytes\).*--no-size-limits"):
+        load_images(tmp_path / "ok.npz", size=8, limits=SizeLimits(total_bytes=500))
+    with pytest.raises(ImageDataError, match=r"each image of 'images' has 64 pixels, above the limit of 10"):
+        load_images(tmp_path / "ok.npz", size=8, limits=SizeLimits(pixels=10))
+    assert len(load_images(tmp_path / "ok.npz", size=8, limits=NO_LIMITS)) == 4
+
+
+def test_huge_archive_member_is_refused_from_the_index_without_reading_it(tmp_path):
+    import tracemalloc
+
+    class Zeros:  # 300 MB of zeros, streamed into the archive (it compresses to about 1 MB)
+        left = 300 << 20
+
+        def read(self, n):
+            n = min(n, self.left)
+            self.left -= n
+            return b"\0" * n
+
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("big.png")
+        info.size = Zeros.left
+        tar.addfile(info, Zeros())
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageDataError, match=r"member 'big\.png'.*314\.6 MB, above the limit of 268\.4 MB "
+                                                 r"\(file_bytes\)"):
+            load_images(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20  # the member was never read into memory
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A valid 1-bit grayscale PNG of ``width`` x ``height`` black pixels (tiny on disk, huge decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(row * height, 9))
+            + chunk(b"IEND", b""))
+
+
+def test_image_in_pillows_warning_band_is_refused_from_its_header(tmp_path):
+    import warnings
+
+    (tmp_path / "huge.png").write_bytes(_png_header_only(12000, 12000))  # 144 million pixels, 18 kB
+    solid(RED).save(tmp_path / "small.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        with pytest.raises(ImageDataError, match=r"huge\.png: it is 12000x12000 = 144,000,000 pixels, above the "
+                                                 r"limit of 50,000,000 pixels \(pixels\).*--skip-bad"):
+            load_images(tmp_path, size=8)
+        got = load_images(tmp_path, size=8, skip_bad=True)
+    assert got.names == ["small.png"] and "huge.png: too large" in got.skipped[0]
+
+
+def test_pixel_limit_override(tmp_path):
+    from feedgan.avatars.images import SizeLimits
+
+    solid(RED, (40, 30)).save(tmp_path / "a.png")
+    with pytest.raises(ImageDataError, match=r"40x30 = 1,200 pixels, above the limit of 1,000"):
+        load_images(tmp_path / "a.png", size=8, limits=SizeLimits(pixels=1000))
+    assert load_images(tmp_path / "a.png", size=8, limits=SizeLimits(pixels=None)).images.shape == (1, 8, 8, 3)
+    with pytest.raises(ImageDataError, match=r"the 1 images to load hold .* \(total_bytes\).*--limit"):
+        load_images(tmp_path / "a.png", size=8, limits=SizeLimits(total_bytes=10))

@@ -218,3 +218,50 @@ def test_inspect_shows_funnel_rates():
     shown = len({(ln.split(",")[0], ln.split(",")[1]) for ln in lines if ln.strip()})
     assert stats["funnel"]["view|impression"] == pytest.approx(clicked / shown)
     assert stats["by_action"]["impression"] == len([ln for ln in lines if ln.strip()])
+
+
+# -- the error boundary and typed hyperparameters ------------------------------------------------------
+def _lightgcn_train(tmp_path, *params):
+    return invoke("train", "ease", "--data", FIX / "lightgcn", "--format", "lightgcn", "--split", "predefined",
+                  *params, "--runs-dir", tmp_path / "runs", "--no-progress")
+
+
+def test_hyperparameters_are_parsed_by_the_constructors_types(tmp_path):
+    from feedgan.rec.base import Recommender
+
+    res = _lightgcn_train(tmp_path, "-p", "l2=5e2")  # YAML reads 5e2 as a string
+    assert res.exit_code == 0, res.output
+    saved = Recommender.load(next((tmp_path / "runs").glob("*-train-ease")) / "models" / "ease")
+    assert type(saved.l2) is float and saved.l2 == 500.0
+
+
+def test_a_hyperparameter_of_the_wrong_type_is_one_line_and_leaves_no_run_folder(tmp_path):
+    res = _lightgcn_train(tmp_path, "-p", "l2=lots")
+    assert res.exit_code == 2, res.output
+    assert "l2" in res.output and "number" in res.output and "'lots'" in res.output
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_boundary_turns_project_and_system_errors_into_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = invoke("data", "convert", FIX / "movielens" / "ml-100k" / "u.data", "--format", "movielens",
+                 "--out", blocker / "out.csv")  # the OS refuses: the parent is a file
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1
+    res = invoke("evaluate", tmp_path / "no-such-run")
+    assert res.exit_code == 2 and "no run" in res.output
+
+
+def test_the_boundary_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
+    import numpy as np
+
+    import feedgan.data.readers as readers
+
+    monkeypatch.setattr(readers, "read", lambda *a, **k: np.zeros(-1))  # a ValueError inside numpy: a bug
+    res = invoke("data", "inspect", FIX / "movielens" / "ml-100k" / "u.data")
+    assert res.exit_code == 1 and isinstance(res.exception, ValueError)
+    monkeypatch.setattr(readers, "read", lambda *a, **k: {}["x"])
+    res = invoke("data", "inspect", FIX / "movielens" / "ml-100k" / "u.data")
+    assert res.exit_code == 1 and isinstance(res.exception, KeyError)

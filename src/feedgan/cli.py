@@ -4,6 +4,10 @@
     feedgan data inspect u.data --format movielens --positive-threshold 4
     feedgan data simulate --users 100000 --out sim.parquet
     feedgan data convert ratings.dat --format movielens --out ml.inter
+
+Every command runs inside one error boundary (:class:`_Boundary`): the errors a person can act on
+(bad input, a damaged run folder, a diverged GAN) print one red line and exit with status 2; any
+other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -20,7 +24,50 @@ from .ranking import METRICS
 from .progress import console
 from .progress import fail as _fail
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="GANs and honest baselines for social-media data.")
+
+def _project_errors() -> tuple[type[BaseException], ...]:
+    """The project's error classes: each message names the file or argument and the fix."""
+    from .avatars.images import ImageDataError
+    from .avatars.inception import InceptionWeightsError
+    from .gan import NonFiniteLossError, ReplicaDivergenceError
+    from .io import ArtifactError
+    from .params import ParamError
+    from .rec.base import NotFittedError
+    from .serve.registry import UnknownModelError
+    from .serve.store import IdTypeError
+
+    return (DataError, ArtifactError, ParamError, ImageDataError, InceptionWeightsError, NonFiniteLossError,
+            ReplicaDivergenceError, UnknownModelError, NotFittedError, IdTypeError)
+
+
+def _is_project_error(exc: BaseException) -> bool:
+    """A project error class; an OSError the system raised with an errno (permission denied, disk
+    full, not a folder); or a ValueError / FileNotFoundError raised by feedgan's own code (its checks
+    of arguments and files). The same types raised inside pandas, numpy or torch are bugs."""
+    if isinstance(exc, _project_errors()) or (isinstance(exc, OSError) and exc.errno is not None):
+        return True
+    if not isinstance(exc, (ValueError, FileNotFoundError)):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").partition(".")[0] == __package__
+
+
+class _Boundary(typer.core.TyperGroup):
+    """The root command group: a project error from any command becomes one red line, exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not _is_project_error(exc):
+                raise
+            _fail(exc)
+
+
+app = typer.Typer(cls=_Boundary, add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="GANs and honest baselines for social-media data.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, inspect, simulate and convert interaction logs.")
 app.add_typer(data_app, name="data")
 app.add_typer(avatars_app, name="avatars")
@@ -52,18 +99,15 @@ def data_inspect(
     from .data.readers import read
     from .data.split import split as do_split
 
-    try:
-        inter = read(path, format, columns=_columns(columns))
-        if positive_threshold is not None:
-            inter = to_implicit(inter, positive_threshold)
-        inter = deduplicate(inter)
-        if k_core:
-            inter = kcore(inter, k_core)
-        method = ("predefined" if inter.has_parts else None) if split == "auto" else split
-        codes = do_split(inter, method, valid=0.0) if method else None
-        stats = Dataset.from_interactions(inter, codes).stats()
-    except DataError as e:
-        _fail(e)
+    inter = read(path, format, columns=_columns(columns))
+    if positive_threshold is not None:
+        inter = to_implicit(inter, positive_threshold)
+    inter = deduplicate(inter)
+    if k_core:
+        inter = kcore(inter, k_core)
+    method = ("predefined" if inter.has_parts else None) if split == "auto" else split
+    codes = do_split(inter, method, valid=0.0) if method else None
+    stats = Dataset.from_interactions(inter, codes).stats()
     stats["rows"] = len(inter)
     if as_json:
         print(json.dumps(stats, indent=2, default=str))
@@ -101,11 +145,8 @@ def data_simulate(
     from .io import atomic_open
 
     t0 = time.perf_counter()
-    try:
-        sim = simulate(SimulationConfig(n_users=users, n_items=items, seed=seed))
-        (write_recbole if out.suffix == ".inter" else write_table)(sim.interactions, out)
-    except (DataError, ValueError) as e:
-        _fail(e)
+    sim = simulate(SimulationConfig(n_users=users, n_items=items, seed=seed))
+    (write_recbole if out.suffix == ".inter" else write_table)(sim.interactions, out)
     if social_out is not None:
         with atomic_open(social_out) as fh:
             sim.interactions.social[["src", "dst"]].to_csv(fh, index=False)
@@ -123,11 +164,8 @@ def data_convert(
     """Convert a log between formats (written atomically)."""
     from .data.readers import read, write_recbole, write_table
 
-    try:
-        inter = read(path, format, columns=_columns(columns))
-        (write_recbole if out.suffix == ".inter" else write_table)(inter, out)
-    except DataError as e:
-        _fail(e)
+    inter = read(path, format, columns=_columns(columns))
+    (write_recbole if out.suffix == ".inter" else write_table)(inter, out)
     console.print(f"wrote {len(inter):,} interactions to {out}")
 
 
@@ -161,10 +199,7 @@ def _task_specs(target: Optional[str], aux: Optional[str]):
     from .eval.bench import behaviour_specs, model_specs
     from .rec.base import _aux_weights
 
-    try:
-        aux_w = _aux_weights(aux)
-    except ValueError as e:
-        _fail(e)
+    aux_w = _aux_weights(aux)
     if aux_w and not target:
         _fail(ValueError("--aux needs --target (the action the auxiliary ones predict)"))
     return aux_w, (behaviour_specs(list(aux_w)) if target else model_specs())
@@ -229,14 +264,11 @@ def bench(
     name, _, at = metric.partition("@")
     if name not in METRICS or not at.isdigit() or int(at) not in cut:
         _fail(ValueError(f"--metric {metric!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {ks}"))
-    try:
-        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
-                            target, aux_in_train)
-        inter = read(data, format, columns=cfg.columns)
-        first = prepare(inter, cfg)
-        _check_actions(first, aux_w)
-    except DataError as e:
-        _fail(e)
+    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
+                        target, aux_in_train)
+    inter = read(data, format, columns=cfg.columns)
+    first = prepare(inter, cfg)
+    _check_actions(first, aux_w)
     run = new_run_dir(runs_dir, "bench")
     save_yaml(run / "config.yaml", {"data": cfg, "models": names, "seeds": seeds, "metric": metric, "ks": cut,
                                     "max_trials": max_trials})
@@ -262,17 +294,18 @@ def bench(
     console.print(md)
 
 
-def _params(items: list[str]) -> dict:
-    """``["l2=500", "g_hidden=[400, 400]"]`` -> {"l2": 500, "g_hidden": [400, 400]} (YAML values)."""
-    import yaml
+def _params(cls, items: list[str]) -> dict:
+    """``["l2=5e2", "g_hidden=400,400"]`` -> {"l2": 500.0, "g_hidden": (400, 400)}: each value parsed
+    by the type ``cls``'s constructor takes it as (see :mod:`feedgan.params`)."""
+    from .params import ParamError, parse_params
 
-    out = {}
+    texts = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"bad --param {item!r}; write it as name=value, e.g. --param l2=500")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+            raise ParamError(f"bad --param {item!r}; write it as name=value, e.g. --param l2=500")
+        texts[key.strip()] = value
+    return parse_params(cls, texts, owner=cls.name)
 
 
 @app.command()
@@ -309,17 +342,13 @@ def train(
     aux_w, specs = _task_specs(target, aux)
     if model not in specs:
         _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
-    try:
-        params = {**specs[model].fixed, **_params(param)}
-        rec = specs[model].build(params, seed)
-        cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
-                            target, aux_in_train)
-        ds = prepare(read(data, format, columns=cfg.columns), cfg)
-        _check_actions(ds, aux_w)
-    except (DataError, ValueError, TypeError) as e:
-        _fail(e)
-    run = new_run_dir(runs_dir, f"train-{model}")
-    console.print(f"[bold]train {model}[/] on {data} -> {run}")
+    spec = specs[model]
+    rec = spec.build({**spec.fixed, **_params(spec.cls, param)}, seed)
+    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
+                        target, aux_in_train)
+    ds = prepare(read(data, format, columns=cfg.columns), cfg)
+    _check_actions(ds, aux_w)
+    console.print(f"[bold]train {model}[/] on {data}")
     metrics: dict = {"model": model, "params": rec.get_params(), "target": target, "aux": aux_w}
     with progress_bar(progress) as prog:
         t0 = time.perf_counter()
@@ -331,6 +360,7 @@ def train(
             rec = specs[model].build(chosen, seed).fit(ds, parts=("train", "valid", "valid_input"), aux=aux_w or None,
                                                        progress=prog)
             metrics["test"] = score(rec, ds, "test", progress=prog)
+    run = new_run_dir(runs_dir, f"train-{model}")  # only now: a failed fit leaves no empty run folder
     save_yaml(run / "config.yaml", {"data": cfg, "model": model, "params": rec.get_params(), "final": final})
     ds.save(run / "dataset")
     rec.save(run / "models" / model)
@@ -355,11 +385,8 @@ def evaluate(
     from .rec.base import Recommender
     from .runs import find_run
 
-    try:
-        folder = find_run(run, runs_dir)
-        ds = Dataset.load(folder / "dataset")
-    except (FileNotFoundError, DataError) as e:
-        _fail(e)
+    folder = find_run(run, runs_dir)
+    ds = Dataset.load(folder / "dataset")
     model_dirs = sorted(p for p in (folder / "models").glob("*") if (p / "model.json").exists())
     if not model_dirs:
         _fail(FileNotFoundError(f"{folder}: no saved models; run bench with --save-models"))
@@ -394,10 +421,7 @@ def demo(
     cfg = DemoConfig(users=users, items=items, seeds=seeds, seed=seed, budget_s=budget, runs_dir=str(runs_dir))
     if models:
         cfg.models = [m.strip() for m in models.split(",") if m.strip()]
-    try:
-        run_demo(cfg, progress=progress)
-    except (DataError, ValueError) as e:
-        _fail(e)
+    run_demo(cfg, progress=progress)
 
 
 @app.command()

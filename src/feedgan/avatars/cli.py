@@ -3,6 +3,7 @@
     feedgan avatars train --images faces/ --size 32 --preset modern --budget 30m
     feedgan avatars train --images utkface.tar --where 'age>=18' --condition gender
     feedgan avatars train --resume runs/00003-avatars-modern --budget 1h   # one hour in all
+    feedgan avatars train --images faces.tar --checkpoint-every 100        # resume loses at most 100 steps
     feedgan avatars sample runs/00003-avatars-modern -n 64 --out grid.png --seed 1
     feedgan avatars interpolate runs/00003-avatars-modern --steps 8 --out walk.png
     feedgan avatars score runs/00003-avatars-modern --real heldout/ -n 2000
@@ -18,7 +19,6 @@ from typing import Optional
 import typer
 
 from ..progress import console
-from ..progress import fail as _fail
 
 avatars_app = typer.Typer(no_args_is_help=True, help="Avatar GANs: train, sample, interpolate and score 64x64 faces.")
 
@@ -53,6 +53,10 @@ def train_cmd(
     skip_bad: bool = typer.Option(False, help="skip images that cannot be decoded instead of stopping"),
     limit: Optional[int] = typer.Option(None, help="use at most this many images"),
     sample_every: int = typer.Option(500, help="write a sample grid every N steps"),
+    checkpoint_every: Optional[int] = typer.Option(None, min=1, help="write a checkpoint every N steps (default "
+                                                   "1000, or the resumed run's; the last step always gets one)"),
+    no_size_limits: bool = typer.Option(False, "--no-size-limits", help="decode images of any size (by default "
+                                        "images above 50 million pixels or 256 MiB, or 8 GiB in all, are refused)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     seed: int = typer.Option(0),
     runs_dir: Path = typer.Option(Path("runs")),
@@ -60,43 +64,55 @@ def train_cmd(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
 ):
     """Train an avatar GAN; sample grids, stats.jsonl and checkpoints go to a run folder."""
+    from ..io import ArtifactError
     from ..progress import progress_bar
     from ..runs import new_run_dir
-    from .images import ImageDataError, load_images
+    from .images import load_images
     from .train import AvatarConfig, read_run, train
 
-    try:
-        budget_s = parse_budget(budget)
-        if resume is not None:
-            cfg, meta = read_run(resume)
-            cfg = replace(cfg, budget_s=budget_s, max_steps=steps or cfg.max_steps)
-            src = meta["images"]
-            run = resume
-        else:
-            if images is None:
-                raise ValueError("give --images PATH (or --resume RUN)")
-            cfg = AvatarConfig(preset=preset, size=size, width=width, batch_size=batch_size, max_steps=steps or 100_000,
-                               budget_s=budget_s, sample_every=sample_every, condition=condition, seed=seed,
-                               device=device).resolved()
-            src = {"path": str(images), "sheet": sheet, "where": where, "skip_bad": skip_bad, "limit": limit}
-            run = None
-        with progress_bar(progress) as prog:
-            data = load_images(src["path"], size=cfg.size, grayscale=cfg.channels == 1, sheet=src["sheet"],
-                               where=src["where"], skip_bad=src["skip_bad"], limit=src["limit"], progress=prog)
-            for line in data.skipped[:5]:
-                console.print(f"[yellow]skipped[/] {line}", highlight=False)
-            if len(data.skipped) > 5:
-                console.print(f"[yellow]skipped[/] {len(data.skipped) - 5} more", highlight=False)
-            run = run or new_run_dir(runs_dir, f"avatars-{cfg.preset}")
-            console.print(f"[bold]avatars {cfg.preset}[/] {len(data):,} images at {cfg.size}x{cfg.size} -> {run}")
-            train(data, run, cfg, progress=prog, resume=resume is not None, source=src)
-    except (ImageDataError, ValueError, FileNotFoundError) as e:
-        _fail(e)
+    budget_s = parse_budget(budget)
+    if resume is not None:
+        cfg, meta = read_run(resume)
+        cfg = replace(cfg, budget_s=budget_s, max_steps=steps or cfg.max_steps,
+                      checkpoint_every=checkpoint_every or cfg.checkpoint_every)
+        src = meta["images"] if isinstance(meta.get("images"), dict) else {}
+        if not isinstance(src.get("path"), str):
+            raise ArtifactError(resume / "avatar.json", 'does not say where its images came from ("images": '
+                                '{"path": ...})', fix="add the path, or train a new run")
+        src = {**src, "no_size_limits": src.get("no_size_limits", False) or no_size_limits}
+        run = resume
+    else:
+        if images is None:
+            raise ValueError("give --images PATH (or --resume RUN)")
+        extra = {"checkpoint_every": checkpoint_every} if checkpoint_every else {}
+        cfg = AvatarConfig(preset=preset, size=size, width=width, batch_size=batch_size, max_steps=steps or 100_000,
+                           budget_s=budget_s, sample_every=sample_every, condition=condition, seed=seed,
+                           device=device, **extra).resolved()
+        src = {"path": str(images), "sheet": sheet, "where": where, "skip_bad": skip_bad, "limit": limit,
+               "no_size_limits": no_size_limits}
+        run = None
+    with progress_bar(progress) as prog:
+        data = load_images(src["path"], size=cfg.size, grayscale=cfg.channels == 1, sheet=src.get("sheet"),
+                           where=src.get("where"), skip_bad=src.get("skip_bad", False), limit=src.get("limit"),
+                           limits=_limits(src["no_size_limits"]), progress=prog)
+        for line in data.skipped[:5]:
+            console.print(f"[yellow]skipped[/] {line}", highlight=False)
+        if len(data.skipped) > 5:
+            console.print(f"[yellow]skipped[/] {len(data.skipped) - 5} more", highlight=False)
+        run = run or new_run_dir(runs_dir, f"avatars-{cfg.preset}")
+        console.print(f"[bold]avatars {cfg.preset}[/] {len(data):,} images at {cfg.size}x{cfg.size} -> {run}")
+        train(data, run, cfg, progress=prog, resume=resume is not None, source=src)
     last = _last_stats(run)
     if last:
         losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("d_loss", "g_loss") if last.get(k) is not None)
         console.print(f"step {last['step']}: {losses}, {last['samples_per_s']:.0f} samples/s")
     console.print(f"samples: {run / 'samples' / 'latest.png'}; generator: {run / 'generator.safetensors'}")
+
+
+def _limits(off: bool):
+    from .images import NO_LIMITS, SizeLimits
+
+    return NO_LIMITS if off else SizeLimits()
 
 
 def _last_stats(run: Path) -> dict | None:
@@ -118,12 +134,9 @@ def sample_cmd(
     from .grid import save_each, save_grid
     from .train import sample
 
-    try:
-        if n < 1:
-            raise ValueError(f"-n must be at least 1, got {n}")
-        images = sample(run, n, seed, label)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    if n < 1:
+        raise ValueError(f"-n must be at least 1, got {n}")
+    images = sample(run, n, seed, label)
     paths = save_each(images, out) if each else [save_grid(images, out)]
     console.print(f"wrote {len(images)} avatars to {out if each else paths[0]}")
 
@@ -140,10 +153,7 @@ def interpolate_cmd(
     from .grid import save_grid
     from .train import interpolate
 
-    try:
-        images = interpolate(run, steps, rows, seed)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    images = interpolate(run, steps, rows, seed)
     save_grid(images, out, nrow=steps)
     console.print(f"wrote {rows} walks of {steps} to {out}")
 
@@ -158,17 +168,15 @@ def score_cmd(
     out: Optional[Path] = typer.Option(None, help="also write the scores as JSON here"),
     seed: int = typer.Option(0),
     skip_bad: bool = typer.Option(False, help="skip real images that cannot be decoded"),
+    no_size_limits: bool = typer.Option(False, "--no-size-limits", help="decode real images of any size"),
 ):
     """KID, Fréchet distance, precision/recall, density/coverage and SWD against real images, next to
     the same metrics between two halves of the real images (the floor), plus a memorisation check."""
     from ..io import write_json
-    from .images import ImageDataError
     from .scoring import score_run
 
-    try:
-        result = score_run(run, real, n=n, seed=seed, inception_weights=inception_weights, skip_bad=skip_bad)
-    except (ImageDataError, ValueError, FileNotFoundError) as e:
-        _fail(e)
+    result = score_run(run, real, n=n, seed=seed, inception_weights=inception_weights, skip_bad=skip_bad,
+                       limits=_limits(no_size_limits))
     for space, metrics in result["spaces"].items():
         console.print(f"[bold]{space}[/] ({metrics['n_fake']} generated, {metrics['n_real']} real)")
         for k, v in metrics["fake"].items():

@@ -24,10 +24,18 @@ Labels: names such as UTKFace's ``26_0_2_20170104023102422.jpg.chip.jpg`` (age, 
 race 0-4) are parsed by :func:`parse_label_name`. ``where="age>=18 and gender==1"`` keeps matching images;
 it runs on names before any decoding, so filtering a large archive decodes only what is kept.
 
+Size limits (:class:`SizeLimits`, checked before anything is decoded or read whole): the pixels of one image
+(from its header; default 50 million, below Pillow's own warning at 89 million), the bytes of one encoded
+image file or archive member (256 MiB, from the archive's index), and the bytes of everything read: the
+images to decode of an archive or folder, or an .npz's arrays (8 GiB; an .npz header is read first, so a
+header that claims more than its file holds is refused at once). ``limits=NO_LIMITS`` (CLI:
+``--no-size-limits``) lifts them for files you trust.
+
 Errors: every bad input raises :class:`ImageDataError` (a ``ValueError``) naming the file, archive member or
-argument and saying how to fix it: missing path, empty folder, unreadable archive, undecodable image (pass
-``skip_bad=True`` / ``--skip-bad`` to skip those), npz of the wrong dtype or shape, sheet not a multiple of
-the tile, bad ``where`` expression, or nothing left after skipping and filtering.
+argument and saying how to fix it: missing path, empty folder, unreadable archive, undecodable or oversized
+image (pass ``skip_bad=True`` / ``--skip-bad`` to skip those), npz of the wrong dtype or shape, sheet not a
+multiple of the tile, bad ``where`` expression, sizes above the limits, or nothing left after skipping and
+filtering.
 
 Example::
 
@@ -41,9 +49,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import operator
 import re
 import tarfile
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -67,6 +77,40 @@ _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, O
 
 class ImageDataError(ValueError):
     """A bad input to :func:`load_images`; the message names the file, member or argument and the fix."""
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """Caps checked before decoding (None: no cap). ``pixels``: width x height of one image, sheet or .npz
+    frame; ``file_bytes``: one encoded image (a file or an archive member); ``total_bytes``: everything to
+    read (the images to decode of an archive or folder, or the arrays of an .npz)."""
+
+    pixels: int | None = 50_000_000
+    file_bytes: int | None = 256 * 2**20
+    total_bytes: int | None = 8 * 2**30
+
+    def check(self, field_name: str, value: int, what: str) -> None:
+        """Raise :class:`_TooLarge` when ``value`` is above the cap ``field_name``."""
+        cap = getattr(self, field_name)
+        if cap is not None and value > cap:
+            unit = _pixels if field_name == "pixels" else _bytes
+            raise _TooLarge(f"{what} {unit(value)}, above the limit of {unit(cap)} ({field_name}); if you trust "
+                            f"the file, pass limits=SizeLimits({field_name}=...) or NO_LIMITS "
+                            f"(CLI: --no-size-limits)")
+
+
+NO_LIMITS = SizeLimits(None, None, None)
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _pixels(n: int) -> str:
+    return f"{n:,} pixels"
 
 
 @dataclass
@@ -111,10 +155,15 @@ class _Item:
     origin: str  # for error messages: a full path, or "archive member 'x.jpg'"
     load: Callable[[], bytes | Image.Image]
     labels: dict[str, int] | None
+    size: int | None = None  # bytes ``load`` reads (from the file system or the archive index); None: in memory
 
 
 class _Undecodable(Exception):
     """Internal: Pillow could not decode an image; the message is Pillow's reason."""
+
+
+class _TooLarge(Exception):
+    """Internal: an image or file above a :class:`SizeLimits` cap; the message says which and the override."""
 
 
 # ----------------------------------------------------------------------------------------------- labels
@@ -171,15 +220,15 @@ def _skip_reason(name: str) -> str | None:
     return None
 
 
-def _triage(entries: Sequence[tuple[str, str, Callable[[], bytes]]], skipped: list[str]) -> list[_Item]:
-    """Turn (name, origin, read) entries into items, listing non-images in ``skipped``."""
+def _triage(entries: Sequence[tuple[str, str, Callable[[], bytes], int]], skipped: list[str]) -> list[_Item]:
+    """Turn (name, origin, read, size in bytes) entries into items, listing non-images in ``skipped``."""
     items = []
-    for name, origin, read in entries:
+    for name, origin, read, size in entries:
         reason = _skip_reason(name)
         if reason:
             skipped.append(f"{name}: {reason}")
         else:
-            items.append(_Item(name, origin, read, parse_label_name(name)))
+            items.append(_Item(name, origin, read, parse_label_name(name), size))
     return items
 
 
@@ -194,7 +243,14 @@ def _read_file(path: Path) -> Callable[[], bytes]:
 
 def _folder_items(root: Path, skipped: list[str]) -> list[_Item]:
     files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
-    return _triage([(rel, str(p), _read_file(p)) for rel, p in files], skipped)
+    return _triage([(rel, str(p), _read_file(p), _file_size(p)) for rel, p in files], skipped)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise ImageDataError(f"{path}: cannot read the file ({exc}); check its permissions") from exc
 
 
 def _archive_error(path: Path, exc: BaseException, member: str | None = None) -> ImageDataError:
@@ -224,7 +280,7 @@ def _tar_items(path: Path, stack: contextlib.ExitStack, skipped: list[str]) -> l
                 raise _archive_error(path, exc, member.name) from exc
         return read
 
-    return _triage([(m.name, f"{path} member {m.name!r}", reader(m)) for m in members], skipped)
+    return _triage([(m.name, f"{path} member {m.name!r}", reader(m), m.size) for m in members], skipped)
 
 
 def _zip_items(path: Path, stack: contextlib.ExitStack, skipped: list[str]) -> list[_Item]:
@@ -242,19 +298,53 @@ def _zip_items(path: Path, stack: contextlib.ExitStack, skipped: list[str]) -> l
                 raise _archive_error(path, exc, info.filename) from exc
         return read
 
-    return _triage([(i.filename, f"{path} member {i.filename!r}", reader(i)) for i in members], skipped)
+    # a zip member never yields more than its declared file_size (a larger stream fails its CRC check)
+    return _triage([(i.filename, f"{path} member {i.filename!r}", reader(i), i.file_size) for i in members],
+                   skipped)
 
 
-def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _npz_arrays(path: Path, limits: SizeLimits) -> dict[str, np.ndarray]:
+    """Every array of an .npz, after its .npy headers are checked against the member sizes and the limits."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        with zipfile.ZipFile(path) as archive:
+            members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+            claimed = {info.filename: _npy_bytes(path, archive, info) for info in members}
+            try:
+                limits.check("total_bytes", sum(claimed.values()), "its arrays hold")
+            except _TooLarge as exc:
+                raise ImageDataError(f"{path}: {exc}") from None
+            arrays = {}
+            for info in members:
+                with archive.open(info) as fh:
+                    arrays[info.filename.removesuffix(".npy")] = np.lib.format.read_array(fh, allow_pickle=False)
+            return arrays
+    except ImageDataError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ImageDataError(f"{path}: cannot read the .npz ({exc}); "
                              f"save it with numpy.savez(path, images=uint8_array)") from exc
 
 
-def _npz_images(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+def _npy_bytes(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The bytes an .npy member's header says its array holds; more than the member's size is a lie."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in _NPY_HEADERS:
+            raise ValueError(f"array {info.filename!r} has .npy format version {version}, not 1.0 or 2.0")
+        shape, _, dtype = _NPY_HEADERS[version](fh)
+    if dtype.hasobject:
+        raise ImageDataError(f"{path}: array {info.filename!r} holds Python objects; save uint8 pixels instead")
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > info.file_size:
+        raise ImageDataError(f"{path}: array {info.filename!r} claims shape {shape} of {dtype} ({_bytes(claimed)}) "
+                             f"but the file holds {_bytes(info.file_size)}; the .npz is damaged: save it again")
+    return claimed
+
+
+def _npz_images(path: Path, arrays: dict[str, np.ndarray], limits: SizeLimits) -> np.ndarray:
     """The image array as (N, H, W) or (N, H, W, C) with C in 1, 3, 4."""
     candidates = [key for key in arrays if not key.startswith("labels_")]
     if "images" in arrays:
@@ -275,6 +365,10 @@ def _npz_images(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
     if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (3, 4)) or 0 in images.shape[1:]:
         raise ImageDataError(f"{path}: array {key!r} has shape {images.shape}; expected (N, H, W), (N, H, W, C) or "
                              f"(N, C, H, W) with C = 1, 3 or 4")
+    try:
+        limits.check("pixels", images.shape[1] * images.shape[2], f"each image of {key!r} has")
+    except _TooLarge as exc:
+        raise ImageDataError(f"{path}: {exc}") from None
     return images
 
 
@@ -290,9 +384,9 @@ def _npz_labels(path: Path, arrays: dict[str, np.ndarray], n: int) -> dict[str, 
     return labels
 
 
-def _npz_items(path: Path) -> list[_Item]:
-    arrays = _npz_arrays(path)
-    images = _npz_images(path, arrays)
+def _npz_items(path: Path, limits: SizeLimits) -> list[_Item]:
+    arrays = _npz_arrays(path, limits)
+    images = _npz_images(path, arrays, limits)
     labels = _npz_labels(path, arrays, len(images))
 
     def item(i: int) -> _Item:
@@ -318,12 +412,15 @@ def _parse_tile(sheet: str | tuple[int, int]) -> tuple[int, int]:
 
 
 def _sheet_items(path: Path, tile: tuple[int, int], background: tuple[int, int, int], grayscale: bool,
-                 skipped: list[str]) -> list[_Item]:
+                 limits: SizeLimits, skipped: list[str]) -> list[_Item]:
     try:
-        sheet = _decode(_read_file(path)(), background, grayscale)
+        limits.check("file_bytes", _file_size(path), "the sheet's file is")
+        sheet = _decode(_read_file(path)(), background, grayscale, limits)
     except _Undecodable as exc:
         raise ImageDataError(f"{path}: cannot decode the sprite sheet ({exc}); check that it is a valid image"
                              ) from exc
+    except _TooLarge as exc:
+        raise ImageDataError(f"{path}: {exc}") from None
     (width, height), (tile_w, tile_h) = sheet.size, tile
     if width % tile_w or height % tile_h:
         raise ImageDataError(f"{path}: the sheet is {width}x{height} pixels, not a multiple of the {tile_w}x{tile_h} "
@@ -342,14 +439,14 @@ def _sheet_items(path: Path, tile: tuple[int, int], background: tuple[int, int, 
     return items
 
 
-def _list_items(path: Path, sheet, background: tuple[int, int, int], grayscale: bool,
+def _list_items(path: Path, sheet, background: tuple[int, int, int], grayscale: bool, limits: SizeLimits,
                 stack: contextlib.ExitStack, skipped: list[str]) -> list[_Item]:
     """Every candidate image under ``path`` (nothing decoded yet, except a sprite sheet)."""
     lower = path.name.lower()
     if sheet is not None:
         if not path.is_file():
             raise ImageDataError(f"sheet={sheet!r} needs a single image file, but {path} is a folder")
-        return _sheet_items(path, _parse_tile(sheet), background, grayscale, skipped)
+        return _sheet_items(path, _parse_tile(sheet), background, grayscale, limits, skipped)
     if path.is_dir():
         return _folder_items(path, skipped)
     if lower.endswith(TAR_EXTENSIONS):
@@ -357,9 +454,9 @@ def _list_items(path: Path, sheet, background: tuple[int, int, int], grayscale: 
     if lower.endswith(".zip"):
         return _zip_items(path, stack, skipped)
     if lower.endswith(".npz"):
-        return _npz_items(path)
+        return _npz_items(path, limits)
     if lower.endswith(IMAGE_EXTENSIONS):
-        return [_Item(path.name, str(path), _read_file(path), parse_label_name(path.name))]
+        return [_Item(path.name, str(path), _read_file(path), parse_label_name(path.name), _file_size(path))]
     raise ImageDataError(f"{path}: not a folder, archive ({', '.join(TAR_EXTENSIONS)}, .zip), .npz or image file "
                          f"({', '.join(IMAGE_EXTENSIONS)})")
 
@@ -385,12 +482,20 @@ def _flatten(image: Image.Image, background: tuple[int, int, int], grayscale: bo
     return image if image.mode == target else image.convert(target)
 
 
-def _decode(raw: bytes | Image.Image, background: tuple[int, int, int], grayscale: bool) -> Image.Image:
-    """Fully decode ``raw`` and flatten it; raises :class:`_Undecodable` with Pillow's reason."""
+def _decode(raw: bytes | Image.Image, background: tuple[int, int, int], grayscale: bool,
+            limits: SizeLimits) -> Image.Image:
+    """Fully decode ``raw`` and flatten it; raises :class:`_Undecodable` with Pillow's reason, or
+    :class:`_TooLarge` when the header's width x height is above ``limits.pixels`` (nothing decoded)."""
     try:
-        image = Image.open(io.BytesIO(raw)) if isinstance(raw, bytes) else raw
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap that counts is ours
+            image = Image.open(io.BytesIO(raw)) if isinstance(raw, bytes) else raw
+        width, height = image.size
+        limits.check("pixels", width * height, f"it is {width}x{height} =")
         image.load()
         return _flatten(ImageOps.exif_transpose(image), background, grayscale)
+    except Image.DecompressionBombError as exc:  # beyond twice Pillow's own cap, whatever ours is
+        raise _TooLarge(str(exc)) from exc
     except _PIL_ERRORS as exc:
         raise _Undecodable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -408,19 +513,25 @@ def _square(image: Image.Image, size: int) -> Image.Image:
 
 
 def _decode_all(items: list[_Item], size: int, background: tuple[int, int, int], grayscale: bool, skip_bad: bool,
-                skipped: list[str], progress) -> tuple[list[np.ndarray], list[_Item]]:
-    """Decode items in order; undecodable ones raise, or are skipped with ``skip_bad``."""
+                limits: SizeLimits, skipped: list[str], progress) -> tuple[list[np.ndarray], list[_Item]]:
+    """Decode items in order; undecodable or oversized ones raise, or are skipped with ``skip_bad``."""
     task = progress.add_task("Decoding images", total=len(items)) if progress is not None else None
     arrays, kept = [], []
     for item in items:
-        raw = item.load()
         try:
-            image = _square(_decode(raw, background, grayscale), size)
+            if item.size is not None:
+                limits.check("file_bytes", item.size, "the file is")
+            image = _square(_decode(item.load(), background, grayscale, limits), size)
         except _Undecodable as exc:
             if not skip_bad:
                 raise ImageDataError(f"{item.origin}: cannot decode the image ({exc}); remove or replace the file, "
                                      f"or pass skip_bad=True (CLI: --skip-bad) to skip unreadable images") from exc
             skipped.append(f"{item.name}: cannot decode ({exc})")
+        except _TooLarge as exc:
+            if not skip_bad:
+                raise ImageDataError(f"{item.origin}: {exc}; or pass skip_bad=True (CLI: --skip-bad) to skip it"
+                                     ) from None
+            skipped.append(f"{item.name}: too large ({exc})")
         else:
             pixels = np.asarray(image, dtype=np.uint8)
             arrays.append(pixels[..., None] if grayscale else pixels)
@@ -480,14 +591,15 @@ def _check_args(size: int, background, limit: int | None) -> tuple[int, int, int
 def load_images(path: str | Path, size: int = 64, *, sheet: str | tuple[int, int] | None = None,
                 where: str | None = None, grayscale: bool = False,
                 background: tuple[int, int, int] = (255, 255, 255), limit: int | None = None,
-                skip_bad: bool = False, progress=None) -> ImageSet:
+                skip_bad: bool = False, limits: SizeLimits = SizeLimits(), progress=None) -> ImageSet:
     """Load a folder, archive, .npz, sprite sheet or single image as ``size`` x ``size`` uint8 images.
 
     ``sheet``: tile size ``"WxH"`` / ``(w, h)`` to cut a single image file into tiles. ``where``: label filter
     (see :func:`parse_where`), applied to names before decoding. ``grayscale``: one channel instead of RGB.
     ``background``: RGB colour under transparent pixels. ``limit``: keep the first ``limit`` images after
     filtering (counted before decoding, so with ``skip_bad`` fewer may come back). ``skip_bad``: skip
-    undecodable images instead of raising. ``progress``: a Rich ``Progress``, advanced once per decoded file.
+    undecodable or oversized images instead of raising. ``limits``: the :class:`SizeLimits` checked before
+    decoding (``NO_LIMITS`` for none). ``progress``: a Rich ``Progress``, advanced once per decoded file.
     Raises :class:`ImageDataError` for any bad input (see the module docstring).
     """
     rgb = _check_args(size, background, limit)
@@ -497,12 +609,17 @@ def load_images(path: str | Path, size: int = 64, *, sheet: str | tuple[int, int
         raise ImageDataError(f"{path} does not exist; give a folder, .tar/.zip archive, .npz or image file")
     skipped: list[str] = []
     with contextlib.ExitStack() as stack:
-        items = _list_items(path, sheet, rgb, grayscale, stack, skipped)
+        items = _list_items(path, sheet, rgb, grayscale, limits, stack, skipped)
         if not items:
             raise _nothing_left(path, skipped)
         if where_filter is not None:
             items = _apply_where(items, where_filter)
-        arrays, kept = _decode_all(items[:limit], size, rgb, grayscale, skip_bad, skipped, progress)
+        items = items[:limit]
+        try:
+            limits.check("total_bytes", sum(item.size or 0 for item in items), f"the {len(items)} images to load hold")
+        except _TooLarge as exc:
+            raise ImageDataError(f"{path}: {exc}; or load fewer with limit=N (CLI: --limit)") from None
+        arrays, kept = _decode_all(items, size, rgb, grayscale, skip_bad, limits, skipped, progress)
     if not kept:
         raise _nothing_left(path, skipped)
     return ImageSet(np.stack(arrays), [item.name for item in kept], _stack_labels(kept), skipped)

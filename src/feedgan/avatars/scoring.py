@@ -42,9 +42,10 @@ def score_images(fake: np.ndarray, real: np.ndarray, *, floor_images: np.ndarray
 
 
 def score_run(run: str | Path, real: str | Path, *, n: int = 2000, seed: int = 0,
-              inception_weights: str | Path | None = None, skip_bad: bool = False) -> dict:
-    """Scores of ``n`` avatars from ``run`` against (at most ``n``) images under ``real``."""
-    from .images import load_images
+              inception_weights: str | Path | None = None, skip_bad: bool = False, limits=None) -> dict:
+    """Scores of ``n`` avatars from ``run`` against (at most ``n``) images under ``real``; ``limits``:
+    the :class:`~feedgan.avatars.images.SizeLimits` for loading them (default: the standard ones)."""
+    from .images import SizeLimits, load_images
     from .inception import load_inception
     from .train import generate, latents, load_generator, read_run
 
@@ -52,19 +53,20 @@ def score_run(run: str | Path, real: str | Path, *, n: int = 2000, seed: int = 0
         raise ValueError(f"-n {n}: score at least 20 avatars (a few hundred or more for stable numbers)")
     inception = load_inception(inception_weights) if inception_weights is not None else None  # fail early
     G, cfg = load_generator(run)
-    real_set = load_images(real, size=cfg.size, grayscale=cfg.channels == 1, skip_bad=skip_bad)
+    limits = limits or SizeLimits()
+    real_set = load_images(real, size=cfg.size, grayscale=cfg.channels == 1, skip_bad=skip_bad, limits=limits)
     real_imgs = real_set.images[np.random.default_rng(seed).permutation(len(real_set))[:n]]
     if len(real_imgs) < 20:
         raise ValueError(f"{real}: {len(real_imgs)} images is too few to score against; give at least 20")
     fake = generate(G, latents(cfg, n, seed + 1000))
-    train = _training_images(read_run(run)[1].get("images", {}), cfg, skip_bad)
+    train = _training_images(read_run(run)[1].get("images", {}), cfg, skip_bad, limits)
     spaces = {"random-cnn": score_images(fake, real_imgs, train=train, seed=seed)}
     if inception is not None:
         spaces["inception"] = score_images(fake, real_imgs, train=train, extractor=inception, seed=seed)
     return {"run": str(run), "real": str(real), "n": n, "seed": seed, "spaces": spaces}
 
 
-def _training_images(source: dict, cfg, skip_bad: bool) -> np.ndarray | None:
+def _training_images(source: dict, cfg, skip_bad: bool, limits) -> np.ndarray | None:
     """The run's training images (``source``: how they were loaded), for the memorisation check,
     when they can still be loaded."""
     from .images import ImageDataError, load_images
@@ -74,6 +76,6 @@ def _training_images(source: dict, cfg, skip_bad: bool) -> np.ndarray | None:
     try:
         return load_images(source["path"], size=cfg.size, grayscale=cfg.channels == 1, sheet=source.get("sheet"),
                            where=source.get("where"), skip_bad=skip_bad or source.get("skip_bad", False),
-                           limit=source.get("limit")).images
+                           limit=source.get("limit"), limits=limits).images
     except ImageDataError:
         return None

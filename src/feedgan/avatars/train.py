@@ -14,20 +14,22 @@ A run folder holds ``avatar.json`` (preset, sizes, classes, training settings), 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
-from ..gan import GANConfig, GANTask, GANTrainer, latest_checkpoint
-from ..io import atomic_open
+from ..gan import GANConfig, GANTask, GANTrainer
+from ..gan.checkpoint import list_checkpoints, trim_stats
+from ..io import ArtifactError, atomic_open, atomic_path, read_json, read_safetensors, remove_orphans
+from ..params import check_params
 from .augment import diff_augment, parse_policy
 from .grid import save_grid
 from .models import build
@@ -153,9 +155,8 @@ class _Progress:
     def write(self, trainer) -> None:
         images = generate(trainer.G_eval, self.z)
         path = save_grid(images, self.run / "samples" / f"step-{trainer.step:07d}.png")
-        latest = self.run / "samples" / "latest.png"
-        shutil.copyfile(path, latest.with_name("latest.png.tmp"))
-        os.replace(latest.with_name("latest.png.tmp"), latest)  # never a half-written latest.png
+        with atomic_path(self.run / "samples" / "latest.png") as tmp:  # never a half-written latest.png
+            shutil.copyfile(path, tmp)
 
 
 @torch.no_grad()
@@ -194,9 +195,10 @@ def _classes(image_set, cfg: AvatarConfig) -> tuple[torch.Tensor | None, list[in
 
 def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resume: bool = False,
           source: dict | None = None) -> Path:
-    """Train on ``image_set`` into the run folder ``run``; ``resume`` continues from its newest checkpoint.
-    ``source`` (how the images were loaded: path, sheet, where, ...) is kept in ``avatar.json`` so
-    the run can be resumed and scored for memorisation later."""
+    """Train on ``image_set`` into the run folder ``run``; ``resume`` continues from its newest intact
+    checkpoint (from step 0, with a warning, when it has none yet). ``source`` (how the images were
+    loaded: path, sheet, where, ...) is kept in ``avatar.json`` so the run can be resumed and scored
+    for memorisation later."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     cfg = config.resolved()
@@ -211,39 +213,60 @@ def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resum
                     tick_every=min(100, cfg.sample_every), checkpoint_every=cfg.checkpoint_every,
                     seed=cfg.seed, device=cfg.device)
     trainer = GANTrainer(G, D, task, gan, out_dir=run)
-    if resume and latest_checkpoint(run) is not None:
-        trainer.resume()
+    if resume:
+        _resume(trainer, run)
     meta = {"preset": cfg.preset, "config": asdict(cfg), "n_images": len(images), "images": source or {},
             "first_images": image_set.names[:5]}
     with atomic_open(run / "avatar.json") as fh:
         json.dump(meta, fh, indent=2)
     fixed = task.latent(64, torch.Generator().manual_seed(cfg.seed + 1))  # the same grid latents every time
     trainer.fit(progress=progress, callbacks=[_Progress(run, task, fixed, cfg.sample_every, cfg.budget_s)])
-    weights, tmp = run / "generator.safetensors", run / "generator.safetensors.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in trainer.G_eval.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)  # a killed run never leaves a half-written generator
+    with atomic_path(run / "generator.safetensors") as tmp:  # a killed run never leaves a half-written generator
+        save_file({k: v.detach().cpu().contiguous() for k, v in trainer.G_eval.state_dict().items()}, str(tmp))
     return run
 
 
+def _resume(trainer: GANTrainer, run: Path) -> None:
+    """Continue from the newest intact checkpoint; a run killed before its first one starts again."""
+    if list_checkpoints(run):
+        trainer.resume()
+        return
+    warnings.warn(f"{run} has no checkpoint yet (killed before the first one): training again from step 0")
+    remove_orphans(run)
+    trim_stats(run, 0)
+
+
 def read_run(run: str | Path) -> tuple[AvatarConfig, dict]:
-    """A run's resolved config and its whole ``avatar.json`` (with ``images``: how they were loaded)."""
+    """A run's resolved config and its whole ``avatar.json`` (with ``images``: how they were loaded);
+    :class:`~feedgan.io.ArtifactError` when the file is cut off or its settings do not check out."""
     meta_file = Path(run) / "avatar.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{run} is not an avatar run: avatar.json is missing "
-                                "(make one with `feedgan avatars train --images PATH`)")
-    meta = json.loads(meta_file.read_text())
-    return AvatarConfig(**{k: tuple(v) if k == "betas" else v for k, v in meta["config"].items()}), meta
+    meta = read_json(meta_file, missing=f"{run} is not an avatar run: avatar.json is missing "
+                                        "(make one with `feedgan avatars train --images PATH`)")
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict):
+        raise ArtifactError(meta_file, "has no \"config\" object")
+    try:
+        return AvatarConfig(**check_params(AvatarConfig, config)).resolved(), meta
+    except ValueError as exc:  # ParamError, or an unknown preset
+        raise ArtifactError(meta_file, str(exc)) from exc
 
 
 def load_generator(run: str | Path, device: str = "cpu") -> tuple[nn.Module, AvatarConfig]:
-    """The trained generator (eval mode) and the run's resolved config."""
+    """The trained generator (eval mode) and the run's resolved config; :class:`~feedgan.io.ArtifactError`
+    when the weights are damaged or do not fit the generator ``avatar.json`` describes."""
     weights = Path(run) / "generator.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{run} is not a finished avatar run: generator.safetensors is missing "
                                 "(train with `feedgan avatars train`, or resume it)")
     cfg, _ = read_run(run)
     G, _ = build(cfg.preset, cfg.size, cfg.channels, cfg.z_dim, len(cfg.classes), cfg.width)
-    G.load_state_dict(load_file(str(weights)))
+    try:
+        G.load_state_dict(read_safetensors(weights, framework="torch"))
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        reason = " ".join(str(exc).split())[:300]
+        raise ArtifactError(weights, f"does not fit the {cfg.preset} generator of avatar.json ({reason})",
+                            fix="avatar.json or the weights were changed or mixed up: restore both, or train again"
+                            ) from exc
     return G.to(device).eval(), cfg
 
 

@@ -9,6 +9,9 @@ read back with ``torch.load(weights_only=True)``, which refuses to unpickle arbi
     out_dir/best_generator.pt               {"format", "step", "metric", "mode", "G"}   (BestCheckpoint)
 
 Only the newest ``keep`` checkpoints are kept; a crash mid-write leaves the previous ones intact.
+Resuming takes the newest checkpoint that reads back (a damaged one is skipped with a warning),
+deletes the temporary files a killed writer left, and keeps ``stats.jsonl`` up to the resumed step
+(a last line torn by the crash is dropped with a warning).
 
 :class:`Resumable` is the save/restore half of :class:`~feedgan.gan.trainer.GANTrainer`: the
 state dict (weights, optimizers, counters, every rank's random streams), the trainer-owned global
@@ -28,12 +31,14 @@ from typing import Any, Callable, Self
 import torch
 from torch import Tensor
 
-from ..io import atomic_open, atomic_path
+from ..io import ArtifactError, atomic_open, atomic_path, remove_orphans
 from . import ddp
 
 FORMAT = "feedgan.gan.checkpoint/1"
 BEST_FORMAT = "feedgan.gan.best/1"
 _CKPT = re.compile(r"^ckpt-(\d{8})\.pt$")
+# what a checkpoint must hold for load_state_dict
+_KEYS = ("step", "elapsed", "skipped", "G", "D", "G_ema", "opt_g", "opt_d", "rng")
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:
@@ -81,17 +86,76 @@ def save_state(state: dict, path: str | Path) -> Path:
 
 
 def load_state(path: str | Path, expect: str = FORMAT) -> dict:
-    """Read a file written by :func:`save_state` without unpickling code (``weights_only``)."""
+    """Read a file written by :func:`save_state` without unpickling code (``weights_only``); a
+    damaged or foreign file raises :class:`~feedgan.io.ArtifactError` naming it."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"no checkpoint at {path}") from None
     except Exception as exc:  # truncated file, foreign pickle with objects, ...
-        raise ValueError(f"{path} is not a readable feedgan GAN checkpoint ({exc})") from exc
+        reason = " ".join(str(exc).split())[:300]  # torch's messages span many lines
+        raise ArtifactError(path, f"not a readable feedgan GAN checkpoint ({type(exc).__name__}: {reason})") from exc
     if not isinstance(state, dict) or state.get("format") != expect:
-        raise ValueError(f"{path} is not a {expect} file (format {state.get('format') if isinstance(state, dict) else None!r})")
+        found = state.get("format") if isinstance(state, dict) else None
+        raise ArtifactError(path, f"not a {expect} file (format {found!r})")
+    missing = [k for k in _KEYS if k not in state] if expect == FORMAT else []
+    if missing:
+        raise ArtifactError(path, f"a checkpoint without {', '.join(missing)}")
     return state
+
+
+def load_latest(out_dir: str | Path) -> tuple[Path, dict]:
+    """The newest checkpoint under ``out_dir/checkpoints`` that reads back, and its state; damaged
+    newer ones are skipped with a warning. FileNotFoundError when there is none at all,
+    :class:`~feedgan.io.ArtifactError` when none reads back."""
+    found = list_checkpoints(out_dir)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint to resume from under {Path(out_dir) / 'checkpoints'}")
+    problems = []
+    for _, file in reversed(found):
+        try:
+            return file, load_state(file)
+        except ArtifactError as exc:
+            warnings.warn(f"skipping the damaged checkpoint {file} ({exc.problem}); trying an older one")
+            problems.append(f"{file.name}: {exc.problem}")
+    raise ArtifactError(Path(out_dir) / "checkpoints", f"none of the {len(found)} checkpoints reads back "
+                        f"({'; '.join(problems)})", fix="train again without --resume")
+
+
+def trim_stats(out_dir: str | Path, step: int) -> None:
+    """Keep the lines of ``out_dir/stats.jsonl`` up to ``step`` (rewritten atomically). A torn last
+    line (a crash mid-write) is dropped with a warning; any other unreadable line is an
+    :class:`~feedgan.io.ArtifactError` naming the file and the line."""
+    stats = Path(out_dir) / "stats.jsonl"
+    if not stats.exists():
+        return
+    lines = stats.read_bytes().decode("utf-8", errors="replace").splitlines()
+    last = max((n for n, ln in enumerate(lines) if ln.strip()), default=-1)
+    keep = []
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        row_step = _stats_step(line)
+        if row_step is None and n == last:
+            warnings.warn(f"{stats}, line {n + 1}: dropped a torn last line (the run was killed mid-write)")
+        elif row_step is None:
+            raise ArtifactError(stats, f"line {n + 1} is not a stats record: {line[:80]!r}",
+                                fix="delete that line (or the file) and resume again")
+        elif row_step <= step:
+            keep.append(line)
+    with atomic_open(stats) as fh:
+        fh.write("".join(ln + "\n" for ln in keep))
+
+
+def _stats_step(line: str) -> int | None:
+    """The step of one stats.jsonl line, or None when it is no stats record."""
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 class Resumable:
@@ -192,25 +256,25 @@ class Resumable:
         return path
 
     def resume(self, path: str | Path | None = None) -> Self:
-        """Load the newest checkpoint under ``path`` (a run folder; default ``out_dir``) or the
-        checkpoint file ``path``; ``stats.jsonl`` lines past that step are dropped. Returns self."""
+        """Load the newest intact checkpoint under ``path`` (a run folder; default ``out_dir``) or
+        the checkpoint file ``path``. In ``out_dir``, temporary files a killed writer left are
+        deleted and ``stats.jsonl`` lines past the resumed step are dropped. Returns self."""
         path = Path(path) if path is not None else self.out_dir
         if path is None:
             raise ValueError("resume() needs a path, or an out_dir given to GANTrainer")
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint to resume from: {path} does not exist")
-        file = latest_checkpoint(path) if path.is_dir() else path
-        if file is None:
-            raise FileNotFoundError(f"no checkpoint to resume from under {path / 'checkpoints'}")
-        state = load_state(file)
-        self.load_state_dict(state)
+        file, state = load_latest(path) if path.is_dir() else (path, load_state(path))
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise ArtifactError(file, f"does not fit these models ({type(exc).__name__}: {reason})",
+                                fix="resume with the run's own settings (preset, size, width)") from exc
         self._snapshot, self._snapshot_file, self.last_checkpoint = state, file, file
-        stats = self.out_dir / "stats.jsonl" if self.out_dir is not None else None
-        if self.dist.is_main and stats is not None and stats.exists():
-            lines = [ln for ln in stats.read_text(encoding="utf-8").splitlines()
-                     if ln.strip() and json.loads(ln)["step"] <= self.step]
-            with atomic_open(stats) as fh:
-                fh.write("".join(ln + "\n" for ln in lines))
+        if self.dist.is_main and self.out_dir is not None:
+            remove_orphans(self.out_dir)
+            trim_stats(self.out_dir, self.step)
         return self
 
 

@@ -34,7 +34,6 @@ on every pair, or a plain matrix) the input is the binary union of all actions, 
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -42,11 +41,12 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from ..data.dataset import Dataset, IdMap
-from ..data.schema import EXPOSURE
-from ..io import atomic_path, write_json
+from ..data.schema import EXPOSURE, DataError
+from ..io import ArtifactError, atomic_path, read_json, read_safetensors, write_json
+from ..params import check_params
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
 FRIENDS = "friends"  # the derived channel: friends' target actions (social graph x target matrix)
@@ -352,33 +352,108 @@ class Recommender:
 
     @staticmethod
     def load(path: str | Path) -> "Recommender":
+        """A model saved by :meth:`save`. A damaged folder (truncated or edited ``model.json``,
+        hyperparameters of the wrong type, a corrupt or mismatched ``model.safetensors``) raises
+        :class:`~feedgan.io.ArtifactError` naming the file, before anything is scored."""
         path = Path(path)
-        try:
-            meta = json.loads((path / "model.json").read_text())
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"{path}: no model.json here; point at a folder written by model.save") from e
-        import feedgan.rec  # noqa: F401  (defines every model class, filling the registry)
-
-        cls = _REGISTRY.get(meta["model"])
-        if cls is None:
-            raise ValueError(f"{path}: unknown model {meta['model']!r}; known: {sorted(_REGISTRY)}")
-        arrays = load_file(str(path / "model.safetensors"))
-        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
-        params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
-                  for k, v in meta["params"].items()}  # JSON has no tuples
+        cls, params, meta = read_model_meta(path)
+        file = path / "model.safetensors"
+        arrays = read_safetensors(file)
+        check_layout(file, {k: list(v.shape) for k, v in arrays.items()}, meta)
         model = cls(**params)
-        model.n_users_, model.n_items_ = meta["shape"]
         shape = tuple(meta["shape"])
-        model.train_ = _csr_from(arrays, "train", shape)
-        model.target_, model.aux_ = meta.get("target"), {k: float(v) for k, v in meta.get("aux", {}).items()}
-        if model.target_ is not None:
-            model.seen_ = _csr_from(arrays, "seen", shape)
-            model.channels_ = {a: _csr_from(arrays, f"channel.{a}", shape) for a in model.aux_ if a != FRIENDS}
-        model.social_ = _csr_from(arrays, "social", (shape[0], shape[0])) if "social.indptr" in arrays else None
-        model.user_ids_ = IdMap(arrays["user_ids"] if "user_ids" in arrays else np.array(meta["user_ids"]), "user")
-        model.item_ids_ = IdMap(arrays["item_ids"] if "item_ids" in arrays else np.array(meta["item_ids"]), "item")
-        model._set_state({k[6:]: v for k, v in arrays.items() if k.startswith("state.")})
+        model.n_users_, model.n_items_ = shape
+        model.target_, model.aux_ = meta["target"], meta["aux"]
+        try:
+            model.train_ = _csr_from(arrays, "train", shape)
+            if model.target_ is not None:
+                model.seen_ = _csr_from(arrays, "seen", shape)
+                model.channels_ = {a: _csr_from(arrays, f"channel.{a}", shape) for a in model.aux_ if a != FRIENDS}
+            model.social_ = _csr_from(arrays, "social", (shape[0], shape[0])) if "social.indptr" in arrays else None
+            for key in ("user_ids", "item_ids"):
+                ids = arrays[key] if key in arrays else np.array(meta[key])
+                setattr(model, f"{key}_", IdMap(ids, key[:4]))
+            model._set_state({k[6:]: v for k, v in arrays.items() if k.startswith("state.")})
+            if model.n_users_:
+                model.score(np.zeros(1, dtype=np.int64))  # the arrays fit this class: one known user scores
+        except (DataError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ArtifactError(file, f"does not hold a working {cls.name} model ({type(exc).__name__}: {reason})"
+                                ) from exc
         return model
+
+
+def read_model_meta(path: str | Path) -> tuple[type[Recommender], dict, dict]:
+    """The class, the checked hyperparameters and the checked ``model.json`` of a saved model,
+    without reading its weights; :class:`~feedgan.io.ArtifactError` names what is wrong. ``meta``
+    comes back with ``target`` (None or a name) and ``aux`` (name -> float) always present."""
+    path = Path(path)
+    file = path / "model.json"
+    meta = read_json(file, missing=f"{path}: no model.json here; point at a folder written by model.save")
+    if not isinstance(meta, dict):
+        raise ArtifactError(file, f"holds a {type(meta).__name__}, not the object model.save writes")
+    import feedgan.rec  # noqa: F401  (defines every model class, filling the registry)
+
+    kind = meta.get("model")
+    if not isinstance(kind, str):
+        raise ArtifactError(file, "has no \"model\" (the model's kind, e.g. \"ease\")")
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise ArtifactError(file, f"unknown model {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
+    try:
+        params = check_params(cls, _field(meta, "params", dict), owner=kind)
+        shape, target, aux = _checked_fields(meta)
+    except ValueError as exc:  # ParamError included
+        raise ArtifactError(file, str(exc)) from exc
+    return cls, params, {**meta, "params": params, "shape": shape, "target": target, "aux": aux}
+
+
+def _checked_fields(meta: dict) -> tuple[list[int], str | None, dict[str, float]]:
+    """``shape``, ``target`` and ``aux`` of a ``model.json``, and the lengths of id lists in it;
+    ValueError says which field is wrong."""
+    shape = _field(meta, "shape", list)
+    if len(shape) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise ValueError(f"\"shape\" must be [n_users, n_items], got {shape!r}")
+    target = meta.get("target")
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"\"target\" must be an action name or null, got {target!r}")
+    try:
+        aux = _aux_weights(_field(meta, "aux", dict, default={}))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"\"aux\" must map action names to weights >= 0 ({exc})") from None
+    for key, n in (("user_ids", shape[0]), ("item_ids", shape[1])):
+        if key in meta and (not isinstance(meta[key], list) or len(meta[key]) != n):
+            raise ValueError(f"\"{key}\" must list {n} ids")
+    return shape, target, aux
+
+
+def _field(meta: dict, key: str, kind: type, default=None):
+    value = meta.get(key, default)
+    if not isinstance(value, kind):
+        raise ValueError(f"\"{key}\" must be a JSON {'object' if kind is dict else 'array'}, got {value!r}")
+    return value
+
+
+def check_layout(file: Path, shapes: dict[str, list[int]], meta: dict) -> None:
+    """The arrays a saved model needs, with shapes that fit ``meta``'s (n_users, n_items), from
+    the safetensors header alone (``shapes``: name -> shape); :class:`~feedgan.io.ArtifactError`
+    names the first array missing or of the wrong shape."""
+    n_users, n_items = meta["shape"]
+    need = {"train.indptr": [n_users + 1]}
+    if meta["target"] is not None:
+        need["seen.indptr"] = [n_users + 1]
+        need.update({f"channel.{a}.indptr": [n_users + 1] for a in meta["aux"] if a != FRIENDS})
+    for key, n in (("user_ids", n_users), ("item_ids", n_items)):
+        if key not in meta:
+            need[key] = [n]
+    if "social.indptr" in shapes:
+        need["social.indptr"] = [n_users + 1]
+    for key, shape in need.items():
+        if key not in shapes:
+            raise ArtifactError(file, f"has no array {key!r}; it holds {', '.join(sorted(shapes)) or 'none'}")
+        if shapes[key] != shape:
+            raise ArtifactError(file, f"array {key!r} has shape {shapes[key]}, model.json's shape "
+                                      f"{meta['shape']} needs {shape}")
 
 
 def _aux_weights(aux) -> dict[str, float]:
@@ -422,9 +497,17 @@ def _csr_arrays(key: str, m: sp.csr_matrix, weighted: bool = False) -> dict[str,
 
 
 def _csr_from(arrays: dict, key: str, shape) -> sp.csr_matrix:
-    indices = arrays[f"{key}.indices"]
+    """A CSR matrix from saved arrays, checked first: a damaged file must not index out of bounds."""
+    indptr, indices = arrays[f"{key}.indptr"], arrays[f"{key}.indices"]
     data = arrays.get(f"{key}.data", np.ones(len(indices), np.float32))
-    return sp.csr_matrix((data, indices, arrays[f"{key}.indptr"]), shape=shape)
+    if indptr.ndim != 1 or len(indptr) != shape[0] + 1 or indptr.dtype.kind not in "iu" \
+            or indices.dtype.kind not in "iu" or indices.ndim != 1 or data.shape != indices.shape:
+        raise ValueError(f"{key}: arrays of the wrong shape or type")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{key}: row pointers out of order")
+    if len(indices) and (indices.min() < 0 or indices.max() >= shape[1]):
+        raise ValueError(f"{key}: column index out of range")
+    return sp.csr_matrix((data, indices, indptr), shape=shape)
 
 
 def top_n(scores, n: int, exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -379,9 +379,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
     @app.get("/models")
     def models() -> dict:
         """Every registered model: name, kind, target action, auxiliary actions, whether it gives
-        probabilities (``propensities``), headline metrics."""
+        probabilities (``propensities``), headline metrics; ``broken``: the damaged runs and why."""
         entries = svc.registry.entries()  # a fresh scan; targets() reads it
-        return {"active": svc.active, "actions": svc.registry.targets(), "models": [e.public() for e in entries]}
+        return {"active": svc.active, "actions": svc.registry.targets(), "models": [e.public() for e in entries],
+                "broken": svc.registry.broken}
 
     @app.post("/models/{name:path}/activate")
     def activate(name: str) -> dict:

@@ -10,17 +10,23 @@ Each entry also carries what ``model.json`` says the model predicts, read withou
 weights: ``target`` (the action it predicts, None for a model fitted on every action), ``aux`` (its
 auxiliary actions and weights) and ``propensities`` (its class has ``predict_proba``: it gives
 P(target | user, shown item)). :meth:`Registry.for_action` finds a model by the action it predicts.
+
+A damaged run never breaks the registry: a model whose ``model.json`` does not check out (cut off,
+no ``model`` kind, hyperparameters of the wrong type) or whose ``model.safetensors`` header does not
+fit it is left out of the entries and listed in :attr:`Registry.broken` as ``{"run", "reason"}``;
+so is one that fails to load later (asking for it by name then says why it is broken).
 """
 from __future__ import annotations
 
-import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..rec.base import Recommender, registry as model_classes
+from ..io import ArtifactError, read_json, safetensors_shapes
+from ..rec.base import Recommender, check_layout, read_model_meta
 
 
 class UnknownModelError(KeyError):
@@ -60,39 +66,37 @@ class Registry:
         self.root = Path(root)
         self._loaded: dict[str, LoadedModel] = {}
         self._entries: list[Entry] | None = None  # cached scan; refreshed by entries() and on a miss
+        self.broken: list[dict[str, str]] = []  # {"run": entry name, "reason": one line}, from the last scan
+        # entry name -> (files' signature, reason) of models that failed to load; skipped until their files change
+        self._failed: dict[str, tuple[tuple, str]] = {}
         self._lock = threading.Lock()
 
     def entries(self) -> list[Entry]:
-        """Every saved model under the root, oldest run first (scans the folder)."""
-        self._entries = self._scan()
+        """Every usable saved model under the root, oldest run first (scans the folder; the
+        damaged ones go to :attr:`broken`)."""
+        self._entries, self.broken = self._scan()
         return self._entries
 
-    def _scan(self) -> list[Entry]:
-        out = []
+    def _scan(self) -> tuple[list[Entry], list[dict[str, str]]]:
+        out, broken = [], []
         if not self.root.is_dir():
-            return out
-        import feedgan.rec  # noqa: F401  (defines every model class, to tell which give propensities)
-
-        classes = model_classes()
+            return out, broken
         for run in sorted(p for p in self.root.iterdir() if p.is_dir()):
             models = sorted(m for m in (run / "models").glob("*") if (m / "model.json").exists())
-            metrics = {}
-            if (run / "metrics.json").exists():
-                try:
-                    metrics = json.loads((run / "metrics.json").read_text())
-                except json.JSONDecodeError:
-                    metrics = {}
+            metrics = _read_metrics(run / "metrics.json") if models else {}
             for m in models:
-                meta = json.loads((m / "model.json").read_text())
-                kind = meta["model"]
                 name = run.name if len(models) == 1 else f"{run.name}/{m.name}"
-                target = meta.get("target")
-                aux = meta.get("aux") or {}
-                out.append(Entry(name, kind, m, _summary(metrics, m.name),
-                                 target=str(target) if target is not None else None,
-                                 aux={str(a): float(w) for a, w in aux.items()} if isinstance(aux, dict) else {},
-                                 propensities=hasattr(classes.get(kind), "predict_proba")))
-        return out
+                failed = self._failed.get(name)
+                if failed is not None and failed[0] == _signature(m):
+                    broken.append({"run": name, "reason": failed[1]})
+                    continue
+                try:
+                    out.append(_entry(name, m, _summary(metrics, m.name)))
+                except ArtifactError as e:
+                    broken.append({"run": name, "reason": e.relative(self.root)})
+                except FileNotFoundError:  # deleted while we looked
+                    continue
+        return out, broken
 
     def targets(self, propensities: bool = False) -> list[str]:
         """The actions some entry predicts (``propensities``: only entries with ``predict_proba``)."""
@@ -121,23 +125,80 @@ class Registry:
             if of_kind:
                 return of_kind[-1]
         known = ", ".join(e.name for e in entries) or f"none (train one with `feedgan train ... --runs-dir {self.root}`)"
+        why = next((b["reason"] for b in self.broken if b["run"] == name), None)
+        if why is not None:
+            raise UnknownModelError(f"model {name!r} is broken: {why}; available: {known}")
         raise UnknownModelError(f"unknown model {name!r}; available: {known}")
 
     def load(self, name: str) -> LoadedModel:
+        """The loaded model of entry ``name`` (or the newest of that kind), cached. One that fails
+        to load becomes broken (:class:`UnknownModelError` saying why), the registry carries on."""
         entry = self.resolve(name)
         with self._lock:
             if entry.name not in self._loaded:
-                self._loaded[entry.name] = LoadedModel(entry, Recommender.load(entry.path))
+                try:
+                    self._loaded[entry.name] = LoadedModel(entry, Recommender.load(entry.path))
+                except (ArtifactError, FileNotFoundError) as e:
+                    reason = e.relative(self.root) if isinstance(e, ArtifactError) else "model.json is gone"
+                    self._mark_broken(entry, reason)
+                    raise UnknownModelError(f"model {entry.name!r} is broken: {reason}") from None
             return self._loaded[entry.name]
+
+    def _mark_broken(self, entry: Entry, reason: str) -> None:
+        """Take ``entry`` out of the entries and into :attr:`broken` until its files change."""
+        self._failed[entry.name] = (_signature(entry.path), reason)
+        if self._entries is not None:
+            self._entries = [e for e in self._entries if e.name != entry.name]
+        self.broken = [b for b in self.broken if b["run"] != entry.name] + [{"run": entry.name, "reason": reason}]
+
+
+def _entry(name: str, folder: Path, metrics: dict) -> Entry:
+    """The entry of one saved model, from its ``model.json`` and its safetensors header (no weights
+    read); :class:`ArtifactError` when either does not check out."""
+    cls, _, meta = read_model_meta(folder)
+    file = folder / "model.safetensors"
+    check_layout(file, safetensors_shapes(file), meta)
+    return Entry(name, cls.name, folder, metrics, target=meta["target"], aux=meta["aux"],
+                 propensities=hasattr(cls, "predict_proba"))
+
+
+def _signature(folder: Path) -> tuple:
+    """What tells a rewritten model folder from the one that failed: its files' sizes and times."""
+    out = []
+    for f in ("model.json", "model.safetensors"):
+        try:
+            st = (folder / f).stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _read_metrics(file: Path) -> dict:
+    """A run's metrics.json, or {} when it is missing or unreadable (the metrics are for show)."""
+    try:
+        metrics = read_json(file)
+    except (FileNotFoundError, ArtifactError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def _summary(metrics: dict, model_dir: str) -> dict:
-    """The headline numbers of a run's metrics.json (train and bench runs differ in shape)."""
+    """The headline numbers of a run's metrics.json (train and bench runs differ in shape); only
+    finite numbers are kept."""
     out = {}
     for part in ("valid", "test"):
         if isinstance(metrics.get(part), dict):
-            out[part] = {k: v for k, v in metrics[part].items() if k in ("ndcg@20", "recall@20", "precision@10")}
-    for row in metrics.get("leaderboard", metrics.get("rows", [])) or []:
-        if isinstance(row, dict) and row.get("model") == model_dir and "test" in row:
-            out["test"] = {k: row["test"][k]["mean"] for k in ("ndcg@20", "recall@20") if k in row["test"]}
+            out[part] = {k: v for k, v in metrics[part].items()
+                         if k in ("ndcg@20", "recall@20", "precision@10") and _number(v)}
+    rows = metrics.get("leaderboard", metrics.get("rows", []))
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("model") == model_dir and isinstance(row.get("test"), dict):
+            test = row["test"]
+            out["test"] = {k: test[k]["mean"] for k in ("ndcg@20", "recall@20")
+                           if isinstance(test.get(k), dict) and _number(test[k].get("mean"))}
     return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
