@@ -75,7 +75,7 @@ class InteractionIn(BaseModel):
 
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    interactions: list[InteractionIn]
+    interactions: list[InteractionIn] = Field(max_length=MAX_BATCH)  # checked before the items: cheap
 
 
 class PredictIn(BaseModel):
@@ -430,6 +430,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     async def invalid(request: Request, exc: RequestValidationError):
         problems = []
         for e in exc.errors():
+            if e.get("type") == "too_long" and tuple(e.get("loc", ()))[-2:] == ("Batch", "interactions"):
+                n = e.get("ctx", {}).get("actual_length")
+                return JSONResponse({"error": f"batch of {n} interactions; the limit is {MAX_BATCH}: split it"},
+                                    status_code=413)
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body"
             if e.get("type") == "json_invalid":
                 problems.append(f"body is not valid JSON ({e.get('ctx', {}).get('error', e['msg'])})")
@@ -449,9 +453,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     @app.post("/interactions", status_code=201)
     def add_interactions(payload: InteractionIn | Batch) -> dict:
         """Store one interaction or a batch (``{"interactions": [...]}``, at most 10,000) atomically."""
-        rows = payload.interactions if isinstance(payload, Batch) else [payload]
-        if len(rows) > MAX_BATCH:
-            raise HTTPException(413, f"batch of {len(rows)} interactions; the limit is {MAX_BATCH}: split it")
+        rows = payload.interactions if isinstance(payload, Batch) else [payload]  # at most MAX_BATCH (413)
         try:
             n = svc.store.add([Interaction(r.user, r.item, r.action, r.timestamp, r.weight) for r in rows])
         except (IdTypeError, ValueError) as e:

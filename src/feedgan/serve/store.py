@@ -197,7 +197,7 @@ class Store:
                               "or the file was replaced by an older copy",
                               f"restore {self.path.name} and {self.path.name}-wal as they were, or start with "
                               f"--accept-loss to go on with the {rows:,} it holds")
-        if not missing:
+        if not missing and rows != acked:
             self._acked.write(rows)
 
     def _error(self, what: str, fix: str) -> StoreError:
