@@ -16,12 +16,12 @@ import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_serve import free_port, small_dataset
 
 from feedgan.data.dataset import IdMap
 from feedgan.rec.baselines import EASE
 from feedgan.serve import create_app
 from feedgan.serve.store import Store
-from test_serve import free_port, small_dataset
 
 TOKEN = "t0ken-for-tests"
 

@@ -9,11 +9,11 @@ import sqlite3
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_serve import Server, registry  # noqa: F401  (the module-scoped registry fixture)
 from typer.testing import CliRunner
 
 from feedgan.cli import app
 from feedgan.serve.store import MIGRATIONS, IdTypeError, Interaction, Store, StoreError
-from test_serve import Server, registry  # noqa: F401  (the module-scoped registry fixture)
 
 INT64_MAX = 2**63 - 1
 

@@ -209,8 +209,11 @@ class Store:
             with self._conns_lock:
                 conns, self._conns = self._conns, []
                 self._generation += 1
-            if conns:
-                conns[-1].execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            checkpoint = _connect(self.path)  # its own connection: the others may belong to busy threads
+            try:
+                checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                checkpoint.close()
             for conn in conns:
                 conn.close()
             self._acked.close()
