@@ -410,7 +410,8 @@ def serve(
                                         help="writes and admin calls need `Authorization: Bearer <token>`; "
                                              "prefer the FEEDGAN_TOKEN variable (a flag shows in `ps`)"),
     protect_reads: bool = typer.Option(False, "--protect-reads", help="reads need the token too (/health excepted)"),
-    max_body_bytes: int = typer.Option(4 * 1024 * 1024, min=1, help="largest request body; larger is a 413"),
+    max_body_bytes: int = typer.Option(4 * 1024 * 1024, min=1,  # = serve.app.MAX_BODY_BYTES (not imported: torch)
+                                       help="largest request body; larger is a 413"),
     accept_loss: bool = typer.Option(False, "--accept-loss",
                                      help="start even if the store holds fewer interactions than were acknowledged "
                                           "(a lost or cut -wal, an older copy); they are lost"),
