@@ -19,7 +19,7 @@ from feedgan.data.schema import validate
 from feedgan.rec.base import Recommender
 from feedgan.rec.baselines import EASE
 from feedgan.rec.bpr import BPR
-from feedgan.serve.store import IdTypeError, Interaction, Store
+from feedgan.serve.store import MIGRATIONS, IdTypeError, Interaction, Store
 
 N_USERS, N_ITEMS = 60, 40
 USER_IDS = np.arange(1000, 1000 + N_USERS)  # raw ids differ from indices on purpose
@@ -59,15 +59,15 @@ def free_port() -> int:
 class Server:
     """`feedgan serve` in a subprocess; ``call`` speaks JSON over HTTP to it."""
 
-    def __init__(self, registry, db, test_models: bool = False):
+    def __init__(self, registry, db, test_models: bool = False, env: dict | None = None, args: list | None = None):
         self.port = free_port()
         code = "from feedgan.cli import app; app()"
         if test_models:  # define this file's test-only model classes in the server process too
             code = ("import importlib.util as u; s = u.spec_from_file_location('serve_test_models', "
                     f"{os.path.abspath(__file__)!r}); s.loader.exec_module(u.module_from_spec(s)); " + code)
         self.proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--registry", str(registry), "--db", str(db),
-                                      "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "FEEDGAN_NO_PROGRESS": "1"})
+                                      "--port", str(self.port), *(args or [])], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "FEEDGAN_NO_PROGRESS": "1", **(env or {})})
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -79,10 +79,12 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("server did not start within 60 s")
 
-    def call(self, method: str, path: str, body=None, raw: bytes | None = None):
+    def call(self, method: str, path: str, body=None, raw: bytes | None = None, token: str | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 text = r.read().decode()
@@ -116,7 +118,7 @@ def items_of(resp) -> list:
 
 def test_health_and_training_data_imported(server):
     status, body = server.call("GET", "/health")
-    assert status == 200 and body["store"]["schema_version"] == 1
+    assert status == 200 and body["store"]["schema_version"] == len(MIGRATIONS)
     assert body["store"]["interactions"] >= N_USERS * 6  # the active model's training pairs were imported
     assert body["active_model"] == "00002-train-bpr"  # the newest run
 
@@ -221,13 +223,14 @@ def test_acknowledged_writes_survive_a_crash_and_a_restart(registry, tmp_path):
         assert health["active_model"] == "00001-train-ease"  # the choice survives too
         assert s.call("GET", "/users/2007/history")[1]["interactions"][0]["item"] == "507"
     finally:
-        s.stop()
+        s.stop()  # SIGINT: a clean stop checkpoints, so the .db file alone holds every row
+    assert not (tmp_path / "feed.db-wal").exists() or (tmp_path / "feed.db-wal").stat().st_size == 0
 
 
 # -- the store on its own -------------------------------------------------------------------------
 def test_store_migrates_once_and_batches_are_atomic(tmp_path):
     st = Store(tmp_path / "s.db")
-    assert st.version == 1
+    assert st.version == len(MIGRATIONS)
     st.add([Interaction(1, 2), Interaction(1, 3, "like", 1.7e9, 2.0)])
     with pytest.raises(IdTypeError, match=r"interactions\[1\]\.item"):
         st.add([Interaction(2, 2), Interaction(2, "x")])
@@ -236,7 +239,7 @@ def test_store_migrates_once_and_batches_are_atomic(tmp_path):
     assert st.count() == 2 and not st.has_user("2")
     st.close()
     again = Store(tmp_path / "s.db")  # reopening applies nothing twice
-    assert again.version == 1 and again.count() == 2 and again.id_type == "int"
+    assert again.version == len(MIGRATIONS) and again.count() == 2 and again.id_type == "int"
     assert [h["item"] for h in again.history("1")] == ["2", "3"]
 
 

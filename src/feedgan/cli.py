@@ -428,24 +428,50 @@ def demo(
 def serve(
     registry: Path = typer.Option(Path("runs"), help="folder of trained runs (from `feedgan train`)"),
     db: Path = typer.Option(Path("feedgan.db"), help="SQLite store; created with its schema on first start"),
-    host: str = typer.Option("127.0.0.1"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on; one other than loopback needs a token"),
     port: int = typer.Option(8000),
+    token: Optional[str] = typer.Option(None, envvar="FEEDGAN_TOKEN", show_default=False,
+                                        help="writes and admin calls need `Authorization: Bearer <token>`; "
+                                             "prefer the FEEDGAN_TOKEN variable (a flag shows in `ps`)"),
+    protect_reads: bool = typer.Option(False, "--protect-reads", help="reads need the token too (/health excepted)"),
+    max_body_bytes: int = typer.Option(4 * 1024 * 1024, min=1,  # = serve.app.MAX_BODY_BYTES (not imported: torch)
+                                       help="largest request body; larger is a 413"),
+    accept_loss: bool = typer.Option(False, "--accept-loss",
+                                     help="start even if the store holds fewer interactions than were acknowledged "
+                                          "(a lost or cut -wal, an older copy); they are lost"),
     import_train: bool = typer.Option(True, "--import-train/--no-import-train",
                                       help="on first start (empty store), store the active model's training data"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ):
-    """Serve recommendations over HTTP (OpenAPI docs at /docs)."""
+    """Serve recommendations over HTTP (OpenAPI docs at /docs). Back up the store while it runs with
+    `python -c "from feedgan.serve import Store; Store('feedgan.db').backup('backup.db')"`."""
     import sqlite3
 
     import uvicorn
 
     from .serve import create_app
 
+    if not token and host != "localhost" and not _is_loopback(host):
+        _fail(ValueError(f"--host {host} lets other machines reach the service: set a token with FEEDGAN_TOKEN "
+                         "(or --token), or keep the default --host 127.0.0.1"))
     try:
-        api = create_app(registry, db, import_train=import_train)
-    except (sqlite3.DatabaseError, OSError, ValueError) as e:
+        api = create_app(registry, db, import_train=import_train, token=token or None, protect_reads=protect_reads,
+                         max_body_bytes=max_body_bytes, accept_loss=accept_loss)
+    except sqlite3.DatabaseError as e:
         _fail(ValueError(f"{db}: {e}"))
+    except (OSError, ValueError) as e:  # a refused store names its file; other errors name theirs
+        _fail(e)
     svc = api.state.service
+    access = "no token (loopback only)" if not token else "token on writes" + (" and reads" if protect_reads else "")
     console.print(f"feedgan serve: http://{host}:{port} (docs at /docs), store {db} "
-                  f"({svc.store.count():,} interactions), active model {svc.active or 'none'}")
+                  f"({svc.store.count():,} interactions), active model {svc.active or 'none'}, {access}")
     uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -16,9 +16,20 @@ model's target and auxiliary actions (``friends`` the model derives itself, for 
 liked item can still be recommended for sharing). Models without a target work as before (every
 stored action counts, every touched item is excluded). ``POST /predict`` gives P(target | user,
 shown item) from models with ``predict_proba`` (the propensity models).
+
+Access and limits. With a token (``create_app(..., token=...)``, ``feedgan serve --token`` or
+``FEEDGAN_TOKEN``), writes and admin calls -- every method but GET and HEAD, except ``POST
+/predict``, which stores nothing -- need ``Authorization: Bearer <token>`` (401 otherwise; compared
+in constant time); ``protect_reads=True`` asks it of reads too, ``/health`` excepted. A request
+body over ``max_body_bytes`` is a 413, from its ``Content-Length`` before a byte is read, or as soon
+as a chunked body passes the limit. Both checks run on the headers and the raw byte stream, before
+any JSON is parsed.
 """
 from __future__ import annotations
 
+import contextlib
+import hmac
+import json
 import math
 import time
 from pathlib import Path
@@ -26,7 +37,6 @@ from typing import Annotated
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -39,6 +49,7 @@ from .store import IdTypeError, Interaction, Store
 
 MAX_BATCH = 10_000  # interactions per POST
 MAX_N = 1_000  # items per list, and items per /predict request
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a full batch of 10,000 interactions with long text ids fits
 
 Id = StrictInt | StrictStr
 
@@ -63,7 +74,7 @@ class InteractionIn(BaseModel):
 
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    interactions: list[InteractionIn]
+    interactions: list[InteractionIn] = Field(max_length=MAX_BATCH)  # checked before the items: cheap
 
 
 class PredictIn(BaseModel):
@@ -103,11 +114,92 @@ class _Timing:
                                  time.perf_counter() - t0)
 
 
+async def _send_error(send, status: int, message: str, headers: tuple = ()) -> None:
+    """A JSON ``{"error": message}`` response, straight from ASGI middleware (the app is not called)."""
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    return next((v for k, v in scope["headers"] if k == name), None)
+
+
+class _Auth:
+    """ASGI middleware: the bearer token on writes and admin calls (and on reads with ``protect_reads``)."""
+
+    def __init__(self, app, token: str, protect_reads: bool):
+        self.app, self.token, self.protect_reads = app, token.encode(), protect_reads
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self._needs_token(scope["method"], scope["path"]):
+            problem = self._problem(_header(scope, b"authorization"))
+            if problem is not None:
+                return await _send_error(send, 401, problem, ((b"www-authenticate", b'Bearer realm="feedgan"'),))
+        await self.app(scope, receive, send)
+
+    def _needs_token(self, method: str, path: str) -> bool:
+        if path == "/health":
+            return False
+        read = method in ("GET", "HEAD") or (method == "POST" and path == "/predict")
+        return self.protect_reads or not read
+
+    def _problem(self, header: bytes | None) -> str | None:
+        """Why ``header`` does not authorise the call, or None when it does."""
+        scheme, _, given = (header or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not given.strip():
+            return ("this call needs a token: send the header `Authorization: Bearer <token>` with the token "
+                    "the service was started with (--token or FEEDGAN_TOKEN)")
+        if not hmac.compare_digest(given.strip(), self.token):
+            return "invalid token in the Authorization header: use the token the service was started with"
+        return None
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is a 413, never buffered nor parsed whole.
+    The body is read here (bounded) and handed on to the app in one piece."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = _header(scope, b"content-length")  # the server has checked it is a number
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await _send_error(send, 413, self._message(f"of {int(declared):,} bytes "))
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await _send_error(send, 413, self._message(""))
+            more = message.get("more_body", False)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay():
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: wait for the disconnect, as the server would
+            message, body = body, None
+            return message
+
+        await self.app(scope, replay, send)
+
+    def _message(self, size: str) -> str:
+        return (f"request body {size}is over the limit of {self.max_bytes:,} bytes: split it into smaller batches "
+                f"(at most {MAX_BATCH:,} interactions per POST), or start the service with a larger --max-body-bytes")
+
+
 class Service:
     """The state behind the endpoints: store, registry, the active model."""
 
-    def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True):
-        self.store = Store(db)
+    def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False):
+        self.store = Store(db, accept_loss=accept_loss)
         self.registry = Registry(registry)
         self.metrics = Metrics()
         self.active: str | None = None
@@ -279,12 +371,21 @@ def _one_row(cols: list[int], n_items: int) -> sp.csr_matrix:
 
 
 def _top(scores: np.ndarray, exclude: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    s = torch.from_numpy(np.array(scores, dtype=np.float32, copy=True).reshape(1, -1))  # (1, n_items)
-    if exclude:
-        s[0, torch.tensor(exclude)] = -torch.inf
-    items, values = top_n(s, n)
+    """The best ``n`` items of one user's (n_items,) scores, skipping ``exclude``: shared :func:`top_n`."""
+    s = np.asarray(scores, dtype=np.float32).reshape(1, -1)  # (1, n_items)
+    cols = np.unique(np.asarray(exclude, dtype=np.int64))
+    mask = sp.csr_matrix((np.ones(len(cols), np.float32), cols, [0, len(cols)]), shape=s.shape)
+    items, values = top_n(s, n, exclude=mask)
     keep = items[0] >= 0
     return items[0][keep], values[0][keep]
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` inside the registry, never the server's absolute layout."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def _items(m, items: np.ndarray, values: np.ndarray) -> list[dict]:
@@ -292,13 +393,34 @@ def _items(m, items: np.ndarray, values: np.ndarray) -> list[dict]:
     return [{"item": r, "score": float(v)} for r, v in zip(raw, values)]
 
 
-def create_app(registry: str | Path, db: str | Path, import_train: bool = True) -> FastAPI:
-    """The FastAPI app over ``registry`` (a runs folder) and the SQLite file ``db``."""
-    svc = Service(registry, db, import_train)
-    app = FastAPI(title="feedgan", version="0.1.0",
+def create_app(registry: str | Path, db: str | Path, import_train: bool = True, *, token: str | None = None,
+               protect_reads: bool = False, max_body_bytes: int = MAX_BODY_BYTES, accept_loss: bool = False) -> FastAPI:
+    """The FastAPI app over ``registry`` (a runs folder) and the SQLite file ``db``.
+
+    ``token``: writes and admin calls need it (reads too with ``protect_reads``); None: no token,
+    for a service only loopback clients reach. ``max_body_bytes``: the largest request body.
+    ``accept_loss``: open a store holding fewer interactions than were acknowledged (see
+    :class:`~feedgan.serve.store.Store`). Stopping the app checkpoints and closes the store."""
+    if token is not None and not token.strip():
+        raise ValueError("the token is empty: give a non-empty --token / FEEDGAN_TOKEN, or none at all")
+    if protect_reads and token is None:
+        raise ValueError("protecting reads needs a token: give --token or FEEDGAN_TOKEN")
+    if max_body_bytes < 1:
+        raise ValueError(f"the body limit must be a positive number of bytes, got {max_body_bytes}")
+    svc = Service(registry, db, import_train, accept_loss)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        svc.store.close()  # the WAL checkpointed into the .db file: it alone holds every row
+
+    app = FastAPI(title="feedgan", version="0.1.0", lifespan=lifespan,
                   description="Recommendations from feedgan models over an embedded interaction store.")
     app.state.service = svc
-    app.add_middleware(_Timing, metrics=svc.metrics)
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    if token is not None:
+        app.add_middleware(_Auth, token=token.strip(), protect_reads=protect_reads)
+    app.add_middleware(_Timing, metrics=svc.metrics)  # added last: outermost, so refusals are counted too
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -308,6 +430,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
     async def invalid(request: Request, exc: RequestValidationError):
         problems = []
         for e in exc.errors():
+            if e.get("type") == "too_long" and tuple(e.get("loc", ()))[-2:] == ("Batch", "interactions"):
+                n = e.get("ctx", {}).get("actual_length")
+                return JSONResponse({"error": f"batch of {n} interactions; the limit is {MAX_BATCH}: split it"},
+                                    status_code=413)
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body"
             if e.get("type") == "json_invalid":
                 problems.append(f"body is not valid JSON ({e.get('ctx', {}).get('error', e['msg'])})")
@@ -318,7 +444,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "active_model": svc.active, "store": {
-            "path": str(svc.store.path), "schema_version": svc.store.version, "interactions": svc.store.count()}}
+            "path": svc.store.path.name, "schema_version": svc.store.version, "interactions": svc.store.count()}}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
@@ -327,9 +453,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
     @app.post("/interactions", status_code=201)
     def add_interactions(payload: InteractionIn | Batch) -> dict:
         """Store one interaction or a batch (``{"interactions": [...]}``, at most 10,000) atomically."""
-        rows = payload.interactions if isinstance(payload, Batch) else [payload]
-        if len(rows) > MAX_BATCH:
-            raise HTTPException(413, f"batch of {len(rows)} interactions; the limit is {MAX_BATCH}: split it")
+        rows = payload.interactions if isinstance(payload, Batch) else [payload]  # at most MAX_BATCH (413)
         try:
             n = svc.store.add([Interaction(r.user, r.item, r.action, r.timestamp, r.weight) for r in rows])
         except (IdTypeError, ValueError) as e:
@@ -381,7 +505,8 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True) 
         """Every registered model: name, kind, target action, auxiliary actions, whether it gives
         probabilities (``propensities``), headline metrics; ``broken``: the damaged runs and why."""
         entries = svc.registry.entries()  # a fresh scan; targets() reads it
-        return {"active": svc.active, "actions": svc.registry.targets(), "models": [e.public() for e in entries],
+        return {"active": svc.active, "actions": svc.registry.targets(),
+                "models": [{**e.public(), "path": _relative(e.path, svc.registry.root)} for e in entries],
                 "broken": svc.registry.broken}
 
     @app.post("/models/{name:path}/activate")
