@@ -237,6 +237,39 @@ def test_load_missing_folder(tmp_path):
         Dataset.load(tmp_path / "none")
 
 
+def _damage(folder, how):
+    npz = folder / "dataset.npz"
+    if how == "truncated":
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    elif how == "not-a-zip":
+        npz.write_bytes(b"hello")
+    else:  # arrays that would index past the matrix: a column beyond n_items
+        arrays = dict(np.load(npz))
+        key = next(k for k in arrays if k.endswith("__indices") and len(arrays[k]))
+        arrays[key] = arrays[key] + 10_000
+        np.savez(npz, **arrays)
+
+
+@pytest.mark.parametrize("how", ["truncated", "not-a-zip", "out-of-range"])
+def test_load_damaged_dataset_names_the_file(small, tmp_path, how):
+    from feedgan.io import ArtifactError
+    _, _, ds = small
+    ds.save(tmp_path / "ds")
+    _damage(tmp_path / "ds", how)
+    with pytest.raises(ArtifactError, match="dataset.npz"):
+        Dataset.load(tmp_path / "ds")
+
+
+def test_load_truncated_meta_names_the_file(small, tmp_path):
+    from feedgan.io import ArtifactError
+    _, _, ds = small
+    ds.save(tmp_path / "ds")
+    meta = tmp_path / "ds" / "dataset.json"
+    meta.write_text(meta.read_text()[:20])
+    with pytest.raises(ArtifactError, match="dataset.json"):
+        Dataset.load(tmp_path / "ds")
+
+
 # -- social graph ---------------------------------------------------------------------------------
 def test_social_graph(small):
     _, _, ds = small

@@ -1,5 +1,5 @@
-"""Small sparse-matrix helpers shared by the models (:mod:`feedgan.rec`) and their evaluation
-(:mod:`feedgan.eval`)."""
+"""Small sparse-matrix helpers shared by the models (:mod:`feedgan.rec`), their evaluation
+(:mod:`feedgan.eval`) and the saved datasets (:mod:`feedgan.data`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,3 +27,17 @@ def pair_lookup(M: sp.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
         return np.zeros(len(q), dtype=bool)
     pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
     return keys[pos] == q
+
+
+def checked_csr(data, indices, indptr, shape: tuple[int, int], what: str) -> sp.csr_matrix:
+    """A CSR matrix from stored arrays, checked first, so a damaged file cannot index out of
+    bounds; a ``ValueError`` naming ``what`` says which check failed."""
+    data, indices, indptr = np.asarray(data), np.asarray(indices), np.asarray(indptr)
+    if indptr.ndim != 1 or len(indptr) != shape[0] + 1 or indptr.dtype.kind not in "iu" \
+            or indices.dtype.kind not in "iu" or indices.ndim != 1 or data.shape != indices.shape:
+        raise ValueError(f"{what}: arrays of the wrong shape or type")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{what}: row pointers out of order")
+    if len(indices) and (indices.min() < 0 or indices.max() >= shape[1]):
+        raise ValueError(f"{what}: column index out of range")
+    return sp.csr_matrix((data, indices, indptr), shape=shape)

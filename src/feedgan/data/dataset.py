@@ -14,7 +14,7 @@ log always gives the same numbering, whatever its row order. Id maps travel with
 """
 from __future__ import annotations
 
-import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..io import atomic_path, write_json
+from ..io import ArtifactError, atomic_path, read_json, write_json
+from ..sparse import checked_csr
 from .clean import deduplicate, k_core, keep_actions, to_implicit
 from .schema import EXPOSURE, DataError, Interactions
 from .split import PART_NAMES, split
@@ -278,24 +279,35 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | Path) -> "Dataset":
+        """Read a folder written by :meth:`save`; a damaged or foreign one is an
+        :class:`~feedgan.io.ArtifactError` naming the file, never a traceback."""
         path = Path(path)
+        if not (path / "dataset.json").exists() or not (path / "dataset.npz").exists():
+            raise DataError("no saved dataset here", file=path, fix="save one with Dataset.save")
+        meta = read_json(path / "dataset.json")
         try:
-            meta = json.loads((path / "dataset.json").read_text())
-            arrays = np.load(path / "dataset.npz", allow_pickle=False)
-        except FileNotFoundError as e:
-            raise DataError("no saved dataset here", file=path, fix="save one with Dataset.save") from e
-        shape = tuple(meta["shape"])
+            with np.load(path / "dataset.npz", allow_pickle=False) as npz:
+                return cls._from_arrays(meta, npz)
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            problem = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            raise ArtifactError(path / "dataset.npz", f"does not match dataset.json ({problem})") from exc
+
+    @classmethod
+    def _from_arrays(cls, meta: dict, arrays) -> "Dataset":
+        shape = tuple(int(n) for n in meta["shape"])
         parts: dict[str, Part] = {}
         for key, (pname, aname) in meta["matrices"].items():
-            m = sp.csr_matrix((arrays[f"{key}__data"], arrays[f"{key}__indices"], arrays[f"{key}__indptr"]),
-                              shape=shape)
+            m = checked_csr(arrays[f"{key}__data"], arrays[f"{key}__indices"], arrays[f"{key}__indptr"], shape,
+                            f"{pname}/{aname}")
             parts.setdefault(pname, Part()).actions[aname] = m
         social = None
         if "social__indptr" in arrays:
-            social = sp.csr_matrix((arrays["social__data"], arrays["social__indices"], arrays["social__indptr"]),
-                                   shape=(shape[0], shape[0]))
-        return cls(IdMap(arrays["user_ids"], "user"), IdMap(arrays["item_ids"], "item"), parts, social,
-                   meta["meta"])
+            social = checked_csr(arrays["social__data"], arrays["social__indices"], arrays["social__indptr"],
+                                 (shape[0], shape[0]), "social")
+        user_ids, item_ids = arrays["user_ids"], arrays["item_ids"]
+        if len(user_ids) != shape[0] or len(item_ids) != shape[1]:
+            raise ValueError(f"{len(user_ids)} user ids and {len(item_ids)} item ids for a {shape} matrix")
+        return cls(IdMap(user_ids, "user"), IdMap(item_ids, "item"), parts, social, meta["meta"])
 
 
 def _binary_union(mats) -> sp.csr_matrix:

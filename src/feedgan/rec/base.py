@@ -47,6 +47,7 @@ from ..data.dataset import Dataset, IdMap
 from ..data.schema import EXPOSURE, DataError
 from ..io import ArtifactError, atomic_path, read_json, read_safetensors, write_json
 from ..params import check_params
+from ..sparse import checked_csr
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
 FRIENDS = "friends"  # the derived channel: friends' target actions (social graph x target matrix)
@@ -497,17 +498,9 @@ def _csr_arrays(key: str, m: sp.csr_matrix, weighted: bool = False) -> dict[str,
 
 
 def _csr_from(arrays: dict, key: str, shape) -> sp.csr_matrix:
-    """A CSR matrix from saved arrays, checked first: a damaged file must not index out of bounds."""
-    indptr, indices = arrays[f"{key}.indptr"], arrays[f"{key}.indices"]
+    indices = arrays[f"{key}.indices"]
     data = arrays.get(f"{key}.data", np.ones(len(indices), np.float32))
-    if indptr.ndim != 1 or len(indptr) != shape[0] + 1 or indptr.dtype.kind not in "iu" \
-            or indices.dtype.kind not in "iu" or indices.ndim != 1 or data.shape != indices.shape:
-        raise ValueError(f"{key}: arrays of the wrong shape or type")
-    if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
-        raise ValueError(f"{key}: row pointers out of order")
-    if len(indices) and (indices.min() < 0 or indices.max() >= shape[1]):
-        raise ValueError(f"{key}: column index out of range")
-    return sp.csr_matrix((data, indices, indptr), shape=shape)
+    return checked_csr(data, indices, arrays[f"{key}.indptr"], shape, key)
 
 
 def top_n(scores, n: int, exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
