@@ -354,8 +354,7 @@ def write_markdown() -> None:
              "mask removes every item the user touched through any action (stricter: an item already viewed cannot",
              "be 'predicted'). A win needs a margin larger than the seed spread. On random splits every seed",
              "re-splits and is tuned on its own validation part (`run_bench` does this for every re-split), so no",
-             "setting is chosen on pairs another seed tests on; the `chosen on valid` column shows seed 0's choice,",
-             "with how many seeds chose each setting when they differ.", ""]
+             "setting is chosen on pairs another seed tests on; the `chosen on valid` column shows seed 0's choice.", ""]
     f = OUT / "behaviour-tmall-buy.json"
     if f.exists():
         rows = {r["model"]: r["test"] for r in json.loads(f.read_text())["rows"]}
