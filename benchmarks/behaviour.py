@@ -182,7 +182,7 @@ def sim_section(users: int, items: int, seeds: int, max_trials: int) -> dict:
         specs = behaviour_specs(aux)
         names = ["most-popular", "ease", "ease-stacked", "seen-first", "ease-seen", "easegan", "easegan-noD"]
         rows = run_bench(lambda s: sim_dataset(sim, target, s), [specs[n] for n in names], seeds=seeds,
-                         metric="ndcg@20", ks=(10, 20), max_trials=max_trials, tune_each_seed=True, log=_log)
+                         metric="ndcg@20", ks=(10, 20), max_trials=max_trials, log=_log)
         oracle = []
         for s in range(seeds):
             ds = sim_dataset(sim, target, s)
@@ -242,7 +242,7 @@ def social_section(seeds: int, sim_users: int, sim_items: int) -> dict:
         make = (lambda s, inter=inter, target=target: prepare(
             inter, DataConfig(split="random", valid=0.1, test=0.2, seed=s, target_action=target)))
         rows = run_bench(make, specs, seeds=seeds, metric="ndcg@20", ks=(10, 20),
-                         max_trials=8, masks=("target",), tune_each_seed=True, log=_log)
+                         max_trials=8, masks=("target",), log=_log)
         ds0 = make(0)
         out["datasets"][name] = {"target": target, "seeds": seeds, "rows": public_rows(rows),
                                  "users": ds0.n_users, "items": ds0.n_items,
@@ -353,7 +353,7 @@ def write_markdown() -> None:
              "user's train items of the target action (the published multi-behaviour protocol); the *all-items*",
              "mask removes every item the user touched through any action (stricter: an item already viewed cannot",
              "be 'predicted'). A win needs a margin larger than the seed spread. On random splits every seed",
-             "re-splits and is tuned on its own validation part (`run_bench(..., tune_each_seed=True)`), so no",
+             "re-splits and is tuned on its own validation part (`run_bench` does this for every re-split), so no",
              "setting is chosen on pairs another seed tests on; the `chosen on valid` column shows seed 0's choice.", ""]
     f = OUT / "behaviour-tmall-buy.json"
     if f.exists():

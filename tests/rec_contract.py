@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from feedgan.data.dataset import DataConfig, Dataset, prepare
 from feedgan.data.schema import validate
 from feedgan.eval.metrics import evaluate
+from feedgan.eval.protocol import ModelSpec, refit_and_test, tune
 from feedgan.rec.base import NotFittedError, Recommender, registry
 
 N_USERS, N_ITEMS = 60, 40
@@ -101,6 +102,25 @@ def _binary(m) -> np.ndarray:
 def _row_normalised(S) -> np.ndarray:
     S = _binary(S)
     return S / np.maximum(S.sum(1, keepdims=True), 1.0)
+
+
+def assert_refit_trains_the_chosen_epochs(spec: ModelSpec, dataset: Dataset) -> None:
+    """Tuning an early-stopped model carries the epoch validation chose into the refit.
+
+    ``spec`` holds one setting with an epoch cap, ``eval_every`` and ``patience`` such that the
+    fit stops before the cap (the test checks it), so the chosen epoch differs from the cap and a
+    model that reported no choice would be refit for the cap. The best epoch is read from the
+    fit's own validation history, the first of equal values winning."""
+    cap = spec.fixed["epochs"]
+    (setting,) = spec.settings(None, np.random.default_rng(0))
+    history = spec.build(setting, seed=0).fit(dataset).valid_history_  # [(epoch, NDCG@20)]
+    best_epoch = max(history, key=lambda ev: ev[1])[0]
+    assert history[-1][0] < cap and best_epoch < cap, "pick a setting that stops early"
+    params, trials = tune(spec, dataset, max_trials=1, seed=0)
+    assert params["epochs"] == trials[0]["params"]["epochs"] == best_epoch
+    refit = refit_and_test(spec, params, dataset, ks=(5,), seed=0)["model"]
+    assert refit.get_params()["epochs"] == best_epoch
+    assert refit.valid_history_ == []  # the refit on train + valid trains blind, for that long
 
 
 class RecommenderContract:

@@ -252,3 +252,119 @@ def test_load_inception_rejects_a_wrong_state_dict(inception, tmp_path):
         load_inception(tmp_path / "reshaped.pth")
     with pytest.raises(FileNotFoundError, match="pt_inception"):
         load_inception(tmp_path / "absent.pth")
+
+
+# --- the port against references derived without it ------------------------------------------------------------
+
+def test_frechet_distance_matches_scipy_sqrtm_in_64_dimensions():
+    """The eigenvalue route against the textbook ``Tr (S_a S_b)^1/2`` through scipy's general ``sqrtm`` (what
+    the reference FID code computes), on non-commuting covariances, and a closed form: N(mu, S) against
+    N(mu, c^2 S) is ``(1 - c)^2 Tr S``."""
+    rng = np.random.default_rng(7)
+    d = 64
+    A, B = rng.normal(size=(d, 2 * d)), rng.normal(size=(d, 2 * d))
+    cov_a, cov_b = A @ A.T / (2 * d), B @ B.T / (2 * d)
+    mu_a, mu_b = rng.normal(size=d), rng.normal(size=d)
+    textbook = (np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                - 2 * np.trace(scipy.linalg.sqrtm(cov_a @ cov_b).real))
+    assert frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b) == pytest.approx(textbook, rel=1e-8)
+    c = 1.7
+    assert frechet_distance_from_moments(mu_a, cov_a, mu_a, c ** 2 * cov_a) == pytest.approx(
+        (1 - c) ** 2 * np.trace(cov_a), rel=1e-8)
+
+
+def _plain(module: torch.nn.Module) -> torch.nn.Module:
+    """Every convolution averages its inputs (weights 1 / fan-in) and every batch norm is the identity, so a
+    constant input stays constant wherever no zero padding reaches: outputs can be worked out by hand."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0 - m.eps)  # (x - 0) / sqrt(var + eps) = x
+    return module.eval()
+
+
+def test_basic_conv_is_conv_then_tf_batch_norm_then_relu():
+    from feedgan.avatars.inception import BasicConv2d
+
+    block = _plain(BasicConv2d(2, 1, 1))
+    with torch.no_grad():
+        block.bn.running_mean.fill_(0.5)
+        block.bn.running_var.fill_(3.999)  # TF's eps 0.001: the scale is 1 / sqrt(3.999 + 0.001) = 1 / 2
+        block.bn.weight.fill_(3.0)
+        block.bn.bias.fill_(-0.25)
+        x = torch.tensor([[[[1.0, -2.0]], [[2.0, 0.0]]]])  # (1, 2, 1, 2): channel means 1.5 and -1
+        out = block(x)
+    # 3 (1.5 - 0.5) / 2 - 0.25 = 1.25;  3 (-1 - 0.5) / 2 - 0.25 = -2.5 -> ReLU -> 0
+    np.testing.assert_allclose(out.numpy().ravel(), [1.25, 0.0], rtol=1e-6)
+
+
+def test_pool_branches_follow_the_tensorflow_graph(inception):
+    """Mixed_5b-7b average-pool without counting the padding; Mixed_7c max-pools. Worked by hand on 5 x 5 maps."""
+    five_b, seven_b, seven_c = (_plain(type(b)(*args, **kw)) for b, args, kw in (
+        (inception.Mixed_5b, (192,), {"pool_features": 32}),
+        (inception.Mixed_7b, (1280,), {"pool": "avg"}),
+        (inception.Mixed_7c, (2048,), {"pool": "max"})))
+    with torch.no_grad():
+        # a constant map: the pool branch (the last 32 channels) is that constant even in the corners, where a
+        # pool counting the zero padding would give 4/9 of it
+        out = five_b(torch.full((1, 192, 5, 5), 0.6))
+        np.testing.assert_allclose(out[0, -32:].numpy(), 0.6, rtol=1e-5)
+        np.testing.assert_allclose(out[0, :64].numpy(), 0.6, rtol=1e-5)  # the 1x1 branch, for comparison
+        # a spike of 9 in the corner: the average over the valid cells of each 3 x 3 window is 9/4 in the
+        # corner, 9/6 beside it on the edge, 9/9 diagonally in; the max pool copies 9 to all three
+        spike = torch.zeros(1, 2048, 5, 5)
+        spike[:, :, 0, 0] = 9.0
+        avg = seven_b(spike[:, :1280])[0, -192:, :2, :2]
+        mx = seven_c(spike)[0, -192:, :2, :2]
+    np.testing.assert_allclose(avg.numpy(), np.broadcast_to([[9 / 4, 9 / 6], [9 / 6, 9 / 9]], avg.shape), rtol=1e-5)
+    np.testing.assert_allclose(mx.numpy(), 9.0, rtol=1e-5)
+
+
+def _bilinear_half_pixel(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) -> (size, size) bilinear resampling with half-pixel centres (align_corners=False), in numpy."""
+    def weights(n_in: int) -> np.ndarray:  # (size, n_in) interpolation matrix
+        src = np.clip((np.arange(size) + 0.5) * n_in / size - 0.5, 0, None)
+        lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+        hi = np.minimum(lo + 1, n_in - 1)
+        frac = src - lo
+        M = np.zeros((size, n_in))
+        np.add.at(M, (np.arange(size), lo), 1 - frac)
+        np.add.at(M, (np.arange(size), hi), frac)
+        return M
+
+    return weights(image.shape[0]) @ image @ weights(image.shape[1]).T
+
+
+def test_network_input_sizes_and_features_follow_the_paper(inception):
+    """uint8 pixels map to 2 x / 255 - 1, are resized to 299 x 299 bilinearly, and the feature maps have the
+    sizes of Szegedy et al. (2016), Table 1 / the TF graph; the features are the mean of Mixed_7c's output."""
+    image = np.array([[[0, 51, 255], [255, 0, 51]]], dtype=np.uint8)[..., None].repeat(3, -1)  # (1, 2, 3, 3)
+    seen = {}
+    hooks = [getattr(inception, name).register_forward_hook(
+        lambda m, args, out, name=name: seen.__setitem__(name, (args[0], out)))
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "Mixed_5b",
+                     "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")]
+    try:
+        with torch.no_grad():
+            features = inception(image)
+    finally:
+        for h in hooks:
+            h.remove()
+    pixels = 2 * image[0, :, :, 0].astype(np.float64) / 255 - 1  # (2, 3): [[-1, -0.6, 1], [1, -1, -0.6]]
+    network_input = seen["Conv2d_1a_3x3"][0]
+    assert network_input.shape == (1, 3, 299, 299)
+    for c in range(3):
+        np.testing.assert_allclose(network_input[0, c].numpy(), _bilinear_half_pixel(pixels, 299), atol=1e-5)
+    sizes = {name: tuple(out.shape[1:]) for name, (_, out) in seen.items()}
+    assert sizes == {"Conv2d_1a_3x3": (32, 149, 149), "Conv2d_2a_3x3": (32, 147, 147), "Conv2d_2b_3x3": (64, 147, 147),
+                     "Conv2d_3b_1x1": (80, 73, 73), "Conv2d_4a_3x3": (192, 71, 71), "Mixed_5b": (256, 35, 35),
+                     "Mixed_5c": (288, 35, 35), "Mixed_5d": (288, 35, 35), "Mixed_6a": (768, 17, 17),
+                     "Mixed_6e": (768, 17, 17), "Mixed_7a": (1280, 8, 8), "Mixed_7b": (2048, 8, 8),
+                     "Mixed_7c": (2048, 8, 8)}
+    np.testing.assert_allclose(features.numpy(), seen["Mixed_7c"][1].mean(dim=(2, 3)).numpy(), rtol=1e-6)
+    assert (features >= 0).all()  # means of ReLU outputs

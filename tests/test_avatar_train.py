@@ -67,12 +67,44 @@ def test_budget_stops_training(tmp_path):
     assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 1
 
 
+def _assert_same_state(a, b, where="state"):
+    """Nested dicts / lists of tensors and numbers are exactly equal."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _logged_steps(run) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
 def test_resume_continues_from_the_checkpoint(tmp_path):
-    cfg = AvatarConfig(preset="modern", **FAST)
-    train(tiny_set(), tmp_path / "r", cfg)
-    train(tiny_set(), tmp_path / "r", AvatarConfig(preset="modern", **{**FAST, "max_steps": 5}), resume=True)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
-    assert steps[-1] == 5 and max(steps[:-1]) <= 4 and 3 in steps
+    """Stopped at step 3 and resumed to 5, a run trains only steps 4-5 and ends exactly where an
+    uninterrupted 5-step run does: weights, EMA, both optimizers, step and random streams."""
+    from safetensors.torch import load_file
+
+    from feedgan.gan.checkpoint import checkpoint_path, load_state
+
+    five = {**FAST, "max_steps": 5}
+    whole = train(tiny_set(), tmp_path / "whole", AvatarConfig(preset="modern", **five))
+    run = train(tiny_set(), tmp_path / "r", AvatarConfig(preset="modern", **FAST))
+    logged = len(_logged_steps(run))
+    assert _logged_steps(run)[-1] == 3
+    train(tiny_set(), run, AvatarConfig(preset="modern", **five), resume=True)
+    assert _logged_steps(run)[logged:] == [4, 5]  # continued from step 3: a fresh run would log 2, 4, 5
+    a, b = load_state(checkpoint_path(whole, 5)), load_state(checkpoint_path(run, 5))
+    for key in ("step", "skipped", "G", "D", "G_ema", "opt_g", "opt_d", "rng"):
+        _assert_same_state(a[key], b[key], key)
+    _assert_same_state(load_file(str(whole / "generator.safetensors")), load_file(str(run / "generator.safetensors")))
 
 
 def test_conditional_run_draws_the_asked_class(tmp_path):

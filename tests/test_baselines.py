@@ -1,4 +1,4 @@
-"""Baselines: the shared recommender contract plus model-specific hand checks."""
+"""Baselines: model-specific hand checks (the shared contract runs in test_every_model.py)."""
 from __future__ import annotations
 
 import math
@@ -7,23 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from feedgan.rec.baselines import EASE, ItemKNN, MostPopular
-from rec_contract import RecommenderContract
-
-
-class TestMostPopular(RecommenderContract):
-    def make_model(self):
-        return MostPopular()
-
-
-class TestItemKNN(RecommenderContract):
-    def make_model(self):
-        return ItemKNN(k=10, shrink=5.0)
-
-
-class TestEASE(RecommenderContract):
-    def make_model(self):
-        return EASE(l2=10.0)
+from feedgan.rec.baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
 
 
 # -- MostPopular ------------------------------------------------------------------------------------
@@ -115,3 +99,78 @@ def test_ease_closed_form():
     m = EASE(l2=l2).fit(sp.csr_matrix(X))
     np.testing.assert_allclose(m.B_, B, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(m.score(np.arange(5)), X @ B, rtol=1e-4, atol=1e-5)
+
+
+# -- RP3beta ----------------------------------------------------------------------------------------
+# users x items; user degrees 2, 3, 1, 1; item popularity 3, 2, 2
+X4 = sp.csr_matrix(np.array([[1, 1, 0],
+                             [1, 1, 1],
+                             [0, 0, 1],
+                             [1, 0, 0]], dtype=np.float32))
+POP = np.array([3.0, 2.0, 2.0])
+# P3 = P_iu @ P_ui, the two-step item -> user -> item walk, worked by hand:
+#   from i0 (users 0, 1, 3, each 1/3): 1/3 ([1/2, 1/2, 0] + [1/3, 1/3, 1/3] + [1, 0, 0]) = [11/18, 5/18, 1/9]
+#   from i1 (users 0, 1, each 1/2):    1/2 ([1/2, 1/2, 0] + [1/3, 1/3, 1/3])             = [5/12, 5/12, 1/6]
+#   from i2 (users 1, 2, each 1/2):    1/2 ([1/3, 1/3, 1/3] + [0, 0, 1])                 = [1/6, 1/6, 2/3]
+P3 = np.array([[11 / 18, 5 / 18, 1 / 9],
+               [5 / 12, 5 / 12, 1 / 6],
+               [1 / 6, 1 / 6, 2 / 3]])
+# the self-loop is dropped: it only ever scores an item the user already has (always excluded)
+P3_OFF = P3 * (1 - np.eye(3))
+
+
+def test_rp3beta_alpha_1_beta_0_is_p3():
+    assert np.allclose(P3.sum(1), 1)  # the hand walk is a transition matrix
+    m = RP3beta(k=10, alpha=1.0, beta=0.0).fit(X4)
+    np.testing.assert_allclose(m.W_.toarray(), P3_OFF, rtol=1e-6)
+    # user 3 has item 0 only: scores are row 0 of W, so item 1 (5/18) comes before item 2 (1/9)
+    np.testing.assert_allclose(m.score([3])[0], P3_OFF[0], rtol=1e-6)
+    items, _ = m.recommend([3], n=3)
+    assert items[0].tolist() == [1, 2, -1]
+
+
+def test_rp3beta_powers_the_walk_and_divides_by_popularity():
+    alpha, beta = 0.7, 0.4
+    m = RP3beta(k=10, alpha=alpha, beta=beta).fit(X4)
+    np.testing.assert_allclose(m.W_.toarray(), P3_OFF ** alpha / POP[None, :] ** beta, rtol=1e-5)
+    # from i2 the walk ties i0 and i1 at 1/6; the penalty puts the less popular i1 first
+    penalised = RP3beta(k=10, alpha=1.0, beta=1.0).fit(X4)
+    assert penalised.W_[2, 1] == pytest.approx(1 / 12) and penalised.W_[2, 0] == pytest.approx(1 / 18)
+
+
+def test_rp3beta_keeps_top_k_targets_per_source_item():
+    m = RP3beta(k=1, alpha=1.0, beta=0.0).fit(X4)
+    W = m.W_.toarray()
+    assert (m.W_.getnnz(1) == 1).all()  # each source item (row) keeps one target
+    assert W[0, 1] == pytest.approx(5 / 18) and W[1, 0] == pytest.approx(5 / 12)
+    assert W[2].max() == pytest.approx(1 / 6)
+
+
+# -- PureSVD ----------------------------------------------------------------------------------------
+def _planted_ratings(seed=0, n_users=30, n_items=12):
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n_users, n_items)) < 0.3).astype(np.float64)
+    X[: n_users // 2, : n_items // 2] = 1.0  # a block, so the top singular values are well apart
+    return X
+
+
+@pytest.mark.parametrize("factors", [1, 3, 5])
+def test_puresvd_is_the_rank_k_reconstruction(factors):
+    X = _planted_ratings()
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)  # dense reference, singular values descending
+    assert s[factors - 1] - s[factors] > 1e-3  # the rank-k subspace is unique
+    reconstruction = (U[:, :factors] * s[:factors]) @ Vt[:factors]  # (n_users, n_items)
+    m = PureSVD(factors=factors).fit(sp.csr_matrix(X))
+    assert m.V_.shape == (X.shape[1], factors)
+    np.testing.assert_allclose(m.score(np.arange(X.shape[0])), reconstruction, atol=1e-4)
+    # a new user folds in through the item factors: x V V^T, the projection onto the top-k items space
+    x = np.zeros((1, X.shape[1]))
+    x[0, [0, 7]] = 1.0
+    projector = Vt[:factors].T @ Vt[:factors]
+    np.testing.assert_allclose(m.score([0], history=sp.csr_matrix(x)), x @ projector, atol=1e-4)
+
+
+def test_puresvd_caps_factors_below_the_smaller_dimension():
+    X = _planted_ratings(n_users=30, n_items=6)
+    m = PureSVD(factors=64).fit(sp.csr_matrix(X))
+    assert m.V_.shape == (6, 5)

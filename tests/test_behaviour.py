@@ -206,30 +206,3 @@ def test_aux_is_tuned_like_a_hyperparameter():
     assert {"test", "test_all"} <= set(out)
     # the default aux of a spec applies when the grid has none
     assert ModelSpec(SeenFirst, aux={"view": 2.0}).fit_kwargs({}) == {"aux": {"view": 2.0}}
-
-
-def test_run_bench_can_tune_every_re_split_seed(monkeypatch):
-    """With tune_each_seed, every re-split seed is tuned on its own validation part: no setting is
-    chosen on pairs that another seed's test scores."""
-    import feedgan.eval.bench as bench
-    from feedgan.data.dataset import DataConfig, prepare
-    from feedgan.data.simulate import simulate
-    from feedgan.eval.protocol import ModelSpec
-    from feedgan.rec.baselines import EASE
-
-    sim = simulate(n_users=200, n_items=120, seed=0)
-    made = {s: prepare(sim.interactions, DataConfig(seed=s, target_action="like")) for s in range(3)}
-    tuned_on = []
-    real_tune = bench.tune
-
-    def spy(spec, dataset, **kw):
-        tuned_on.append(next(s for s, d in made.items() if d is dataset))
-        return real_tune(spec, dataset, **kw)
-
-    monkeypatch.setattr(bench, "tune", spy)
-    spec = ModelSpec(EASE, grid={"l2": [1.0, 100.0]}, aux=("view",))
-    row = bench.run_bench(lambda s: made[s], [spec], seeds=3, max_trials=None, tune_each_seed=True)[0]
-    assert tuned_on == [0, 1, 2] and len(row["params_by_seed"]) == 3
-    tuned_on.clear()
-    row = bench.run_bench(lambda s: made[s], [spec], seeds=3, max_trials=None)[0]
-    assert tuned_on == [0] and "params_by_seed" not in row

@@ -7,19 +7,14 @@ import torch
 from feedgan.data.dataset import DataConfig, prepare
 from feedgan.data.schema import validate
 from feedgan.eval.metrics import evaluate
-from feedgan.eval.protocol import ModelSpec, tune
+from feedgan.eval.protocol import ModelSpec
 from feedgan.rec.baselines import MostPopular
 from feedgan.rec.cfgan import CFGAN, CFGANTask
 
-from rec_contract import RecommenderContract
+from rec_contract import RecommenderContract, assert_refit_trains_the_chosen_epochs
 
 SMALL = dict(g_hidden=(16,), d_hidden=(8,), batch_g=16, batch_d=16, g_steps=1, d_steps=1, epochs=3,
              eval_every=1, lr_g=1e-3, lr_d=1e-3)
-
-
-class TestCFGANItemZP(RecommenderContract):
-    def make_model(self):
-        return CFGAN(mode="item", scheme="ZP", seed=0, **SMALL)
 
 
 class TestCFGANUserZR(RecommenderContract):
@@ -79,10 +74,8 @@ def test_learns_planted_groups_and_picks_epoch_on_validation():
 
 
 def test_tuning_carries_the_chosen_epoch_into_the_refit():
-    ds = planted()
-    spec = ModelSpec(CFGAN, grid={"alpha": [0.1]}, fixed={**SMALL, "mode": "user", "epochs": 4, "eval_every": 2})
-    params, trials = tune(spec, ds, max_trials=1)
-    assert params["epochs"] in (2, 4) and trials[0]["params"]["epochs"] == params["epochs"]
+    fixed = {**SMALL, "mode": "user", "epochs": 60, "eval_every": 1, "patience": 1}
+    assert_refit_trains_the_chosen_epochs(ModelSpec(CFGAN, grid={"alpha": [0.1]}, fixed=fixed), planted())
 
 
 def test_bad_settings_are_clear(tmp_path):

@@ -14,26 +14,17 @@ import torch
 
 from feedgan.data.dataset import Dataset, IdMap, Part
 from feedgan.eval.metrics import evaluate
+from feedgan.eval.protocol import ModelSpec
 from feedgan.rec.base import Recommender
 from feedgan.rec.baselines import MostPopular
 from feedgan.rec.bpr import BPR
 from feedgan.rec.multvae import MultVAE
-from rec_contract import RecommenderContract
-
-
-class TestBPR(RecommenderContract):
-    def make_model(self):
-        return BPR(factors=8, lr=0.01, epochs=5, batch_size=64, seed=3)
+from rec_contract import RecommenderContract, assert_refit_trains_the_chosen_epochs
 
 
 class TestBPRWithBias(RecommenderContract):
     def make_model(self):
         return BPR(factors=8, lr=0.01, epochs=3, batch_size=64, neg_per_pos=3, item_bias=True, seed=3)
-
-
-class TestMultVAE(RecommenderContract):
-    def make_model(self):
-        return MultVAE(hidden=32, latent=8, epochs=5, batch_size=16, seed=3)
 
 
 # -- planted structure ------------------------------------------------------------------------------
@@ -207,6 +198,15 @@ def test_validation_picks_the_epoch_and_keeps_its_weights(make, planted):
     # the weights kept are the best epoch's: scoring them again gives the recorded value
     again = evaluate(model, planted, "valid", ks=(20,))["ndcg@20"]
     assert again == pytest.approx(best_value, abs=1e-6)
+
+
+@pytest.mark.parametrize("spec", [
+    ModelSpec(BPR, grid={"lr": [0.05]}, fixed=dict(factors=16, epochs=60, batch_size=128, eval_every=1, patience=1)),
+    ModelSpec(MultVAE, grid={"lr": [1e-2]}, fixed=dict(hidden=32, latent=8, epochs=60, batch_size=32, anneal_steps=200,
+                                                      eval_every=1, patience=1)),
+], ids=["bpr", "multvae"])
+def test_tuning_carries_the_chosen_epoch_into_the_refit(spec, planted):
+    assert_refit_trains_the_chosen_epochs(spec, planted)
 
 
 def test_validation_is_off_by_default_and_for_refits(planted):

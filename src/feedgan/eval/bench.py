@@ -93,15 +93,16 @@ def behaviour_specs(aux: list[str]) -> dict[str, ModelSpec]:
 def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *, seeds: int = 5,
               metric: str = "ndcg@20", ks=(5, 10, 20), max_trials: int | None = 10,
               budget_s: float | None = None, seed: int = 0, progress=None, keep_models: bool = False,
-              masks: tuple[str, ...] = ("target", "all"), tune_each_seed: bool = False,
+              masks: tuple[str, ...] = ("target", "all"),
               log: Callable[[str], None] | None = None) -> list[dict]:
-    """Tune each model on seed ``seed``'s validation split, then refit and test once per seed.
+    """Tune each model on a seed's validation part, refit and test once on that seed's test part.
 
-    ``make_dataset(s)`` gives the dataset of seed ``s`` (a new random split, or the same
-    predefined one). Returns one leaderboard row per model, best first by mean test ``metric``.
-    A re-split seed's test pairs can be seed ``seed``'s validation pairs: ``tune_each_seed`` tunes
-    again on every seed whose dataset differs (its choices in the row's ``params_by_seed``), so no
-    setting is ever chosen on pairs that a test then scores.
+    ``make_dataset(s)`` gives the dataset of seed ``s``: a new random split, or the same
+    predefined one (the same object). Every distinct dataset is tuned on its own validation
+    part, because a re-split seed's test pairs are another seed's train and validation pairs;
+    a predefined split is tuned once and only the model seed varies. Returns one leaderboard row
+    per model, best first by mean test ``metric``; ``params`` and ``trials`` are seed ``seed``'s,
+    ``params_by_seed`` what each seed refit with, ``tune_s`` the tuning time of every seed.
     On a dataset split on a target action, selection uses ``masks[0]``, ``test`` holds that
     mask's scores and ``test_<mask>`` each other's (see :func:`feedgan.eval.metrics.evaluate`).
     """
@@ -114,34 +115,40 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
 
     rows = []
     for spec in specs:
-        t0 = time.perf_counter()
-        params, trials = tune(spec, data(seed), metric=metric, ks=ks, max_trials=max_trials, budget_s=budget_s,
-                              seed=seed, mask=masks[0], progress=progress)
-        tune_s = time.perf_counter() - t0
+        tuned: list[tuple[Dataset, dict, list[dict]]] = []  # (dataset, its params, its trials)
+        tune_s = 0.0
+
+        def params_for(d: Dataset, s: int) -> dict:
+            nonlocal tune_s
+            for known, params, _ in tuned:
+                if known is d:
+                    return params
+            t0 = time.perf_counter()
+            params, trials = tune(spec, d, metric=metric, ks=ks, max_trials=max_trials, budget_s=budget_s,
+                                  seed=s, mask=masks[0], progress=progress)
+            tune_s += time.perf_counter() - t0
+            tuned.append((d, params, trials))
+            return params
+
+        params = params_for(data(seed), seed)
         seeded = "seed" in spec.build(params).get_params()
         runs: list[dict] = []
-        chosen = [params]
+        chosen: list[dict] = []
         for s in range(seeds):
-            if runs and not seeded and data(seed + s) is data(seed):
+            d = data(seed + s)
+            p_s = params_for(d, seed + s)
+            chosen.append(p_s)
+            if runs and not seeded and d is data(seed):
                 runs.append(runs[0])  # same data, deterministic model: the result cannot change
-                chosen.append(params)
-            else:
-                p_s = params
-                if s > 0 and tune_each_seed and data(seed + s) is not data(seed):
-                    p_s, _ = tune(spec, data(seed + s), metric=metric, ks=ks, max_trials=max_trials,
-                                  budget_s=budget_s, seed=seed + s, mask=masks[0], progress=progress)
-                if s > 0:
-                    chosen.append(p_s)
-                runs.append(refit_and_test(spec, p_s, data(seed + s), ks=ks, seed=seed + s, masks=masks,
-                                           progress=progress))
-                if s > 0 or not keep_models:
-                    runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
+                continue
+            runs.append(refit_and_test(spec, p_s, d, ks=ks, seed=seed + s, masks=masks, progress=progress))
+            if s > 0 or not keep_models:
+                runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
+        trials = tuned[0][2]
         best = max(trials, key=lambda t: t["valid"][metric])
         row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
                "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
-               "tune_s": tune_s, "seeds": seeds, "test": summarise(runs)}
-        if tune_each_seed:
-            row["params_by_seed"] = chosen
+               "tune_s": tune_s, "seeds": seeds, "params_by_seed": chosen, "test": summarise(runs)}
         for key in (k for k in runs[0] if k.startswith("test_")):
             row[key] = summarise(runs, key)
         if keep_models:
@@ -168,10 +175,22 @@ def results_markdown(rows: list[dict], metrics: list[str], title: str | None = N
         t = r["test"]
         cells = [f"{t[m]['mean']:.4f} ± {t[m]['std']:.4f}" for m in metrics]
         cells += [f"{r['test_all'][m]['mean']:.4f} ± {r['test_all'][m]['std']:.4f}" for m in strict]
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         lines.append(f"| {r['model']} | " + " | ".join(cells)
-                     + f" | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} | {params} |")
+                     + f" | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} | {chosen_cell(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def chosen_cell(row: dict) -> str:
+    """The setting chosen on validation: seed 0's, and how many seeds chose each setting when the
+    re-split seeds (each tuned on its own validation part) did not all agree."""
+    def fmt(p: dict) -> str:
+        return ", ".join(f"{k}={v}" for k, v in p.items()) or "-"
+
+    by_seed = [fmt(p) for p in row.get("params_by_seed", [])]
+    if len(set(by_seed)) <= 1:
+        return fmt(row["params"])
+    counts = {c: by_seed.count(c) for c in dict.fromkeys([fmt(row["params"]), *by_seed])}
+    return "; ".join(f"{c} ({n} of {len(by_seed)} seeds)" for c, n in counts.items())
 
 
 def public_rows(rows: list[dict]) -> list[dict]:
