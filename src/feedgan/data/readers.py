@@ -95,8 +95,10 @@ def _read_text(path: Path, encoding: str) -> str:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark UTF-16 files start with
         raise DataError(f"byte 0x{raw[err.start]:02x} is not valid {encoding}", file=path,
-                        line=raw.count(b"\n", 0, err.start) + 1, fix=ENCODING_FIX) from None
+                        line=raw.count(b"\n", 0, err.start) + 1,
+                        fix="the file is UTF-16: pass --encoding utf-16" if utf16 else ENCODING_FIX) from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}", file=path, fix="use e.g. utf-8 or latin-1") from None
     text = text.lstrip("\ufeff")
