@@ -204,8 +204,10 @@ def base_case(fmt: str, rnd: random.Random) -> Case:
 
 
 # ---------------------------------------------------------------------------------------- mutations
-def _nasty(rnd: random.Random) -> str:
+def _nasty(rnd: random.Random, extra: tuple[str, ...] = ()) -> str:
     roll = rnd.random()
+    if extra and roll < 0.3:
+        return rnd.choice(extra)
     if roll < 0.75:
         return rnd.choice(NASTY)
     if roll < 0.9:  # random printable and non-printable code points, lone surrogates excluded (not encodable)
@@ -222,15 +224,16 @@ def _cell(t: Table, rnd: random.Random) -> tuple[int, int] | None:
     return (r, rnd.randrange(len(t.rows[r]))) if t.rows[r] else None
 
 
-def mutate_table(t: Table, rnd: random.Random, json_values: bool = False) -> str:
-    """One token-level mutation of ``t`` in place; returns its name."""
+def mutate_table(t: Table, rnd: random.Random, json_values: bool = False, extra: tuple[str, ...] = ()) -> str:
+    """One token-level mutation of ``t`` in place; returns its name. ``extra`` joins the nasty values."""
     kind = rnd.choice(["cell", "cell", "cell", "column", "mixed_ts", "dup_column", "header", "drop_column",
                        "extra_column", "wide_header", "wide_row", "rows"])
     width = len(t.header) if t.header is not None else max((len(r) for r in t.rows), default=0)
     if kind == "cell" and (rc := _cell(t, rnd)):
-        t.rows[rc[0]][rc[1]] = rnd.choice(JSON_NASTY) if json_values and rnd.random() < 0.5 else _nasty(rnd)
+        t.rows[rc[0]][rc[1]] = (rnd.choice(JSON_NASTY) if json_values and rnd.random() < 0.5
+                                 else _nasty(rnd, extra))
     elif kind == "column" and width:
-        c, v = rnd.randrange(width), _nasty(rnd)
+        c, v = rnd.randrange(width), _nasty(rnd, extra)
         for r in t.rows:
             if c < len(r):
                 r[c] = v
@@ -388,14 +391,15 @@ def _parquet_bytes(t: Table, rnd: random.Random) -> bytes:
     return buf.getvalue()
 
 
-def make_case(fmt: str, rnd: random.Random) -> tuple[Case, dict[str, bytes]]:
-    """A mutated case and its files as bytes."""
+def make_case(fmt: str, rnd: random.Random, extra: tuple[str, ...] = ()) -> tuple[Case, dict[str, bytes]]:
+    """A mutated case and its files as bytes; ``extra`` values join the nasty ones for cell mutations."""
     case = base_case(fmt, rnd)
     names = sorted(case.files)
     for _ in range(rnd.randint(1, 3)):
         name = rnd.choice(names)
         if rnd.random() < 0.65:
-            case.notes.append(f"{name}:{mutate_table(case.files[name], rnd, json_values=fmt == 'jsonl')}")
+            kind = mutate_table(case.files[name], rnd, json_values=fmt == "jsonl", extra=extra)
+            case.notes.append(f"{name}:{kind}")
         else:
             case.notes.append(f"{name}:bytes")  # applied after rendering, below
     out = {}
@@ -469,7 +473,10 @@ def _where(err: BaseException) -> str:
     return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(pick))
 
 
-def _timed_read(path: Path, fmt: str, timeout: float) -> Interactions:
+def _timed_read(path: Path, fmt: str, timeout: float | None) -> Interactions:
+    """read() under a SIGALRM timer (installed by main(); None: no timer, e.g. under pytest-timeout)."""
+    if timeout is None:
+        return read(path, fmt)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         return read(path, fmt)
@@ -477,7 +484,7 @@ def _timed_read(path: Path, fmt: str, timeout: float) -> Interactions:
         signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm due right now still raises, in the caller's try
 
 
-def run_case(folder: Path, case: Case, files: dict[str, bytes], timeout: float) -> Outcome:
+def run_case(folder: Path, case: Case, files: dict[str, bytes], timeout: float | None = None) -> Outcome:
     shutil.rmtree(folder, ignore_errors=True)
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
