@@ -284,7 +284,8 @@ def mutate_table(t: Table, rnd: random.Random, json_values: bool = False, extra:
         elif op == "blank":
             t.rows.insert(i, [])
         else:
-            t.rows.extend(list(t.rows[i]) for _ in range(rnd.randint(100, 2000 if len(t.rows[i]) < 100 else 3)))
+            n = rnd.randint(100, 2000) if len(t.rows[i]) < 100 else rnd.randint(1, 3)  # keep files < 1 MB
+            t.rows.extend(list(t.rows[i]) for _ in range(n))
     return kind
 
 

@@ -50,7 +50,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feedgan.data.schema import EXPOSURE, DataError, Interactions, numbers, validate, validate_social
@@ -287,7 +286,8 @@ def _first_wider_line(text: str, sep: str, width: int) -> int | None:
 
 def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
     """pandas.read_csv with blank lines kept, so row i sits on file line ``line_of[i]``."""
-    first = text.split("\n", 1)[0]
+    end = text.find("\n")
+    first = text if end < 0 else text[:end]
     try:  # the header alone, as pandas will split it (quotes included); a multi-character sep is literal
         header = next(csv.reader([first], delimiter=sep)) if len(sep) == 1 else first.split(sep)
     except (csv.Error, StopIteration) as err:
@@ -334,7 +334,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _json_object(path: Path, no: int, raw: str) -> dict:
-    """One jsonl line as a dict; duplicate keys, too many keys and non-UTF-8 strings are refused."""
+    """One jsonl line as a dict; duplicate keys and lone surrogates (no UTF-8 text can hold one) are refused."""
     try:
         rec = json.loads(raw, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as err:  # JSONDecodeError, >4300-digit integers, deep nesting
@@ -344,10 +344,7 @@ def _json_object(path: Path, no: int, raw: str) -> dict:
             from None
     if not isinstance(rec, dict):
         raise DataError("line is not a JSON object", file=path, line=no, fix='write {"user": ..., ...}')
-    if len(rec) > MAX_COLUMNS:
-        raise DataError(f"the object has {len(rec):,} keys (at most {MAX_COLUMNS:,} are read)", file=path,
-                        line=no, fix="keep only the fields the log needs")
-    if "\\u" in raw:  # an escape can spell a lone surrogate, which no UTF-8 text (or arrow string) can hold
+    if "\\u" in raw:  # only an escape can spell a lone surrogate
         try:
             json.dumps(rec, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -367,11 +364,15 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 def _read_jsonl(path: Path, text: str) -> tuple[pd.DataFrame, np.ndarray]:
-    records, lines = [], []
+    records, lines, keys = [], [], set()
     for no, raw in enumerate(text.split("\n"), 1):
         if raw.strip():
             records.append(_json_object(path, no, raw))
             lines.append(no)
+            keys.update(records[-1])
+            if len(keys) > MAX_COLUMNS:  # the columns are the union of every line's keys
+                raise DataError(f"the lines so far have {len(keys):,} different keys (at most {MAX_COLUMNS:,} "
+                                "are read)", file=path, line=no, fix="keep only the fields the log needs")
     return pd.DataFrame.from_records(records), np.asarray(lines)
 
 
