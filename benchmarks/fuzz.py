@@ -1,6 +1,6 @@
 """Fuzz the readers: every mutated log either loads as a valid table or fails with a DataError.
 
-    python benchmarks/fuzz.py                          # 10,000 cases per format -> docs/benchmarks/fuzz.json, docs/fuzz.md
+    python benchmarks/fuzz.py                 # 10,000 cases per format -> docs/benchmarks/fuzz.json, docs/fuzz.md
     python benchmarks/fuzz.py --format csv --format jsonl --cases 2000 --seed 1
 
 Each case writes a small valid log in one format (random ids, ratings, timestamps, actions), applies one to

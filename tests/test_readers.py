@@ -430,9 +430,11 @@ def test_non_finite_and_huge_numbers_in_csv(tmp_path, row, what):
         read(f)
 
 
+JSONL_TEMPLATE = '{{"user": {u}, "item": 2}}\n{{"user": 7, "item": 2}}\n'
+
+
 @pytest.mark.parametrize("fmt, text", [("uir", "{u} 2 3\n7 2 3\n"), ("lightgcn", "{u} 2 3\n7 2\n"),
-                                       ("csv", "user,item\n{u},2\n7,2\n"), ("jsonl", '{{"user": {u}, "item": 2}}\n'
-                                                                                    '{{"user": 7, "item": 2}}\n')])
+                                       ("csv", "user,item\n{u},2\n7,2\n"), ("jsonl", JSONL_TEMPLATE)])
 def test_ids_beyond_int64_stay_text_and_distinct(tmp_path, fmt, text):
     big = ["9" * 400, "18446744073709551615", "9223372036854775808", "-9223372036854775809"]
     users = []
@@ -548,6 +550,9 @@ def test_hostile_parquet_columns(tmp_path):
     year_3000 = pa.array([0, 32_503_680_000], pa.timestamp("s"))
     pq.write_table(pa.table({"user": [1, 2], "item": [1, 2], "timestamp": year_3000}), f)
     with raises("timestamp 3000-01-01T00:00:00 is out of range", "line 2", match_file=f):
+        read(f)
+    pq.write_table(pa.table({"user": [1, 2], "item": [1, 2], "action": year_3000}), f)
+    with raises("actions are dates", match_file=f):
         read(f)
     pq.write_table(pa.table({"user": pa.array([["a"], ["b"]]), "item": [1, 2]}), f)
     with raises("user holds a", "line 1", match_file=f):

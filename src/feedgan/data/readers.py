@@ -78,7 +78,7 @@ ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
 MAX_COLUMNS = 1000
 # Written ids that int() reads but that are not plain decimal integers: a leading zero or "-0" (a sign and
 # underscores are found by a plain substring test, non-ASCII digits by isascii).
-_LEADING_ZERO = re.compile(r"^-?0[0-9]|^-0$", re.M)
+_LEADING_ZERO = re.compile(r"^-?0[0-9]|^-0$", re.MULTILINE)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -336,7 +336,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _json_object(path: Path, no: int, raw: str) -> dict:
     """One jsonl line as a dict; duplicate keys and lone surrogates (no UTF-8 text can hold one) are refused."""
     try:
-        rec = json.loads(raw, object_pairs_hook=_unique_keys)
+        rec = _JSON.decode(raw)
     except (ValueError, RecursionError) as err:  # JSONDecodeError, >4300-digit integers, deep nesting
         what = err.msg if isinstance(err, json.JSONDecodeError) else (
             "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0])
@@ -361,6 +361,9 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))
         raise ValueError(f"key {dup!r} appears twice in one object")
     return out
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)  # built once: json.loads(**kw) builds one per call
 
 
 def _read_jsonl(path: Path, text: str) -> tuple[pd.DataFrame, np.ndarray]:

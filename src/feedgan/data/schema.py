@@ -119,6 +119,13 @@ def _scalars(col: pd.Series, name: str, file, line_of) -> None:
                         fix=f"give {name} one number or valid text per row")
 
 
+def _not_dates(col: pd.Series, what: str, file) -> None:
+    """Only timestamps may be a datetime64 column (whose text form fails for years past 9999)."""
+    if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+        raise DataError(f"{what} are dates or durations ({col.dtype})", file=file,
+                        fix="map that column to the right field (only timestamp holds dates)")
+
+
 def _id_strings(col: pd.Series, name: str, file, line_of) -> pd.Series:
     """Ids as stripped text; blank ids and ids with a NUL character (a binary or corrupt file) are refused."""
     as_str = col.astype(str).str.strip()
@@ -140,9 +147,7 @@ def _ids(col: pd.Series, name: str, file, line_of) -> pd.Series:
         raise DataError(f"empty {name} id", file=file, line=_row_of(missing, line_of),
                         fix=f"every row needs a {name} id; drop or fill that row")
     _scalars(col, name, file, line_of)
-    if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
-        raise DataError(f"{name} ids are dates or durations ({col.dtype})", file=file,
-                        fix=f"map {name} to the column that holds the ids")
+    _not_dates(col, f"{name} ids", file)
     if pd.api.types.is_unsigned_integer_dtype(col) and len(col) and col.max() > INT64_MAX:
         return _id_strings(col, name, file, line_of).astype(object)  # uint64 above int64: exact as text
     if pd.api.types.is_integer_dtype(col):
@@ -253,9 +258,7 @@ def numbers(col: pd.Series) -> np.ndarray:
 
 def _weights(col: pd.Series, file, line_of) -> pd.Series:
     _scalars(col, "weight", file, line_of)
-    if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
-        raise DataError(f"weights are dates or durations ({col.dtype})", file=file,
-                        fix="map weight to the rating or count column")
+    _not_dates(col, "weights", file)
     arr = numbers(col)
     bad = np.isnan(arr)
     if bad.any():
@@ -312,6 +315,7 @@ def validate(frame: pd.DataFrame, *, social: pd.DataFrame | None = None, source:
     if "action" in frame.columns:
         act = frame["action"]
         _scalars(act, "action", source, line_of)
+        _not_dates(act, "actions", source)
         if act.isna().any():
             raise DataError("empty action", file=source, line=_row_of(act.isna().to_numpy(), line_of),
                             fix="fill the action column or drop it (every row then counts as a view)")
@@ -327,6 +331,7 @@ def validate(frame: pd.DataFrame, *, social: pd.DataFrame | None = None, source:
                      else np.ones(len(frame), dtype=np.float32))
     if "part" in frame.columns:
         _scalars(frame["part"], "part", source, line_of)
+        _not_dates(frame["part"], "split parts", source)
         part = frame["part"].astype(str)
         bad = ~part.isin(PARTS).to_numpy()
         if bad.any():
