@@ -151,9 +151,9 @@ def _recbole(rnd: random.Random) -> Table:
 
 @dataclass
 class Case:
-    """The files of one case (name -> Table, or raw bytes for parquet) and how to read them."""
+    """The files of one case (name -> Table, rendered as text, JSON lines or parquet) and how to read them."""
 
-    files: dict[str, Table | bytes]
+    files: dict[str, Table]
     format: str
     target: str = "."  # what read() gets, relative to the case folder
     notes: list[str] = field(default_factory=list)  # the mutations applied, for the report
@@ -408,10 +408,10 @@ def make_case(fmt: str, rnd: random.Random, extra: tuple[str, ...] = ()) -> tupl
         t = case.files[name]
         data = (_render_jsonl(t, rnd) if fmt == "jsonl" else _parquet_bytes(t, rnd) if fmt == "parquet"
                 else t.text().encode("utf-8", "surrogatepass"))
-        for note in case.notes:
+        for i, note in enumerate(case.notes):  # parquet: mostly left intact, else it rarely gets parsed
             if note == f"{name}:bytes" and (fmt != "parquet" or rnd.random() < 0.2):
                 data, kind = mutate_bytes(data, rnd)
-                case.notes[case.notes.index(note)] = f"{name}:{kind}"
+                case.notes[i] = f"{name}:{kind}"
         out[name] = data
     return case, out
 

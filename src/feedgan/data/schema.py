@@ -2,15 +2,18 @@
 
 An :class:`Interactions` holds one row per event::
 
-    user       raw user id (int64 or str)
-    item       raw item id (int64 or str)
+    user       raw user id: int64 when every id of the column is a plain decimal integer that int64 holds,
+               else str (ids beyond int64, "007", "+7", non-ASCII digits), so no two written ids become one
+    item       raw item id, the same way
     action     categorical: view, like, comment, share, follow, or any string the log carries;
                ``impression`` (EXPOSURE) marks an item shown to the user, acted on or not
-    timestamp  int64 seconds since the Unix epoch (column absent when the log has none)
-    weight     float32 rating or count (1.0 when the log has none)
+    timestamp  int64 seconds since the Unix epoch, 1970..2100, from numbers or dates (one kind per column;
+               column absent when the log has none)
+    weight     float32 rating or count, finite (1.0 when the log has none)
     part       optional categorical train/valid/test, for logs that ship a predefined split
 
-plus an optional social graph (``src``, ``dst`` raw user ids, ``weight``).
+plus an optional social graph (``src``, ``dst`` raw user ids, ``weight``; text when the log's users are text
+ids that look like integers, so a user is the same in both).
 
 :func:`validate` is the one place where a table becomes trusted; anything wrong becomes a
 :class:`DataError` whose one-line message names the file, the row and the fix.
