@@ -491,6 +491,16 @@ def test_data_lines_wider_than_the_header_are_refused(tmp_path):
         assert info.value.line == line
 
 
+def test_carriage_return_line_endings(tmp_path):
+    f = tmp_path / "log.csv"
+    for newline in ("\r", "\r\n"):
+        f.write_bytes(newline.join(["user,item", "1,2", "3,4", ""]).encode())
+        assert pairs(read(f)) == [(1, 2), (3, 4)]
+        f.write_bytes(newline.join(["user,item", "1,2,\"x\ry\"", "3,4", ""]).encode())
+        with raises("more fields than the header's 2", match_file=f):
+            read(f)
+
+
 def test_duplicate_columns_are_refused(tmp_path):
     f = tmp_path / "log.csv"
     f.write_text("user,item,user\n1,2,3\n")

@@ -284,15 +284,17 @@ def _first_wider_line(text: str, sep: str, width: int) -> int | None:
     """File line of the first data record with more than ``width`` fields (quotes respected)."""
     if len(sep) != 1:
         return None
-    reader = csv.reader(io.StringIO(text), delimiter=sep)
-    next(reader)
-    return next((reader.line_num for row in reader if len(row) > width), None)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)  # newline="": \r ends a line, as for pandas
+    try:
+        next(reader)
+        return next((reader.line_num for row in reader if len(row) > width), None)
+    except csv.Error:  # a stray quote or \r that pandas took in its stride: the line stays unnamed
+        return None
 
 
 def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
     """pandas.read_csv with blank lines kept, so row i sits on file line ``line_of[i]``."""
-    end = text.find("\n")
-    first = text if end < 0 else text[:end]
+    first = re.match(r"[^\r\n]*", text).group()
     try:  # the header alone, as pandas will split it (quotes included); a multi-character sep is literal
         header = next(csv.reader([first], delimiter=sep)) if len(sep) == 1 else first.split(sep)
     except (csv.Error, StopIteration) as err:
