@@ -517,15 +517,17 @@ def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> 
     if missing:
         raise DataError(f"missing KuaiRand column(s) {missing}; found {list(df.columns)}", file=path, line=1,
                         fix="pass a KuaiRand log_*.csv file (or use format csv with --columns)")
+    np_errors = np.errstate(invalid="ignore")  # inf // 1000 is NaN, which validate() refuses with the line
     if "time_ms" in df.columns:
-        with np.errstate(invalid="ignore"):  # inf // 1000 is NaN, which validate() refuses with the line
+        with np_errors:
             ts = numbers(df["time_ms"]) // 1000
     elif {"date", "hourmin"} <= set(df.columns):  # YYYYMMDD + HHMM in Beijing time, made UTC like time_ms
         day = pd.to_datetime(df["date"].astype(str), format="%Y%m%d", errors="coerce").to_numpy()
         # whole days in the column's own unit (no nanosecond overflow); NaT stays NaN for validate()
         day_s = np.where(np.isnat(day), np.nan, day.astype("datetime64[s]").astype(np.int64))
         hm = numbers(df["hourmin"])
-        ts = day_s + (hm // 100) * 3600 + (hm % 100) * 60 - BEIJING_UTC_OFFSET_S
+        with np_errors:
+            ts = day_s + (hm // 100) * 3600 + (hm % 100) * 60 - BEIJING_UTC_OFFSET_S
     else:
         ts = None
     # shown[i, 0]: line i was an impression (always); shown[i, 1 + k]: flag k is 1 on line i
