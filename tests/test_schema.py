@@ -361,3 +361,13 @@ def test_social_ids_follow_users_kept_as_text():
     inter = validate(_frame(user=users), social=pd.DataFrame({"src": [1, 3], "dst": [3, 1]}))
     assert inter.social["src"].tolist() == ["1", "3"]
     assert set(inter.social["src"]) <= set(inter.frame["user"])
+
+
+def test_dates_in_two_formats_and_extreme_years():
+    # ISO-8601 and free-form dates are parsed apart (pandas gives them different units): no overflow
+    ts = ["0001-01-03", "2020-01-01", "2020-01-02", "2020-01-03", "5 Jan 2020"]
+    err = _error(_frame(timestamp=ts), line_of=LINES)
+    assert err.line == 2 and "out of range" in str(err)
+    ok = validate(_frame(timestamp=ts[1:] + ["Jan 6 2020 10:00"])).frame["timestamp"].tolist()
+    assert ok == [_utc("2020-01-01"), _utc("2020-01-02"), _utc("2020-01-03"), _utc("2020-01-05"),
+                  _utc("2020-01-06T10:00")]

@@ -212,6 +212,10 @@ def _date_seconds(col: pd.Series, file, line_of) -> np.ndarray:
     if missing.any():
         raise DataError("missing timestamp", file=file, line=_row_of(missing, line_of),
                         fix="fill it or drop the timestamp column")
+    return _seconds(col)
+
+
+def _seconds(col: pd.Series) -> np.ndarray:
     naive = col.dt.tz_convert("UTC").dt.tz_localize(None) if col.dt.tz is not None else col
     # integer arithmetic in the column's own unit: no nanosecond overflow for years past 2262 or before 1677
     return naive.to_numpy().astype("datetime64[s]").astype(np.int64).astype(np.float64)
@@ -232,12 +236,16 @@ def _text_seconds(col: pd.Series, file, line_of) -> np.ndarray:
     is_num = ~np.isnan(num) | text.str.lower().isin(["nan"]).to_numpy()  # "nan" is a number, and refused later
     if is_num.all():
         return num
-    words = text.str.lower().isin(_RELATIVE_DATES).to_numpy()
-    dates = pd.to_datetime(text.where(~words & ~is_num), errors="coerce", utc=True, format="ISO8601")
-    if dates.isna().any():  # not all ISO-8601: let pandas infer each remaining value's format
-        rest = text.where(dates.isna() & ~words & ~is_num)
-        dates = dates.fillna(pd.to_datetime(rest, errors="coerce", utc=True, format="mixed"))
-    is_date = dates.notna().to_numpy()
+    secs = np.full(len(text), np.nan)
+    todo = ~is_num & ~text.str.lower().isin(_RELATIVE_DATES).to_numpy()
+    for fmt in ("ISO8601", "mixed"):  # ISO-8601 first, then pandas infers each remaining value's format
+        rows = np.flatnonzero(todo)
+        if len(rows):  # each parse made seconds on its own: the two may differ in unit (us, ns)
+            parsed = pd.to_datetime(text.iloc[rows], errors="coerce", utc=True, format=fmt)
+            ok = parsed.notna().to_numpy()
+            secs[rows[ok]] = _seconds(parsed[ok])
+            todo[rows[ok]] = False
+    is_date = ~np.isnan(secs)
     neither = ~is_num & ~is_date
     if neither.any():
         raise DataError(f"timestamp {_first(col, neither)!r} is neither a number nor a date", file=file,
@@ -248,7 +256,7 @@ def _text_seconds(col: pd.Series, file, line_of) -> np.ndarray:
                         f"but most timestamps in this column are {'dates' if minority is is_num else 'numbers'}",
                         file=file, line=_row_of(minority, line_of),
                         fix="use one kind in the whole column: Unix seconds or ISO-8601 dates")
-    return _date_seconds(dates, file, line_of)
+    return secs
 
 
 def numbers(col: pd.Series) -> np.ndarray:
