@@ -517,7 +517,7 @@ def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> 
     if missing:
         raise DataError(f"missing KuaiRand column(s) {missing}; found {list(df.columns)}", file=path, line=1,
                         fix="pass a KuaiRand log_*.csv file (or use format csv with --columns)")
-    np_errors = np.errstate(invalid="ignore")  # inf // 1000 is NaN, which validate() refuses with the line
+    np_errors = np.errstate(invalid="ignore", over="ignore")  # inf and NaN: validate() names the line
     if "time_ms" in df.columns:
         with np_errors:
             ts = numbers(df["time_ms"]) // 1000
