@@ -280,16 +280,40 @@ def _check_header(path: Path, names: list[str]) -> None:
         seen.setdefault(name, no)
 
 
-def _first_wider_line(text: str, sep: str, width: int) -> int | None:
-    """File line of the first data record with more than ``width`` fields (quotes respected)."""
-    if len(sep) != 1:
-        return None
+def _first_wider_line(text: str, sep: str, width: int) -> tuple[int, int] | None:
+    """(file line, field count) of the first data record with more than ``width`` fields, quotes respected;
+    None when there is none. Raises csv.Error where the csv module cannot split the text."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)  # newline="": \r ends a line, as for pandas
+    next(reader)
+    start = reader.line_num + 1  # a quoted field may span lines: a record starts after the previous one
+    for row in reader:
+        if len(row) > width:
+            return start, len(row)
+        start = reader.line_num + 1
+    return None
+
+
+def _check_widths(path: Path, text: str, sep: str, width: int) -> bool:
+    """Refuse a data line wider than the header; True when every line is known to fit in ``width`` fields.
+
+    Separators are counted per line with numpy; only when some line has more than ``width - 1`` of them (a
+    wider line, or separators inside quotes) does the csv module split the text to find out.
+    """
+    if len(sep) != 1 or not sep.isascii():
+        return False
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    seps = np.flatnonzero(raw == ord(sep))  # byte offsets, sorted
+    bounds = np.concatenate(([0], np.flatnonzero(raw == ord("\n")), [len(raw)]))
+    if np.diff(np.searchsorted(seps, bounds)).max() <= width - 1:  # separators on each line
+        return True
     try:
-        next(reader)
-        return next((reader.line_num for row in reader if len(row) > width), None)
-    except csv.Error:  # a stray quote or \r that pandas took in its stride: the line stays unnamed
-        return None
+        wider = _first_wider_line(text, sep, width)
+    except csv.Error:  # e.g. a quoted field over the csv module's limit: pandas alone decides
+        return False
+    if wider:
+        raise DataError(f"expected {width} fields separated by {sep!r}, found {wider[1]}", file=path, line=wider[0],
+                        fix="fix or delete that line (or pass the right --sep)")
+    return True
 
 
 def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -300,16 +324,18 @@ def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.n
     except (csv.Error, StopIteration) as err:
         raise DataError(f"cannot parse the header: {err}", file=path, line=1, fix="check the separator") from None
     _check_header(path, [h.strip() for h in header])
+    # no line wider than the header: pandas reads only the header's columns (a stray 40,000-field line would
+    # otherwise cost it seconds); else it reads them all and the warning below refuses the wider line
+    usecols = range(len(header)) if _check_widths(path, text, sep, len(header)) else None
     try:
-        with warnings.catch_warnings():  # data lines wider than the header: refused, not cut or shifted
+        with warnings.catch_warnings():
             warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
             # index_col=False: without it pandas takes the extra leading fields as the index, shifting the data
-            df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, index_col=False)
+            df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, index_col=False, usecols=usecols)
     except pd.errors.EmptyDataError:
         raise DataError("no header line", file=path, fix="the first line must name the columns") from None
     except pd.errors.ParserWarning:
-        line = _first_wider_line(text, sep, len(header))
-        raise DataError(f"a data line has more fields than the header's {len(header)}", file=path, line=line,
+        raise DataError(f"a data line has more fields than the header's {len(header)}", file=path,
                         fix="fix or delete that line (or pass the right --sep)") from None
     except pd.errors.ParserError as err:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
