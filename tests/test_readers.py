@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -404,4 +405,186 @@ def test_malformed_lines_name_the_line(tmp_path):
         read(kr)
     kr.write_text("user_id,video_id,time_ms,is_click\n1,2,1649404800000,1\n1,3,1649404800000,2\n")
     with raises("is_click is '2'", "line 3", match_file=kr):
+        read(kr)
+
+
+# ------------------------------------------------------------------- hostile files: DataError or exact
+def test_bom_only_files_are_empty(tmp_path):
+    for name in ("bom.csv", "bom.inter", "bom.jsonl"):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf\n")
+        with raises("file is empty", match_file=tmp_path / name):
+            read(tmp_path / name)
+    (tmp_path / "ratings.txt").write_text("1 2 3\n")
+    (tmp_path / "trust.txt").write_bytes(b"\xef\xbb\xbf")
+    with raises("file is empty", match_file=tmp_path / "trust.txt"):
+        read(tmp_path, "filmtrust")
+
+
+@pytest.mark.parametrize("row, what", [("inf,2,1", "user id inf is not an integer"),
+                                       ("1e400,2,1", "user id inf is not an integer"),
+                                       ("1,2,1e400", "weight"), ("1,2,3.5e38", "too large for float32")])
+def test_non_finite_and_huge_numbers_in_csv(tmp_path, row, what):
+    f = tmp_path / "log.csv"
+    f.write_text(f"user,item,weight\n1,2,3\n{row}\n")
+    with raises(what, "line 3", match_file=f):
+        read(f)
+
+
+JSONL_TEMPLATE = '{{"user": {u}, "item": 2}}\n{{"user": 7, "item": 2}}\n'
+
+
+@pytest.mark.parametrize("fmt, text", [("uir", "{u} 2 3\n7 2 3\n"), ("lightgcn", "{u} 2 3\n7 2\n"),
+                                       ("csv", "user,item\n{u},2\n7,2\n"), ("jsonl", JSONL_TEMPLATE)])
+def test_ids_beyond_int64_stay_text_and_distinct(tmp_path, fmt, text):
+    big = ["9" * 400, "18446744073709551615", "9223372036854775808", "-9223372036854775809"]
+    users = []
+    for no, u in enumerate(big):
+        f = tmp_path / f"{no}.{fmt}"
+        f.write_text(text.format(u=u))
+        users.append(read(f, fmt).frame["user"].tolist())
+    assert [u[0] for u in users] == big  # each one exactly as written: none wrapped to -1 or INT64_MIN
+    assert all(u[-1] == "7" for u in users)
+
+
+def test_written_forms_of_a_number_stay_distinct_ids(tmp_path):
+    f = tmp_path / "r.txt"
+    f.write_text("7 1 3\n007 1 3\n+7 1 3\n\u0667 1 3\n1_000 1 3\n1000 1 3\n")  # \u0667 is Arabic-Indic 7
+    assert read(f, "uir").frame["user"].tolist() == ["7", "007", "+7", "\u0667", "1_000", "1000"]
+
+
+def test_timestamps_huge_dates_and_mixed_kinds_in_files(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("user,item,timestamp\n1,2,1600000000\n1,3,2020-01-01\n1,4,1600000001\n")
+    with raises("'2020-01-01' is a date but most timestamps in this column are numbers", "line 3",
+                match_file=f):
+        read(f)
+    for date in ("2262-04-12", "1677-09-21", "9999-12-31T23:59:59", "1969-07-20"):
+        f.write_text(f"user,item,timestamp\n1,2,2020-01-01\n1,3,{date}\n")
+        with raises("out of range 1970..2100", "line 3", match_file=f):
+            read(f)
+    f.write_text("user,item,timestamp\n1,2,1e400\n")
+    with raises("timestamp is NaN, infinite or missing", "line 2", match_file=f):
+        read(f)
+
+
+def test_nul_byte_is_refused(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("user,item\n1,2\n1\x002,3\n")  # pandas would make the whole user column text
+    with raises("NUL byte", "line 3", "utf-16", match_file=f):
+        read(f)
+    utf16 = tmp_path / "u16.csv"
+    utf16.write_bytes("user,item\n1,2\n".encode("utf-16-le"))  # no byte-order mark: decodes as UTF-8
+    with raises("NUL byte", "utf-16", match_file=utf16):
+        read(utf16)
+    utf16.write_bytes("user,item\n1,2\n".encode("utf-16"))  # with one
+    with raises("not valid utf-8", "pass --encoding utf-16", match_file=utf16):
+        read(utf16)
+    assert pairs(read(utf16, encoding="utf-16")) == [(1, 2)]
+
+
+def test_data_lines_wider_than_the_header_are_refused(tmp_path):
+    f = tmp_path / "log.csv"
+    for body, line in (("1,2,3\n4,5,6\n", 2), ("1,2\n4,5,6\n", 3), ("1,2,3\n4,5\n", 2)):
+        f.write_text("user,item\n" + body)  # pandas alone would take the first field as the row index
+        with raises("line", match_file=f) as info:
+            read(f)
+        assert info.value.line == line
+
+
+def test_carriage_return_line_endings(tmp_path):
+    f = tmp_path / "log.csv"
+    for newline in ("\r", "\r\n"):
+        f.write_bytes(newline.join(["user,item", "1,2", "3,4", ""]).encode())
+        assert pairs(read(f)) == [(1, 2), (3, 4)]
+        f.write_bytes(newline.join(["user,item", "1,2,\"x\ry\"", "3,4", ""]).encode())
+        with raises("expected 2 fields separated by ',', found 3", "line 2", match_file=f):
+            read(f)
+
+
+def test_duplicate_columns_are_refused(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("user,item,user\n1,2,3\n")
+    with raises("column 'user' appears twice (columns 1 and 3)", match_file=f):
+        read(f)
+    f.write_text("user, item ,item\n1,2,3\n")
+    with raises("'item' appears twice", match_file=f):
+        read(f)
+    rb = tmp_path / "dup.inter"
+    rb.write_text("user_id:token\titem_id:token\tuser_id:float\n1\t2\t3\n")  # else the second user_id wins
+    with raises("field 'user_id' appears twice", match_file=rb):
+        read(rb)
+    rb.write_text("user_id:token\titem_id:token\tuser_id:token\n1\t2\t3\n")
+    with raises("appears twice", match_file=rb):
+        read(rb)
+    js = tmp_path / "dup.jsonl"
+    js.write_text('{"user": 1, "item": 2, "user": 3}\n')  # json.loads alone keeps the last
+    with raises("key 'user' appears twice", "line 1", match_file=js):
+        read(js)
+
+
+def test_very_wide_header_is_refused_fast(tmp_path):
+    f = tmp_path / "wide.csv"
+    f.write_text("user,item" + "," * 40_000 + "\n1,2" + "," * 40_000 + "\n")
+    t0 = time.perf_counter()
+    with raises("the header has 40,002 columns", match_file=f):
+        read(f)
+    assert time.perf_counter() - t0 < 1.0  # pandas alone takes seconds over such a header
+    f.write_text("user,item\n1,2\n3,4" + ",7" * 40_000 + "\n" + "5,6\n" * 1000)  # or such a data line
+    t0 = time.perf_counter()
+    with raises("expected 2 fields separated by ',', found 40002", "line 3", match_file=f):
+        read(f)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_hostile_json_lines(tmp_path):
+    f = tmp_path / "log.jsonl"
+    cases = [('{"user": ' + "9" * 5000 + ', "item": 1}', "Exceeds the limit (4300 digits)"),
+             ('{"user": 1, "item": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+             ('{"user": "a\\ud800", "item": 1}', "lone UTF-16 surrogate"),
+             ('{"user": [1, 2], "item": 1}', "user holds a list"),
+             ('{"user": 1, "item": {"id": 1}}', "item holds a dict"),
+             ('{"user": 1, "item": 2, "weight": 1e400}', "weight"),
+             ('{"user": "a\\u0000", "item": 2}', "NUL")]
+    for line, what in cases:
+        f.write_text('{"user": 1, "item": 1, "weight": 1}\n' + line + "\n")
+        with raises(what, "line 2", match_file=f):
+            read(f)
+
+
+def test_hostile_parquet_columns(tmp_path):
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    f = tmp_path / "log.parquet"
+    raw = [b"a", b"b\xff"]  # a string column whose bytes are not UTF-8: arrow writes it unchecked
+    offsets = pa.py_buffer(np.cumsum([0] + [len(b) for b in raw]).astype(np.int32).tobytes())
+    bad_text = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"".join(raw))])
+    pq.write_table(pa.table({"user": bad_text, "item": [1, 2]}), f)
+    with raises("not UTF-8", match_file=f):
+        read(f)
+    pq.write_table(pa.table({"user": pa.array([1, 2**64 - 1], pa.uint64()), "item": [1, 2]}), f)
+    assert read(f).frame["user"].tolist() == ["1", "18446744073709551615"]
+    year_3000 = pa.array([0, 32_503_680_000], pa.timestamp("s"))
+    pq.write_table(pa.table({"user": [1, 2], "item": [1, 2], "timestamp": year_3000}), f)
+    with raises("timestamp 3000-01-01T00:00:00 is out of range", "line 2", match_file=f):
+        read(f)
+    pq.write_table(pa.table({"user": [1, 2], "item": [1, 2], "action": year_3000}), f)
+    with raises("actions are dates", match_file=f):
+        read(f)
+    pq.write_table(pa.table({"user": pa.array([["a"], ["b"]]), "item": [1, 2]}), f)
+    with raises("user holds a", "line 1", match_file=f):
+        read(f)
+    pq.write_table(pa.table({f"c{i}": [1] for i in range(1001)}), f)
+    with raises("the header has 1,001 columns", match_file=f):
+        read(f)
+
+
+def test_kuairand_huge_times_and_dates(tmp_path):
+    kr = tmp_path / "log_x.csv"
+    kr.write_text("user_id,video_id,time_ms,is_click\n1,2,1649404800000,1\n1,3," + "9" * 400 + ",0\n")
+    with raises("timestamp", "line 3", match_file=kr):
+        read(kr)
+    kr.write_text("user_id,video_id,date,hourmin,is_click\n1,2,20220408,1630,1\n1,3,99991231,1630,0\n")
+    with raises("out of range", "line 3", match_file=kr):
+        read(kr)
+    kr.write_text("user_id,video_id,time_ms,is_click\n1,2,1649404800000,1\n1,3,1649404800000," + "9" * 400 + "\n")
+    with raises("is_click is", "line 3", match_file=kr):
         read(kr)

@@ -272,3 +272,102 @@ def test_interactions_container():
     nxt = inter.with_frame(inter.frame.iloc[[3, 1]], dropped=3)
     assert nxt.frame.index.tolist() == [0, 1]
     assert nxt.notes == {"dropped": 3} and inter.notes == {}
+
+
+# -- hostile values: refused with a DataError, or kept exactly; never two raw ids stored as one ------------
+def test_uint64_ids_above_int64_stay_exact_text():
+    users = np.array([1, 2**64 - 1, 2**63], dtype=np.uint64)  # astype(int64) would make 2**64-1 into -1
+    inter = validate(pd.DataFrame({"user": users, "item": [1, 2, 3]}))
+    assert inter.frame["user"].tolist() == ["1", "18446744073709551615", "9223372036854775808"]
+    assert validate(pd.DataFrame({"user": np.array([1, 2], dtype=np.uint64), "item": [1, 2]})
+                    ).frame["user"].dtype == np.int64  # uint64 that int64 holds stays numeric
+
+
+def test_text_ids_beyond_int64_are_kept_as_text():
+    big = ["9223372036854775808", "9223372036854775809", "-9223372036854775809", "9" * 400, "7"]
+    inter = validate(_frame(user=big))
+    assert inter.frame["user"].tolist() == big and inter.frame["user"].nunique() == 5
+    assert validate(_frame(user=["-9223372036854775808", "1", "2", "3", "4"])).frame["user"].dtype == np.int64
+
+
+def test_signed_zero_and_python_int_ids_do_not_alias():
+    assert validate(_frame(user=["-0", "0", "1", "2", "3"])).frame["user"].tolist() == ["-0", "0", "1", "2", "3"]
+    huge = pd.Series([1, 2**70, 3, 4, 5], dtype=object)  # what a JSON reader hands over
+    assert validate(_frame(user=huge)).frame["user"].tolist() == ["1", str(2**70), "3", "4", "5"]
+
+
+@pytest.mark.parametrize("value, what", [(np.inf, "is not an integer"), (-np.inf, "is not an integer"),
+                                         (1e20, "too large to be exact"), (2.0**53 + 2, "too large to be exact")])
+def test_float_ids_must_be_exact_integers(value, what):
+    err = _error(_frame(user=[1.0, 2.0, value, 4.0, 5.0]), line_of=LINES)
+    assert err.line == 7 and what in str(err)
+
+
+@pytest.mark.parametrize("cell, what", [([1, 2], "holds a list"), ({"a": 1}, "holds a dict"),
+                                        (b"\x01", "holds a bytes"), ("a\ud800", "lone UTF-16 surrogate")])
+def test_ids_must_be_single_valid_values(cell, what):
+    err = _error(_frame(user=pd.Series(["a", "b", "c", cell, "e"], dtype=object)), line_of=LINES)
+    assert err.line == 11 and what in str(err)
+
+
+def test_nul_in_an_id_is_refused():
+    err = _error(_frame(item=["1", "2", "3", "4", "5\x00"]), line_of=LINES)
+    assert err.line == 12 and "NUL" in str(err)
+
+
+def test_weight_beyond_float32_is_refused():
+    err = _error(_frame(weight=[1.0, 2.0, 3.5e38, 4.0, 5.0]), line_of=LINES)
+    assert err.line == 7 and "float32" in str(err)
+    err = _error(_frame(weight=pd.Series([1, 2, 3, 10**400, 5], dtype=object)), line_of=LINES)
+    assert err.line == 11
+
+
+@pytest.mark.parametrize("odd, line", [(0, 2), (3, 11)])
+def test_mixed_timestamp_kinds_name_the_odd_one(odd, line):
+    ts = ["1600000000"] * 5 if odd == 0 else ["2020-01-01"] * 5
+    ts[odd] = "2020-01-02" if odd == 0 else "1600000000"
+    err = _error(_frame(timestamp=ts), line_of=LINES)
+    assert err.line == line and "one kind" in err.fix
+
+
+@pytest.mark.parametrize("date", ["1969-12-31", "1900-01-01", "2100-01-02", "9999-12-31", "0001-01-01"])
+def test_dates_outside_1970_2100_are_refused_like_numbers(date):
+    err = _error(_frame(timestamp=["2020-01-01", "2020-01-02", "2020-01-03", date, "2020-01-05"]),
+                 line_of=LINES)
+    assert err.line == 11 and "out of range 1970..2100" in str(err) and date in str(err)
+
+
+@pytest.mark.parametrize("unit, value", [("s", -10**12), ("s", 10**12), ("us", 2**62), ("ns", -2**62)])
+def test_datetime64_beyond_nanosecond_range_is_refused(unit, value):
+    col = pd.Series(np.array([0, 0, value, 0, 0], dtype=f"datetime64[{unit}]")) + pd.Timedelta(days=20000)
+    err = _error(_frame(timestamp=col), line_of=LINES)
+    assert err.line == 7 and "out of range" in str(err)
+
+
+def test_relative_date_words_are_not_dates():
+    err = _error(_frame(timestamp=["2020-01-01", "now", "2020-01-03", "2020-01-04", "2020-01-05"]),
+                 line_of=LINES)
+    assert err.line == 3 and "'now'" in str(err)
+
+
+def test_duplicate_columns_are_refused():
+    frame = pd.DataFrame([[1, 2, 3]], columns=["user", "item", "user"])
+    assert "'user' appears more than once" in str(_error(frame))
+
+
+def test_social_ids_follow_users_kept_as_text():
+    # a user id too large for int64 makes the log's users text; the friend file's int ids must meet them
+    users = ["1", "99999999999999999999", "3", "4", "5"]
+    inter = validate(_frame(user=users), social=pd.DataFrame({"src": [1, 3], "dst": [3, 1]}))
+    assert inter.social["src"].tolist() == ["1", "3"]
+    assert set(inter.social["src"]) <= set(inter.frame["user"])
+
+
+def test_dates_in_two_formats_and_extreme_years():
+    # ISO-8601 and free-form dates are parsed apart (pandas gives them different units): no overflow
+    ts = ["0001-01-03", "2020-01-01", "2020-01-02", "2020-01-03", "5 Jan 2020"]
+    err = _error(_frame(timestamp=ts), line_of=LINES)
+    assert err.line == 2 and "out of range" in str(err)
+    ok = validate(_frame(timestamp=ts[1:] + ["Jan 6 2020 10:00"])).frame["timestamp"].tolist()
+    assert ok == [_utc("2020-01-01"), _utc("2020-01-02"), _utc("2020-01-03"), _utc("2020-01-05"),
+                  _utc("2020-01-06T10:00")]

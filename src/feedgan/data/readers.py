@@ -36,20 +36,28 @@ Named public formats (rating data sets get action "rate" with weight = rating):
 ``social=`` adds (or replaces) a user->user edge file: csv/tsv with a ``src,dst`` header, or two or
 three whitespace-separated columns ``src dst [weight]`` without one. Writers :func:`write_recbole`
 and :func:`write_table` go through :mod:`feedgan.io`, so an error mid-write leaves no partial file.
+
+Anything a reader cannot read faithfully is a DataError, never another exception or a silent change: empty or
+BOM-only files, NUL bytes, headers wider than MAX_COLUMNS or naming a column twice, data lines wider than the
+header, duplicate JSON keys, deep or oversized JSON numbers, lone surrogates, non-UTF-8 parquet strings.
+``benchmarks/fuzz.py`` checks this on 10,000 mutated files per format.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from feedgan.data.schema import EXPOSURE, DataError, Interactions, validate, validate_social
+from feedgan.data.schema import EXPOSURE, DataError, Interactions, numbers, validate, validate_social
 from feedgan.io import atomic_open, atomic_path
 
 OURS = ("user", "item", "action", "timestamp", "weight", "part")
@@ -70,6 +78,12 @@ BEIJING_UTC_OFFSET_S = 8 * 3600  # KuaiRand's date/hourmin are Beijing local tim
 EDGE_HEADER_NAMES = {"src", "dst", "source", "target", "user", "user_id", "userid", "friend", "friendid",
                      "friend_id", "trustor", "trustee", "follower", "followee", "from", "to"}
 ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
+# An interaction log has a handful of columns; a header far wider is a wrong separator or a corrupt file,
+# and refusing it before parsing keeps such a file from costing seconds per read.
+MAX_COLUMNS = 1000
+# Written ids that int() reads but that are not plain decimal integers: a leading zero or "-0" (a sign and
+# underscores are found by a plain substring test, non-ASCII digits by isascii).
+_LEADING_ZERO = re.compile(r"^-?0[0-9]|^-0$", re.MULTILINE)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -85,13 +99,20 @@ def _read_text(path: Path, encoding: str) -> str:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark UTF-16 files start with
         raise DataError(f"byte 0x{raw[err.start]:02x} is not valid {encoding}", file=path,
-                        line=raw.count(b"\n", 0, err.start) + 1, fix=ENCODING_FIX) from None
+                        line=raw.count(b"\n", 0, err.start) + 1,
+                        fix="the file is UTF-16: pass --encoding utf-16" if utf16 else ENCODING_FIX) from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}", file=path, fix="use e.g. utf-8 or latin-1") from None
+    text = text.lstrip("\ufeff")
     if not text.strip():
         raise DataError("file is empty", file=path, fix="check the path, or re-download the file")
-    return text[1:] if text.startswith("\ufeff") else text
+    if (nul := text.find("\x00")) >= 0:
+        raise DataError("the file holds a NUL byte (binary data, or UTF-16 text)", file=path,
+                        line=text.count("\n", 0, nul) + 1,
+                        fix="pass --encoding utf-16 if the file is UTF-16, else re-export it as text")
+    return text
 
 
 def _is_number(s: str) -> bool:
@@ -137,13 +158,23 @@ def _split(path: Path, text: str, *, sep: str | None = None, fields: tuple[int, 
 
 
 def _col(values, dtype=np.int64):
-    """Strings -> int64 (or float64) array when they all parse, else an object array for validate()."""
-    for dt in ((np.int64, np.float64) if dtype is np.int64 else (np.float64,)):
-        try:
-            return np.array(values, dtype=dt)
-        except (ValueError, OverflowError):
-            pass
-    return np.array(values, dtype=object)
+    """Tokens -> an int64 array when every token is a plain decimal integer that int64 holds (ids), or a
+    float64 array when every token is a number (``dtype=np.float64``); else the tokens as an object array,
+    for validate() to read as text or to refuse with a message naming the line."""
+    try:
+        arr = np.array(values, dtype=dtype)
+    except (ValueError, OverflowError):
+        return np.array(values, dtype=object)
+    if dtype is np.int64 and not _plain_ints(values):
+        return np.array(values, dtype=object)
+    return arr
+
+
+def _plain_ints(tokens) -> bool:
+    """Whether integer tokens are all written plainly: numpy (like int()) also reads "007", "+7", "1_000" and
+    Arabic-Indic digits, which validate() keeps as text ids rather than aliasing 7, 1000 or 123."""
+    joined = "\n".join(tokens)
+    return joined.isascii() and "+" not in joined and "_" not in joined and not _LEADING_ZERO.search(joined)
 
 
 def _finish(frame: pd.DataFrame, source: Path, line_of, *, social=None, action: str = "view",
@@ -198,9 +229,11 @@ def read_social(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
     """A user->user edge file: csv/tsv with a header naming src/dst, or headerless ``src dst [weight]``."""
     path = Path(path)
     text = _read_text(path, encoding)
-    first = next(line for line in text.split("\n") if line.strip())
+    first = next(line for line in text.split("\n") if line.strip())  # _read_text refuses blank files
     sep = "\t" if "\t" in first else "," if "," in first else None
     names = [f.strip().lower() for f in (first.split(sep) if sep else first.split())]
+    if names[0] in EDGE_HEADER_NAMES:
+        _check_header(path, names)
     cols, lines = _split(path, text, sep=sep, fields=(2, 3), header=names[0] in EDGE_HEADER_NAMES)
     src, dst = (names.index("src"), names.index("dst")) if {"src", "dst"} <= set(names) else (0, 1)
     edges = pd.DataFrame({"src": _col(cols[src]), "dst": _col(cols[dst])})
@@ -212,6 +245,7 @@ def read_social(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- generic tables
 def _map_columns(df: pd.DataFrame, columns: dict[str, str] | None, source: Path) -> tuple[pd.DataFrame, str]:
     df = df.rename(columns=lambda c: str(c).strip())
+    _check_header(source, list(df.columns))  # " user" and "user" (or two jsonl spellings) are one name now
     rename: dict[str, str] = {}
     for ours, theirs in (columns or {}).items():
         if ours not in OURS:
@@ -233,18 +267,149 @@ def _map_columns(df: pd.DataFrame, columns: dict[str, str] | None, source: Path)
     return df[keep].rename(columns=rename), action
 
 
+def _check_header(path: Path, names: list[str]) -> None:
+    """Refuse a header wider than MAX_COLUMNS or naming a column twice (else one of the two silently wins)."""
+    if len(names) > MAX_COLUMNS:
+        raise DataError(f"the header has {len(names):,} columns (at most {MAX_COLUMNS:,} are read)", file=path,
+                        line=1, fix="check the separator, or keep only the columns the log needs")
+    seen: dict[str, int] = {}
+    for no, name in enumerate(names, 1):
+        if name in seen and name:
+            raise DataError(f"column {name!r} appears twice (columns {seen[name]} and {no})", file=path, line=1,
+                            fix="rename or drop one of them")
+        seen.setdefault(name, no)
+
+
+def _first_wider_line(text: str, sep: str, width: int) -> tuple[int, int] | None:
+    """(file line, field count) of the first data record with more than ``width`` fields, quotes respected;
+    None when there is none. Raises csv.Error where the csv module cannot split the text."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)  # newline="": \r ends a line, as for pandas
+    next(reader)
+    start = reader.line_num + 1  # a quoted field may span lines: a record starts after the previous one
+    for row in reader:
+        if len(row) > width:
+            return start, len(row)
+        start = reader.line_num + 1
+    return None
+
+
+def _check_widths(path: Path, text: str, sep: str, width: int) -> bool:
+    """Refuse a data line wider than the header; True when every line is known to fit in ``width`` fields.
+
+    Separators are counted per line with numpy; only when some line has more than ``width - 1`` of them (a
+    wider line, or separators inside quotes) does the csv module split the text to find out.
+    """
+    if len(sep) != 1 or not sep.isascii():
+        return False
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    seps = np.flatnonzero(raw == ord(sep))  # byte offsets, sorted
+    bounds = np.concatenate(([0], np.flatnonzero(raw == ord("\n")), [len(raw)]))
+    if np.diff(np.searchsorted(seps, bounds)).max() <= width - 1:  # separators on each line
+        return True
+    try:
+        wider = _first_wider_line(text, sep, width)
+    except csv.Error:  # e.g. a quoted field over the csv module's limit: pandas alone decides
+        return False
+    if wider:
+        raise DataError(f"expected {width} fields separated by {sep!r}, found {wider[1]}", file=path, line=wider[0],
+                        fix="fix or delete that line (or pass the right --sep)")
+    return True
+
+
 def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
     """pandas.read_csv with blank lines kept, so row i sits on file line ``line_of[i]``."""
+    first = re.match(r"[^\r\n]*", text).group()
+    try:  # the header alone, as pandas will split it (quotes included); a multi-character sep is literal
+        header = next(csv.reader([first], delimiter=sep)) if len(sep) == 1 else first.split(sep)
+    except (csv.Error, StopIteration) as err:
+        raise DataError(f"cannot parse the header: {err}", file=path, line=1, fix="check the separator") from None
+    _check_header(path, [h.strip() for h in header])
+    # no line wider than the header: pandas reads only the header's columns (a stray 40,000-field line would
+    # otherwise cost it seconds); else it reads them all and the warning below refuses the wider line
+    usecols = range(len(header)) if _check_widths(path, text, sep, len(header)) else None
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
+            # index_col=False: without it pandas takes the extra leading fields as the index, shifting the data
+            df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, index_col=False, usecols=usecols)
+    except pd.errors.EmptyDataError:
+        raise DataError("no header line", file=path, fix="the first line must name the columns") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"a data line has more fields than the header's {len(header)}", file=path,
+                        fix="fix or delete that line (or pass the right --sep)") from None
     except pd.errors.ParserError as err:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
         if not m:
-            raise DataError(f"cannot parse: {str(err).strip()}", file=path, fix="check the separator") from None
+            raise DataError(f"cannot parse: {' '.join(str(err).split())}", file=path,
+                            fix="check the separator") from None
         raise DataError(f"expected {m[1]} fields separated by {sep!r}, found {m[3]}", file=path, line=int(m[2]),
                         fix="fix or delete that line (or pass the right --sep)") from None
     blank = df.isna().all(axis=1).to_numpy()
     return df[~blank], np.flatnonzero(~blank) + 2  # +1 for the header, +1 for 1-based
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet file as a DataFrame; its strings are checked to be UTF-8 (arrow does not check on read)."""
+    try:
+        names = pq.read_schema(path).names
+    except Exception as err:  # pyarrow raises several types for non-parquet or damaged input
+        raise DataError(f"not a readable parquet file ({type(err).__name__})", file=path,
+                        fix="check the file, or pass the right format") from None
+    _check_header(path, [name.strip() for name in names])
+    try:
+        table = pq.read_table(path)
+        table.validate(full=True)
+        return table.to_pandas()
+    except Exception as err:
+        why = "a string column holds bytes that are not UTF-8" if "UTF8" in str(err) else type(err).__name__
+        raise DataError(f"not a readable parquet file ({why})", file=path,
+                        fix="check the file, or pass the right format") from None
+
+
+def _json_object(path: Path, no: int, raw: str) -> dict:
+    """One jsonl line as a dict; duplicate keys and lone surrogates (no UTF-8 text can hold one) are refused."""
+    try:
+        rec = _JSON.decode(raw)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, >4300-digit integers, deep nesting
+        what = err.msg if isinstance(err, json.JSONDecodeError) else (
+            "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0])
+        raise DataError(f"invalid JSON ({what})", file=path, line=no, fix="each line must be one flat JSON object") \
+            from None
+    if not isinstance(rec, dict):
+        raise DataError("line is not a JSON object", file=path, line=no, fix='write {"user": ..., ...}')
+    if "\\u" in raw:  # only an escape can spell a lone surrogate
+        try:
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError("a string holds a lone UTF-16 surrogate escape (such as \\ud800)", file=path, line=no,
+                            fix="write valid Unicode text") from None
+    return rec
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json object hook: a key given twice is an error (json.loads would keep the last silently)."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {dup!r} appears twice in one object")
+    return out
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)  # built once: json.loads(**kw) builds one per call
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[pd.DataFrame, np.ndarray]:
+    records, lines, keys = [], [], set()
+    for no, raw in enumerate(text.split("\n"), 1):
+        if raw.strip():
+            records.append(_json_object(path, no, raw))
+            lines.append(no)
+            keys.update(records[-1])
+            if len(keys) > MAX_COLUMNS:  # the columns are the union of every line's keys
+                raise DataError(f"the lines so far have {len(keys):,} different keys (at most {MAX_COLUMNS:,} "
+                                "are read)", file=path, line=no, fix="keep only the fields the log needs")
+    return pd.DataFrame.from_records(records), np.asarray(lines)
 
 
 def read_table(path: str | Path, *, columns: dict[str, str] | None = None, social=None, sep: str | None = None,
@@ -254,26 +419,10 @@ def read_table(path: str | Path, *, columns: dict[str, str] | None = None, socia
     kind = kind or {".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                     ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower(), "csv")
     if kind == "parquet":
-        try:
-            df = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for non-parquet input
-            raise DataError(f"not a readable parquet file ({type(err).__name__})", file=path,
-                            fix="check the file, or pass the right format") from None
+        df = _read_parquet(path)
         lines = np.arange(1, len(df) + 1)
     elif kind == "jsonl":
-        records, line_list = [], []
-        for no, raw in enumerate(_read_text(path, encoding).split("\n"), 1):
-            if raw.strip():
-                try:
-                    rec = json.loads(raw)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"invalid JSON ({err.msg})", file=path, line=no,
-                                    fix="each line must be one JSON object") from None
-                if not isinstance(rec, dict):
-                    raise DataError("line is not a JSON object", file=path, line=no, fix='write {"user": ..., ...}')
-                records.append(rec)
-                line_list.append(no)
-        df, lines = pd.DataFrame.from_records(records), np.asarray(line_list)
+        df, lines = _read_jsonl(path, _read_text(path, encoding))
     else:
         df, lines = _read_delimited(path, _read_text(path, encoding), sep or ("\t" if kind == "tsv" else ","))
     frame, action = _map_columns(df, columns, path)
@@ -394,27 +543,31 @@ def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> 
     if missing:
         raise DataError(f"missing KuaiRand column(s) {missing}; found {list(df.columns)}", file=path, line=1,
                         fix="pass a KuaiRand log_*.csv file (or use format csv with --columns)")
+    np_errors = np.errstate(invalid="ignore", over="ignore")  # inf and NaN: validate() names the line
     if "time_ms" in df.columns:
-        ts = pd.to_numeric(df["time_ms"], errors="coerce").to_numpy() // 1000
+        with np_errors:
+            ts = numbers(df["time_ms"]) // 1000
     elif {"date", "hourmin"} <= set(df.columns):  # YYYYMMDD + HHMM in Beijing time, made UTC like time_ms
-        day = pd.to_datetime(df["date"].astype(str), format="%Y%m%d", errors="coerce")
-        hm = pd.to_numeric(df["hourmin"], errors="coerce")
-        ts = ((day - pd.Timestamp(0)).dt.total_seconds() + (hm // 100) * 3600 + (hm % 100) * 60
-              - BEIJING_UTC_OFFSET_S).to_numpy()
+        day = pd.to_datetime(df["date"].astype(str), format="%Y%m%d", errors="coerce").to_numpy()
+        # whole days in the column's own unit (no nanosecond overflow); NaT stays NaN for validate()
+        day_s = np.where(np.isnat(day), np.nan, day.astype("datetime64[s]").astype(np.int64))
+        hm = numbers(df["hourmin"])
+        with np_errors:
+            ts = day_s + (hm // 100) * 3600 + (hm % 100) * 60 - BEIJING_UTC_OFFSET_S
     else:
         ts = None
     # shown[i, 0]: line i was an impression (always); shown[i, 1 + k]: flag k is 1 on line i
     shown = np.ones((len(df), 1 + len(flags)), dtype=bool)
     for k, flag in enumerate(flags, 1):
         raw = df[flag]
-        col = pd.to_numeric(raw, errors="coerce")
-        bad = ~col.isin([0, 1]).to_numpy()
+        col = numbers(raw)
+        bad = ~np.isin(col, [0, 1])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             what = "empty" if pd.isna(raw.iloc[i]) else repr(str(raw.iloc[i]))
             raise DataError(f"{flag} is {what}, expected 0 or 1", file=path, line=int(lines[i]),
                             fix="feedback flags must be 0 or 1")
-        shown[:, k] = (col == 1).to_numpy()
+        shown[:, k] = col == 1
     row, kind = np.nonzero(shown)  # row-major: each line's impression, then its flags in KUAIRAND_FLAGS order
     names = [EXPOSURE] + [KUAIRAND_FLAGS[f] for f in flags]
     frame = pd.DataFrame({"user": df["user_id"].to_numpy()[row], "item": df["video_id"].to_numpy()[row],
@@ -437,6 +590,9 @@ def read_recbole(path: str | Path, *, social=None, encoding: str = "utf-8") -> I
         if not colon:
             raise DataError(f"header field {head!r} has no :type", file=path, line=1,
                             fix="RecBole headers look like user_id:token<TAB>item_id:token<TAB>rating:float")
+        if name in fields:  # e.g. user_id:token and user_id:float; else the second would silently win
+            raise DataError(f"field {name!r} appears twice in the header ({fields[name][0]!r}, {head!r})",
+                            file=path, line=1, fix="keep one column per field name")
         fields[name] = (head, kind)
     rename = {fields[k][0]: v for k, v in (("user_id", "user"), ("item_id", "item"), ("timestamp", "timestamp"),
                                           ("action", "action"), ("part", "part")) if k in fields}
