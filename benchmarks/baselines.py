@@ -249,7 +249,7 @@ def write_markdown() -> None:
              "one fixed test part) keeps the split's own variance in the spread; the `chosen on valid` "
              "column shows seed 0's setting, and how many seeds chose each one when they differ. "
              "Full ranking over every item the user has not interacted with in train + valid. "
-             "Machine: 2 CPU cores. The BPR-MF and Mult-VAE rows of the five small datasets were measured "
+             "Machine: 2 CPU cores. The BPR-MF and Mult-VAE rows of ML-100K, Ciao, ML-1M and LastFM were measured "
              "before BPR-MF moved to lazy (sparse) Adam and Mult-VAE to a sparse encoder (same model, other "
              "random streams), so their commands now reproduce them only up to seed noise.", ""]
     speed = ["## Fit and evaluation time (seconds, refit on train + valid; evaluation = every test user)", "",

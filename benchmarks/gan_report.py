@@ -175,9 +175,10 @@ FINDINGS = """## What we found (measured; details in the tables below)
 - **Where a GAN wins: nowhere. Where it ties: ML-1M and LastFM, and only because validation
   switched the GAN off. Where it loses: ML-100K (by a hair) and Ciao.** EASE-GAN starts from EASE
   and lets validation choose how long to train adversarially, epoch 0 included. On ML-1M and
-  LastFM validation chose epoch 0, so the model *is* EASE: the two rows are the same model, equal
-  up to float round-off (on ML-1M EASE-GAN's NDCG@20 is 1e-7 above EASE's, which is no lead),
-  and adversarial training lowered validation NDCG from the first check on. On ML-100K it
+  LastFM (rows still from seed 0's tuning, see the table) validation chose epoch 0, so the model
+  *is* EASE: the two rows are the same model, equal up to float round-off (on ML-1M EASE-GAN's
+  NDCG@20 is 1e-7 above EASE's, which is no lead), and adversarial training lowered validation
+  NDCG from the first check on. On ML-100K it
   trained 45 epochs and scores 0.4353 ± 0.0006 against EASE's 0.4359, a loss by 0.0007, 1.1 of
   its seed standard deviations: just past the tie threshold (Recall@20 slightly higher: 0.3542
   against 0.3530, within the spread). On Ciao it loses
