@@ -2,7 +2,8 @@
 
 simulate -> split -> tune every recommender on validation -> refit -> test once per seed (each
 seed a new split, tuned on its own validation part) -> leaderboard + a few users' recommendations
--> ``runs/NNNNN-demo/`` (config.yaml, metrics.json, report.html). The default size trains everything in about a minute on 2 CPU cores.
+-> ``runs/NNNNN-demo/`` (config.yaml, metrics.json, report.html). The default size runs in about
+two minutes on 2 idle CPU cores (123 s measured, per-seed tuning included).
 """
 from __future__ import annotations
 
