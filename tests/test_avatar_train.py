@@ -16,6 +16,8 @@ from feedgan.avatars.models import build
 from feedgan.avatars.train import AvatarConfig, generate, interpolate, latents, load_generator, sample, train
 from feedgan.cli import app
 
+from state_check import assert_same
+
 
 def tiny_set(n=24, size=16, channels=3, labels=None) -> ImageSet:
     rng = np.random.default_rng(0)
@@ -67,20 +69,6 @@ def test_budget_stops_training(tmp_path):
     assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 1
 
 
-def _assert_same_state(a, b, where="state"):
-    """Nested dicts / lists of tensors and numbers are exactly equal."""
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _assert_same_state(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same_state(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def _logged_steps(run) -> list[int]:
@@ -103,8 +91,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert _logged_steps(run)[logged:] == [4, 5]  # continued from step 3: a fresh run would log 2, 4, 5
     a, b = load_state(checkpoint_path(whole, 5)), load_state(checkpoint_path(run, 5))
     for key in ("step", "skipped", "G", "D", "G_ema", "opt_g", "opt_d", "rng"):
-        _assert_same_state(a[key], b[key], key)
-    _assert_same_state(load_file(str(whole / "generator.safetensors")), load_file(str(run / "generator.safetensors")))
+        assert_same(a[key], b[key], key)
+    assert_same(load_file(str(whole / "generator.safetensors")), load_file(str(run / "generator.safetensors")))
 
 
 def test_conditional_run_draws_the_asked_class(tmp_path):

@@ -13,6 +13,8 @@ from torch import nn
 from feedgan.gan import (BestCheckpoint, GANConfig, GANTask, GANTrainer, NonFiniteLossError, latest_checkpoint)
 from feedgan.gan.checkpoint import load_state, save_state
 
+from state_check import assert_same
+
 
 # -- tasks and models --------------------------------------------------------------------------
 class Gaussian1D(GANTask):
@@ -55,20 +57,6 @@ def cfg(**kw) -> GANConfig:
     return GANConfig(**base)
 
 
-def assert_same(a, b, path="state"):
-    """Bitwise equality of nested dicts/lists of tensors."""
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 def weights(m: nn.Module) -> dict[str, torch.Tensor]:

@@ -132,18 +132,28 @@ def _parse(p: Param, text: str, owner: str):
     text = text.strip()
     if p.nullable and text.lower() in _NONE:
         return None
+    parts = None
     if p.kind in (tuple, list):
         inner = text[1:-1] if text[:1] + text[-1:] in ("[]", "()") else text
         parts = [t.strip() for t in inner.split(",")]
         parts = parts[:-1] if parts and not parts[-1] else parts  # "(400,)" and "" -> one and none
-        kinds = p.items if isinstance(p.items, tuple) else [p.items] * len(parts)
-        values = [_from_text(k, t) for k, t in zip(kinds, parts)] if len(kinds) == len(parts) else [_BAD]
-        if any(v is _BAD for v in values):
-            raise _wrong(p, text, owner)
-        return p.kind(values)
-    out = _from_text(p.kind, text)
+    return _typed(p, text, parts, _from_text, owner)
+
+
+def _typed(p: Param, raw, items: list | None, convert, owner: str):
+    """``raw`` converted to ``p``'s type by ``convert(kind, value) -> value | _BAD``, element-wise
+    over ``items`` for a tuple/list parameter (``items`` None there: not a sequence)."""
+    if p.kind in (tuple, list):
+        if items is None or (isinstance(p.items, tuple) and len(items) != len(p.items)):
+            raise _wrong(p, raw, owner)
+        kinds = p.items if isinstance(p.items, tuple) else [p.items] * len(items)
+        out = [convert(k, v) for k, v in zip(kinds, items)]
+        if any(v is _BAD for v in out):
+            raise _wrong(p, raw, owner)
+        return p.kind(out)
+    out = convert(p.kind, raw)
     if out is _BAD:
-        raise _wrong(p, text, owner)
+        raise _wrong(p, raw, owner)
     return out
 
 
@@ -193,18 +203,7 @@ def _number_or_text(text: str):
 def _check(p: Param, value, owner: str):
     if value is None and p.nullable:
         return None
-    if p.kind in (tuple, list):
-        if not isinstance(value, (list, tuple)) or (isinstance(p.items, tuple) and len(value) != len(p.items)):
-            raise _wrong(p, value, owner)
-        kinds = p.items if isinstance(p.items, tuple) else [p.items] * len(value)
-        out = [_scalar(k, v) for k, v in zip(kinds, value)]
-        if any(v is _BAD for v in out):
-            raise _wrong(p, value, owner)
-        return p.kind(out)
-    out = _scalar(p.kind, value)
-    if out is _BAD:
-        raise _wrong(p, value, owner)
-    return out
+    return _typed(p, value, list(value) if isinstance(value, (list, tuple)) else None, _scalar, owner)
 
 
 def _scalar(kind: type | None, value):
