@@ -79,9 +79,14 @@ def test_two_ranks_under_torchrun_stay_identical_and_only_rank0_writes(tmp_path)
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", FEEDGAN_NO_PROGRESS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    for attempt in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(tmp_path)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        # on a loaded 2-core machine gloo can abort a rank at exit ("terminate called without an
+        # active exception", about 1 launch in 8) after the script has finished: one relaunch
+        if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     results = [json.loads((tmp_path / f"result-rank{r}.json").read_text()) for r in (0, 1)]
