@@ -80,8 +80,9 @@ def test_two_ranks_under_torchrun_stay_identical_and_only_rank0_writes(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", FEEDGAN_NO_PROGRESS="1")
     for attempt in range(2):
+        out = tmp_path / f"attempt{attempt}"  # a relaunch must not resume the first launch's run
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(tmp_path)]
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(out)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         # on a loaded 2-core machine gloo can abort a rank at exit ("terminate called without an
         # active exception", about 1 launch in 8) after the script has finished: one relaunch
@@ -89,21 +90,21 @@ def test_two_ranks_under_torchrun_stay_identical_and_only_rank0_writes(tmp_path)
             break
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    results = [json.loads((tmp_path / f"result-rank{r}.json").read_text()) for r in (0, 1)]
+    results = [json.loads((out / f"result-rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in results] == [2, 2]
     assert [r["wrapped"] for r in results] == ["DistributedDataParallel"] * 2
     assert [r["seed"] for r in results] == [0, 1]  # seed + rank
     assert results[0]["first"] != results[1]["first"]  # different real batches per rank
 
-    w0, w1 = (torch.load(tmp_path / f"weights-rank{r}.pt", weights_only=True) for r in (0, 1))
+    w0, w1 = (torch.load(out / f"weights-rank{r}.pt", weights_only=True) for r in (0, 1))
     for model in ("G", "D", "G_ema"):
         for name, t in w0[model].items():
             assert torch.isfinite(t).all(), f"{model}.{name}"
             assert torch.equal(t, w1[model][name]), f"ranks differ on {model}.{name}"
 
     # files: rank 0 alone, and its final checkpoint holds the trained weights
-    assert not (tmp_path / "run-rank1").exists()
-    run0 = tmp_path / "run-rank0"
+    assert not (out / "run-rank1").exists()
+    run0 = out / "run-rank0"
     assert len((run0 / "stats.jsonl").read_text().splitlines()) == 2
     assert sorted(p.name for p in (run0 / "checkpoints").iterdir()) == ["ckpt-00000003.pt", "ckpt-00000006.pt"]
     final = load_state(run0 / "checkpoints" / "ckpt-00000006.pt")
@@ -114,7 +115,7 @@ def test_two_ranks_under_torchrun_stay_identical_and_only_rank0_writes(tmp_path)
     # the consistency check before a save: both ranks refuse, nothing is written
     for r in results:
         assert r["diverged"] is not None and "G parameters of rank 1 differ from rank 0" in r["diverged"]
-    assert not (tmp_path / "diverged.pt").exists()
+    assert not (out / "diverged.pt").exists()
 
 
 # -- single-process behaviour ------------------------------------------------------------------
