@@ -224,6 +224,14 @@ def test_kuairand_date_hourmin_is_beijing_time(tmp_path):
     assert inter.notes["impressions_without_action"] == 1
 
 
+@pytest.mark.parametrize("hourmin", ["2400", "1275", "-5", "12.5"])
+def test_kuairand_hourmin_outside_a_day_is_refused(tmp_path, hourmin):
+    toy = tmp_path / "log_random_toy.csv"
+    toy.write_text(f"user_id,video_id,date,hourmin,is_click\n1,2,20220408,1630,1\n1,3,20220408,{hourmin},0\n")
+    with raises("not a time of day HHMM", "line 3", match_file=toy):
+        read(toy, "kuairand")
+
+
 def test_kuairand_flags_become_actions():
     inter = read(FIX / "kuairand" / "log_standard_toy.csv", "kuairand")
     f = inter.frame

@@ -552,6 +552,12 @@ def read_kuairand(path: str | Path, *, social=None, encoding: str = "utf-8") -> 
         # whole days in the column's own unit (no nanosecond overflow); NaT stays NaN for validate()
         day_s = np.where(np.isnat(day), np.nan, day.astype("datetime64[s]").astype(np.int64))
         hm = numbers(df["hourmin"])
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = np.isfinite(hm) & ((hm < 0) | (hm // 100 > 23) | (hm % 100 > 59) | (hm != np.floor(hm)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"hourmin is {df['hourmin'].iloc[i]!r}, not a time of day HHMM", file=path,
+                            line=int(lines[i]), fix="hourmin must run from 0 (00:00) to 2359 (23:59)")
         with np_errors:
             ts = day_s + (hm // 100) * 3600 + (hm % 100) * 60 - BEIJING_UTC_OFFSET_S
     else:
