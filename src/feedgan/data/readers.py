@@ -5,8 +5,11 @@ Every reader builds a raw table plus the 1-based file line of each row, then han
 naming the file, the line and the fix. Formats (``read(path, format)``; ``"auto"`` guesses from the
 suffix, a well-known file name or a folder's contents):
 
-Generic tables (``columns`` maps our names user/item/action/timestamp/weight/part to the file's):
+Generic tables (``columns`` maps our names user/item/action/timestamp/weight/part to the file's columns, by
+name or by 0-based position; columns not mapped or recognised are ignored):
     csv       read("log.csv", columns={"user": "uid", "item": "post_id"})
+              read("ratings.csv", "csv", header=False, columns={"user": 0, "item": 1, "weight": 3})
+              (``sep`` is any single character or "whitespace"; a header row that looks like data is refused)
     tsv       read("log.tsv")                        # header row, tab-separated
     parquet   read("log.parquet")
     jsonl     read("log.jsonl")                      # one JSON object per line
@@ -81,6 +84,7 @@ ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
 # An interaction log has a handful of columns; a header far wider is a wrong separator or a corrupt file,
 # and refusing it before parsing keeps such a file from costing seconds per read.
 MAX_COLUMNS = 1000
+WHITESPACE = "whitespace"  # the sep name for runs of spaces and tabs
 # Written ids that int() reads but that are not plain decimal integers: a leading zero or "-0" (a sign and
 # underscores are found by a plain substring test, non-ASCII digits by isascii).
 _LEADING_ZERO = re.compile(r"^-?0[0-9]|^-0$", re.MULTILINE)
@@ -243,15 +247,26 @@ def read_social(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- generic tables
-def _map_columns(df: pd.DataFrame, columns: dict[str, str] | None, source: Path) -> tuple[pd.DataFrame, str]:
-    df = df.rename(columns=lambda c: str(c).strip())
+def _map_columns(df: pd.DataFrame, columns: dict[str, str | int] | None, source: Path,
+                 header_row: bool = False) -> tuple[pd.DataFrame, str]:
+    """Rename the file's columns to ours: the mapping first (names, or 0-based positions), then ALIASES.
+
+    ``header_row``: the names came from the file's first line, which is refused when it looks like data.
+    """
+    df = df.rename(columns=lambda c: str(c).strip())  # a headerless file's columns are "0", "1", ...
     _check_header(source, list(df.columns))  # " user" and "user" (or two jsonl spellings) are one name now
     rename: dict[str, str] = {}
     for ours, theirs in (columns or {}).items():
         if ours not in OURS:
             raise DataError(f"unknown column name {ours!r} in the mapping; ours are {list(OURS)}", file=source,
                             fix="map our names to yours, e.g. --columns user=uid,item=post_id")
-        if theirs not in df.columns:
+        if isinstance(theirs, int):
+            if not 0 <= theirs < len(df.columns):
+                raise DataError(f"column position {theirs} (for {ours}) is out of range: the file has "
+                                f"{len(df.columns)} columns, numbered from 0", file=source,
+                                fix="check the --columns positions against the file")
+            theirs = df.columns[theirs]
+        elif theirs not in df.columns:
             raise DataError(f"column {theirs!r} (for {ours}) not found; found {list(df.columns)}", file=source,
                             fix="check the --columns mapping against the file's header")
         rename[theirs] = ours
@@ -261,10 +276,22 @@ def _map_columns(df: pd.DataFrame, columns: dict[str, str] | None, source: Path)
             hit = next((lower[n] for n in names if n in lower and lower[n] not in rename), None)
             if hit is not None:
                 rename[hit] = ours
+    if header_row:
+        _check_header_is_names(source, list(df.columns), [k for k, v in rename.items() if v in ("user", "item")])
     keep = [c for c in df.columns if c in rename or c.lower() not in OURS]
     weight_from = next((k for k, v in rename.items() if v == "weight"), "")
     action = "rate" if weight_from.lower() == "rating" else "view"
     return df[keep].rename(columns=rename), action
+
+
+def _check_header_is_names(path: Path, header: list[str], id_columns: list[str]) -> None:
+    """Refuse a first line that looks like data (its user/item fields, or all of it, are numbers): read as a
+    header, its row would be lost without a word."""
+    looked_at = id_columns or header
+    if looked_at and all(_is_number(name) for name in looked_at):
+        positions = ",".join(f"{ours}={no}" for no, ours in enumerate(("user", "item", "weight")[:len(header)]))
+        raise DataError(f"the first line {','.join(header)!r} looks like data, not column names", file=path, line=1,
+                        fix=f"for a file without a header pass --no-header --columns {positions},...")
 
 
 def _check_header(path: Path, names: list[str]) -> None:
@@ -316,22 +343,29 @@ def _check_widths(path: Path, text: str, sep: str, width: int) -> bool:
     return True
 
 
-def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """pandas.read_csv with blank lines kept, so row i sits on file line ``line_of[i]``."""
+def _read_delimited(path: Path, text: str, sep: str, header: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+    """pandas.read_csv with blank lines kept, so row i sits on file line ``line_of[i]``.
+
+    ``sep`` is one character or WHITESPACE; without a ``header`` the columns are numbered 0, 1, ... and the
+    first line sets how many fields a line may have.
+    """
     first = re.match(r"[^\r\n]*", text).group()
-    try:  # the header alone, as pandas will split it (quotes included); a multi-character sep is literal
-        header = next(csv.reader([first], delimiter=sep)) if len(sep) == 1 else first.split(sep)
+    try:  # the first line alone, as pandas will split it (quotes included)
+        names = first.split() if sep == WHITESPACE else next(csv.reader([first], delimiter=sep))
     except (csv.Error, StopIteration) as err:
-        raise DataError(f"cannot parse the header: {err}", file=path, line=1, fix="check the separator") from None
-    _check_header(path, [h.strip() for h in header])
-    # no line wider than the header: pandas reads only the header's columns (a stray 40,000-field line would
-    # otherwise cost it seconds); else it reads them all and the warning below refuses the wider line
-    usecols = range(len(header)) if _check_widths(path, text, sep, len(header)) else None
+        raise DataError(f"cannot parse the first line: {err}", file=path, line=1,
+                        fix="check the separator") from None
+    if header:
+        _check_header(path, [h.strip() for h in names])
+    # no line wider than the first: pandas reads only its columns (a stray 40,000-field line would otherwise
+    # cost it seconds); else it reads them all and the warning below refuses the wider line
+    usecols = range(len(names)) if _check_widths(path, text, sep, len(names)) else None
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
             # index_col=False: without it pandas takes the extra leading fields as the index, shifting the data
-            df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, index_col=False, usecols=usecols)
+            df = pd.read_csv(io.StringIO(text), sep=r"\s+" if sep == WHITESPACE else sep, skip_blank_lines=False,
+                             index_col=False, usecols=usecols, header=0 if header else None)
     except pd.errors.EmptyDataError:
         raise DataError("no header line", file=path, fix="the first line must name the columns") from None
     except pd.errors.ParserWarning:
@@ -345,7 +379,7 @@ def _read_delimited(path: Path, text: str, sep: str) -> tuple[pd.DataFrame, np.n
         raise DataError(f"expected {m[1]} fields separated by {sep!r}, found {m[3]}", file=path, line=int(m[2]),
                         fix="fix or delete that line (or pass the right --sep)") from None
     blank = df.isna().all(axis=1).to_numpy()
-    return df[~blank], np.flatnonzero(~blank) + 2  # +1 for the header, +1 for 1-based
+    return df[~blank], np.flatnonzero(~blank) + 1 + header  # +1 for 1-based, +1 for a header
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -412,9 +446,18 @@ def _read_jsonl(path: Path, text: str) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame.from_records(records), np.asarray(lines)
 
 
-def read_table(path: str | Path, *, columns: dict[str, str] | None = None, social=None, sep: str | None = None,
-               encoding: str = "utf-8", kind: str | None = None) -> Interactions:
-    """csv / tsv / parquet / jsonl with named columns (``kind`` defaults to the suffix)."""
+def _check_sep(path: Path, sep: str) -> str:
+    if len(sep) != 1 and sep != WHITESPACE or sep in "\r\n\"":
+        raise DataError(f"unusable separator {sep!r}", file=path,
+                        fix=f"pass one character (e.g. --sep ';' or --sep '|') or --sep {WHITESPACE}")
+    return sep
+
+
+def read_table(path: str | Path, *, columns: dict[str, str | int] | None = None, social=None,
+               sep: str | None = None, header: bool = True, encoding: str = "utf-8",
+               kind: str | None = None) -> Interactions:
+    """csv / tsv / parquet / jsonl with named columns (``kind`` defaults to the suffix); csv / tsv take a
+    ``sep`` and, with ``header=False``, columns mapped by position."""
     path = _need(Path(path))
     kind = kind or {".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                     ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower(), "csv")
@@ -424,8 +467,12 @@ def read_table(path: str | Path, *, columns: dict[str, str] | None = None, socia
     elif kind == "jsonl":
         df, lines = _read_jsonl(path, _read_text(path, encoding))
     else:
-        df, lines = _read_delimited(path, _read_text(path, encoding), sep or ("\t" if kind == "tsv" else ","))
-    frame, action = _map_columns(df, columns, path)
+        sep = _check_sep(path, sep or ("\t" if kind == "tsv" else ","))
+        df, lines = _read_delimited(path, _read_text(path, encoding), sep, header)
+        if not header and not columns:
+            raise DataError("a file without a header needs its columns mapped by position", file=path,
+                            fix="pass e.g. --columns user=0,item=1,weight=2")
+    frame, action = _map_columns(df, columns, path, header_row=header and kind in ("csv", "tsv"))
     return _finish(frame.reset_index(drop=True), path, lines, social=_social(social, encoding), action=action)
 
 
@@ -437,7 +484,7 @@ def read_uir(path: str | Path, *, social=None, sep: str | None = None, encoding:
                  if (p := _pick(path, (), (f"*{name}*",), required=name == "train"))]
         pieces = [(read_uir(p, sep=sep, encoding=encoding), name) for p, name in parts]
         return _combine(pieces, path, social=_social(social, encoding))
-    cols, lines = _split(path, _read_text(path, encoding), sep=sep, fields=(3, 4))
+    cols, lines = _split(path, _read_text(path, encoding), sep=None if sep == WHITESPACE else sep, fields=(3, 4))
     frame, lines = _uir_frame(cols, lines)
     return _finish(frame, path, lines, social=_social(social, encoding))
 
@@ -624,6 +671,7 @@ FORMATS: dict[str, Callable[..., Interactions]] = {
 }
 _TAKES_COLUMNS = {"csv", "tsv", "parquet", "jsonl"}
 _TAKES_SEP = {"csv", "tsv", "uir", "irgan"}
+_TAKES_NO_HEADER = {"csv", "tsv"}
 
 
 def detect_format(path: str | Path) -> str:
@@ -657,9 +705,12 @@ def detect_format(path: str | Path) -> str:
     return found
 
 
-def read(path: str | Path, format: str = "auto", *, columns: dict[str, str] | None = None,
-         social: str | Path | None = None, sep: str | None = None, encoding: str = "utf-8") -> Interactions:
-    """Read an interaction log in ``format`` (see the module docstring) into validated Interactions."""
+def read(path: str | Path, format: str = "auto", *, columns: dict[str, str | int] | None = None,
+         social: str | Path | None = None, sep: str | None = None, header: bool = True,
+         encoding: str = "utf-8") -> Interactions:
+    """Read an interaction log in ``format`` (see the module docstring) into validated Interactions.
+
+    ``header=False`` (csv / tsv only) reads the first line as data; map the columns by position then."""
     path, name = Path(path), format.strip().lower().replace("_", "-")
     if name != "auto" and name not in FORMATS:
         raise DataError(f"unknown format {format!r}", file=path, fix=f"use auto or one of {', '.join(FORMATS)}")
@@ -668,12 +719,13 @@ def read(path: str | Path, format: str = "auto", *, columns: dict[str, str] | No
     elif name != "cfgan":  # cfgan accepts the X prefix, which is not a file
         _need(path)
     kwargs: dict = {"social": social, "encoding": encoding}
-    for key, value, allowed in (("columns", columns, _TAKES_COLUMNS), ("sep", sep, _TAKES_SEP)):
+    for key, value, allowed in (("columns", columns, _TAKES_COLUMNS), ("sep", sep, _TAKES_SEP),
+                                ("header", not header, _TAKES_NO_HEADER)):
         if value and name not in allowed:  # an empty mapping or separator counts as not given
             raise DataError(f"{key}= does not apply to format {name}", file=path,
                             fix=f"{key}= works with {', '.join(sorted(allowed))}; drop it")
         if value:
-            kwargs[key] = value
+            kwargs[key] = header if key == "header" else value
     return FORMATS[name](path, **kwargs)
 
 
