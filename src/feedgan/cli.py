@@ -73,21 +73,36 @@ app.add_typer(data_app, name="data")
 app.add_typer(avatars_app, name="avatars")
 
 
-def _columns(spec: Optional[str]) -> Optional[dict[str, str]]:
-    """``user=uid,item=post`` -> {"user": "uid", "item": "post"}."""
+def _columns(spec: Optional[str]) -> Optional[dict[str, str | int]]:
+    """``user=uid,item=post`` -> {"user": "uid", "item": "post"}; ``user=0,item=1`` -> 0-based positions."""
     if not spec:
         return None
     pairs = [p.split("=", 1) for p in spec.split(",") if p]
     if any(len(p) != 2 for p in pairs):
-        raise DataError(f"bad --columns {spec!r}", fix="write it as ours=theirs pairs, e.g. user=uid,item=post_id")
-    return {k.strip(): v.strip() for k, v in pairs}
+        raise DataError(f"bad --columns {spec!r}", fix="write it as ours=theirs pairs, e.g. user=uid,item=post_id "
+                        "(or positions: user=0,item=1,weight=2)")
+    return {k.strip(): int(v) if v.strip().isdecimal() else v.strip() for k, v in pairs}
+
+
+COLUMNS = typer.Option(None, help="column mapping by name or 0-based position, e.g. user=uid,item=post_id "
+                                  "or user=0,item=1,weight=3")
+SEP = typer.Option(None, "--sep", help="csv/tsv/uir field separator: one character, or 'whitespace'")
+NO_HEADER = typer.Option(False, "--no-header", help="csv/tsv: the first line is data (map --columns by position)")
+
+
+def _read(path: Path, format: str, columns: Optional[str], sep: Optional[str], no_header: bool):
+    from .data.readers import read
+
+    return read(path, format, columns=_columns(columns), sep=sep, header=not no_header)
 
 
 @data_app.command("inspect")
 def data_inspect(
     path: Path = typer.Argument(..., help="log file or folder"),
     format: str = typer.Option("auto", "--format", "-f", help="csv, tsv, parquet, jsonl, movielens, lightgcn, ..."),
-    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    no_header: bool = NO_HEADER,
     positive_threshold: Optional[float] = typer.Option(None, help="keep ratings >= this as positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter on users and items"),
     split: str = typer.Option("auto", help="auto (predefined when the files carry one, else none), or a method"),
@@ -96,10 +111,9 @@ def data_inspect(
     """Print counts, density, action mix and degree statistics of a log."""
     from .data.clean import deduplicate, k_core as kcore, to_implicit
     from .data.dataset import Dataset
-    from .data.readers import read
     from .data.split import split as do_split
 
-    inter = read(path, format, columns=_columns(columns))
+    inter = _read(path, format, columns, sep, no_header)
     if positive_threshold is not None:
         inter = to_implicit(inter, positive_threshold)
     inter = deduplicate(inter)
@@ -159,23 +173,25 @@ def data_convert(
     path: Path = typer.Argument(..., help="log file or folder"),
     out: Path = typer.Option(..., "--out", "-o", help=".parquet, .csv, .tsv, .jsonl or .inter (RecBole)"),
     format: str = typer.Option("auto", "--format", "-f"),
-    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    no_header: bool = NO_HEADER,
 ):
     """Convert a log between formats (written atomically)."""
-    from .data.readers import read, write_recbole, write_table
+    from .data.readers import write_recbole, write_table
 
-    inter = read(path, format, columns=_columns(columns))
+    inter = _read(path, format, columns, sep, no_header)
     (write_recbole if out.suffix == ".inter" else write_table)(inter, out)
     console.print(f"wrote {len(inter):,} interactions to {out}")
 
 
 def _data_options(data: Path, format: str, split: str, valid: float, test: float, positive_threshold, k_core,
-                  columns, seed: int, target: str | None = None, aux_in_train: bool = True):
+                  columns, sep, no_header: bool, seed: int, target: str | None = None, aux_in_train: bool = True):
     from .data.dataset import DataConfig
 
     return DataConfig(path=str(data), format=format, split=split, valid=valid, test=test, seed=seed,
-                      positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns),
-                      target_action=target, aux_in_train=aux_in_train)
+                      positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns), sep=sep,
+                      header=not no_header, target_action=target, aux_in_train=aux_in_train)
 
 
 def _check_actions(ds, aux: dict[str, float]) -> None:
@@ -232,7 +248,9 @@ def bench(
     test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
     positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter"),
-    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    no_header: bool = NO_HEADER,
     metric: str = typer.Option("ndcg@20", help="selection metric, on validation"),
     ks: str = typer.Option("5,10,20", help="cut-offs"),
     max_trials: int = typer.Option(10, help="hyperparameter settings tried per model"),
@@ -264,9 +282,9 @@ def bench(
     name, _, at = metric.partition("@")
     if name not in METRICS or not at.isdigit() or int(at) not in cut:
         _fail(ValueError(f"--metric {metric!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {ks}"))
-    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
-                        target, aux_in_train)
-    inter = read(data, format, columns=cfg.columns)
+    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, sep, no_header,
+                        seed, target, aux_in_train)
+    inter = read(data, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header)
     first = prepare(inter, cfg)
     _check_actions(first, aux_w)
     run = new_run_dir(runs_dir, "bench")
@@ -319,7 +337,9 @@ def train(
     test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
     positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter"),
-    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    no_header: bool = NO_HEADER,
     target: Optional[str] = TARGET,
     aux: Optional[str] = AUX,
     aux_in_train: bool = AUX_IN_TRAIN,
@@ -344,9 +364,9 @@ def train(
         _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
     spec = specs[model]
     rec = spec.build({**spec.fixed, **_params(spec.cls, param)}, seed)
-    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, seed,
-                        target, aux_in_train)
-    ds = prepare(read(data, format, columns=cfg.columns), cfg)
+    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, sep, no_header,
+                        seed, target, aux_in_train)
+    ds = prepare(read(data, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header), cfg)
     _check_actions(ds, aux_w)
     console.print(f"[bold]train {model}[/] on {data}")
     metrics: dict = {"model": model, "params": rec.get_params(), "target": target, "aux": aux_w}

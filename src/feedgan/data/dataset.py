@@ -91,7 +91,9 @@ class DataConfig:
     k_core: int | None = None
     actions: list[str] | None = None
     dedup: str = "sum"
-    columns: dict[str, str] | None = None
+    columns: dict[str, str | int] | None = None  # ours -> the file's column name, or its 0-based position
+    sep: str | None = None  # csv / tsv / uir separator: one character or "whitespace" (None: the format's own)
+    header: bool = True  # csv / tsv: False reads the first line as data (map the columns by position)
     # hold out pairs of this action only (None: every pair); its other actions on a held-out item
     # stay in train when aux_in_train (see feedgan.data.split)
     target_action: str | None = None
@@ -343,4 +345,4 @@ def load_dataset(path: str | Path, format: str = "auto", **options) -> Dataset:
     from .readers import read
 
     cfg = DataConfig(path=str(path), format=format, **options)
-    return prepare(read(path, format, columns=cfg.columns), cfg)
+    return prepare(read(path, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header), cfg)
