@@ -265,3 +265,25 @@ def test_the_boundary_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
     monkeypatch.setattr(readers, "read", lambda *a, **k: {}["x"])
     res = invoke("data", "inspect", FIX / "movielens" / "ml-100k" / "u.data")
     assert res.exit_code == 1 and isinstance(res.exception, KeyError)
+
+
+def test_inspect_headerless_csv_by_position():
+    path = FIX / "generic" / "headerless.csv"
+    rows = [ln.split(",") for ln in path.read_text().splitlines()]
+    res = invoke("data", "inspect", path, "--format", "csv", "--no-header", "--columns", "user=0,item=1,weight=3",
+                 "--json")
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.output)
+    assert stats["rows"] == len(rows)  # the first line is counted, not taken as a header
+    assert (stats["users"], stats["items"]) == (len({r[0] for r in rows}), len({r[1] for r in rows}))
+    res = invoke("data", "inspect", path, "--format", "csv")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "looks like data" in res.output and "--no-header" in res.output
+
+
+def test_sep_option_reads_semicolons(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("uid;pid;x\n1;10;a\n2;11;b\n2;12;c\n")
+    res = invoke("data", "inspect", path, "--sep", ";", "--columns", "user=uid,item=pid", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["rows"] == 3

@@ -41,6 +41,55 @@ def test_csv_aliases_blank_line_and_rating_action():
     assert inter.actions == ["rate"]  # weight came from a "rating" column
 
 
+HEADERLESS = FIX / "generic" / "headerless.csv"  # user, item, yyyymmdd, rating, helpful votes; no header
+
+
+def test_headerless_csv_columns_by_position_extra_columns_ignored():
+    inter = read(HEADERLESS, "csv", header=False, columns={"user": 0, "item": 1, "weight": 3})
+    rows = [ln.split(",") for ln in HEADERLESS.read_text().splitlines()]
+    assert pairs(inter) == [(int(r[0]), int(r[1])) for r in rows]  # the first line is a rating, not a header
+    assert inter.frame["weight"].tolist() == [float(r[3]) for r in rows]
+    assert set(inter.frame.columns) <= {"user", "item", "action", "weight"}  # columns 2 and 4 are not read
+
+
+def test_positions_also_work_with_a_header(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("a,b,c\n1,10,4\n2,11,5\n")
+    inter = read(path, "csv", columns={"user": 0, "item": 1, "weight": 2})
+    assert pairs(inter) == [(1, 10), (2, 11)] and inter.frame["weight"].tolist() == [4.0, 5.0]
+
+
+@pytest.mark.parametrize("sep,given", [(";", ";"), ("|", "|"), ("whitespace", " \t ")])
+def test_sep_any_character_or_whitespace(tmp_path, sep, given):
+    path = tmp_path / "log.txt"
+    path.write_text("\n".join(given.join(r) for r in [["uid", "pid", "rating"], ["1", "10", "4"], ["2", "11", "5"]]))
+    inter = read(path, "csv", sep=sep, columns={"user": "uid", "item": "pid"})
+    assert pairs(inter) == [(1, 10), (2, 11)] and inter.frame["weight"].tolist() == [4.0, 5.0]
+
+
+def test_headerless_line_numbers_and_bad_positions(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("1,10,4\n2,11,five\n")
+    with raises("line 2", "five", match_file=path):
+        read(path, "csv", header=False, columns={"user": 0, "item": 1, "weight": 2})
+    with raises("position 3", "3 columns", match_file=path):
+        read(path, "csv", header=False, columns={"user": 0, "item": 3})
+    with raises("--columns user=0", match_file=path):
+        read(path, "csv", header=False)
+    with raises("header= does not apply"):
+        read(path, "uir", header=False)
+    with raises("separator"):
+        read(path, "csv", sep="::")
+
+
+def test_a_header_that_looks_like_data_is_refused():
+    """Read with a header, the first rating would become column names and be lost."""
+    with raises("line 1", "looks like data", "--no-header --columns user=0,item=1", match_file=HEADERLESS):
+        read(HEADERLESS, "csv")
+    with raises("looks like data", match_file=HEADERLESS):  # the fields mapped to user and item are numbers
+        read(HEADERLESS, "csv", columns={"user": 0, "item": 1})
+
+
 def test_tsv_column_mapping_and_iso_dates():
     inter = read(FIX / "generic" / "custom.tsv",
                  columns={"user": "member", "item": "post", "action": "event", "timestamp": "when"})
