@@ -141,6 +141,26 @@ def main() -> int:
     return 1 if unexplained else 0
 
 
+OWN_FILES = """\
+`csv` and `tsv` read any delimited log. `--columns` maps our names (`user`, `item`, `action`, `timestamp`,
+`weight`, `part`) to the file's columns by header name or by 0-based position; columns neither mapped nor
+recognised (`user_id`, `rating`, ...) are ignored. `--sep` takes one character (`';'`, `'|'`) or `whitespace`
+(runs of spaces and tabs). A file without a header row takes `--no-header`, and its columns are then mapped by
+position. For `ratings.csv` holding `user,item,date,rating,votes` lines and no header:
+
+```bash
+feedgan data inspect ratings.csv --format csv --no-header --columns user=0,item=1,weight=3
+feedgan train ease --data ratings.csv --format csv --no-header --columns user=0,item=1,weight=3 \\
+    --positive-threshold 4
+```
+
+Read with a header (the default), a first line whose user and item fields are numbers, or that is all numbers
+with no column name we recognise, is refused with a line pointing at `--no-header`, rather than losing that
+row as column names. The same options work for `data convert`, `bench` and `train`, and
+`read(path, "csv", sep=..., header=False, columns={"user": 0, "item": 1, "weight": 3})` in Python.
+"""  # how to read a file no named format covers, kept below the table
+
+
 def write_doc(root: Path, rows: list[list[str]]) -> None:
     head = ["data set", "format", "users (loaded = SOURCE.md)", "items", "interactions", "social edges",
             "parts", "load s", "notes"]
@@ -151,6 +171,7 @@ def write_doc(root: Path, rows: list[list[str]]) -> None:
              "Users and items are counted from the interactions only (ids seen only in a social graph are not).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+    lines += ["", "## Your own delimited files", "", OWN_FILES.rstrip("\n")]
     with atomic_open(REPO / "docs" / "data.md") as fh:
         fh.write("\n".join(lines) + "\n")
 
