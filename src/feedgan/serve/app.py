@@ -266,14 +266,15 @@ class Service:
         known = self.known_actions()
         for k, r in enumerate(rows):
             if r.action not in known:
+                shown = sorted(known)[:30]
+                listed = ", ".join(shown) + (f", ... ({len(known)} in all)" if len(known) > len(shown) else "")
                 raise HTTPException(422, f"nothing stored: interactions[{k}].action: unknown action {r.action!r}; "
-                                         f"known actions: {', '.join(sorted(known))} (start the service with "
+                                         f"known actions: {listed} (start the service with "
                                          f"--allow-action {r.action} to accept a new one)")
 
-    def typed(self, raw, lm: LoadedModel | None = None):
+    def typed(self, raw, lm: LoadedModel, kind: str | None = None):
         """An id in the store's type (the model's while the store is empty): one type in every response."""
-        kind = self.store.id_type or (_id_type(lm.model) if lm is not None else None)
-        return self.store.typed(str(raw), kind)
+        return self.store.typed(str(raw), kind or self.store.id_type or _id_type(lm.model))
 
     def pick(self, model: str | None, action: str | None) -> LoadedModel:
         """The model that answers: ``model`` (checked against ``action``), or with ``action`` the
@@ -314,7 +315,7 @@ class Service:
         m = lm.model
         uid = self.canonical(user, "user")
         if m.target_ is not None:
-            return self._recommend_target(lm, user, uid, n, exclude_seen)
+            return self._recommend_target(lm, uid, n, exclude_seen)
         seen = {lm.item_index[i] for i in self.store.items_of(uid) if i in lm.item_index}
         u = lm.user_index.get(uid, -1)
         if u >= 0:
@@ -330,7 +331,7 @@ class Service:
         return {"user": self.typed(uid, lm), "model": lm.entry.name, "action": None, "fallback": fallback,
                 "items": self._items(lm, items, values)}
 
-    def _recommend_target(self, lm: LoadedModel, user: str, uid: str, n: int, exclude_seen: bool) -> dict:
+    def _recommend_target(self, lm: LoadedModel, uid: str, n: int, exclude_seen: bool) -> dict:
         """A model with a target: per-action history (store + fit time), target items excluded."""
         m = lm.model
         stored = self.store.items_by_action(uid)
@@ -397,7 +398,8 @@ class Service:
     def similar(self, item: str, n: int, model: str | None) -> dict:
         lm = self.model(model)
         m = lm.model
-        i = lm.item_index.get(self.canonical(item, "item"), -1)
+        iid = self.canonical(item, "item")
+        i = lm.item_index.get(iid, -1)
         if i < 0:
             raise HTTPException(404, f"unknown item {item!r} for model {lm.entry.name}")
         if m.fold_in:  # what the model recommends to someone whose whole history is this item
@@ -409,12 +411,12 @@ class Service:
             raise HTTPException(400, f"model {lm.entry.name} ({m.name}) cannot list similar items: it needs a "
                                      "user's history or item vectors; pick another with ?model=")
         items, values = _top(scores, [i], n)
-        return {"item": self.typed(self.canonical(item, "item"), lm), "model": lm.entry.name,
+        return {"item": self.typed(iid, lm), "model": lm.entry.name,
                 "items": self._items(lm, items, values)}
 
     def _items(self, lm: LoadedModel, items: np.ndarray, values: np.ndarray) -> list[dict]:
-        raw = lm.model.item_ids_.raw(items).tolist()
-        return [{"item": self.typed(r, lm), "score": float(v)} for r, v in zip(raw, values)]
+        raw, kind = lm.model.item_ids_.raw(items).tolist(), self.store.id_type or _id_type(lm.model)
+        return [{"item": self.typed(r, lm, kind), "score": float(v)} for r, v in zip(raw, values)]
 
 
 def _what(target: str | None) -> str:

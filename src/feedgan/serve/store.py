@@ -315,8 +315,9 @@ class Store:
                              ((i, now) for i in {d[1] for d in data}))
             conn.executemany("INSERT INTO interactions(user, item, action, timestamp, weight, source) "
                              "VALUES (?, ?, ?, ?, ?, ?)", data)
-            actions = self.actions() | {d[2] for d in data}
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'actions'", (json.dumps(sorted(actions)),))
+            known, posted = self.actions(), {d[2] for d in data}
+            if not posted <= known:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'actions'", (json.dumps(sorted(known | posted)),))
             total = int(conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'interactions' "
                                      "RETURNING value", (len(data),)).fetchone()[0])
             conn.execute("COMMIT")
