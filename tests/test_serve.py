@@ -141,7 +141,7 @@ def test_new_interaction_is_folded_in_without_retraining(server):
     after = server.call("GET", "/users/1004/recommendations?n=10&model=ease")[1]
     assert before[0] not in items_of(after) and items_of(after) != before
     history = server.call("GET", "/users/1004/history")[1]["interactions"]
-    assert history[-1]["item"] == str(before[0]) and history[-1]["action"] == "like"
+    assert history[-1]["item"] == before[0] and history[-1]["action"] == "like"
 
 
 def test_unknown_user_gets_popularity_then_personal_results(server):
@@ -208,6 +208,68 @@ def test_models_activate_and_metrics(server):
     assert server.call("GET", "/openapi.json")[1]["info"]["title"] == "feedgan"
 
 
+def test_ids_have_the_store_type_in_history_recommendations_and_similar_items(server):
+    hist = server.call("GET", "/users/1003/history")[1]
+    recs = server.call("GET", "/users/1003/recommendations?n=10&model=ease")[1]
+    similar = server.call("GET", "/items/505/similar?n=5&model=ease")[1]
+    ids = [hist["user"], recs["user"], similar["item"], *(h["item"] for h in hist["interactions"]),
+           *items_of(recs), *items_of(similar)]
+    assert {type(i) for i in ids} == {int}, ids  # an integer store: every id an integer
+    assert not {h["item"] for h in hist["interactions"]} & set(items_of(recs))  # comparable: seen items excluded
+
+
+def test_unknown_action_is_refused_listing_the_known_ones(server):
+    count = server.call("GET", "/health")[1]["store"]["interactions"]
+    status, body = server.call("POST", "/interactions", {"user": 1003, "item": 501, "action": "liek"})
+    assert status == 422 and "interactions[0].action" in body["error"] and "'liek'" in body["error"], body
+    assert all(a in body["error"] for a in ("like", "share", "impression", "--allow-action liek")), body
+    batch = {"interactions": [{"user": 1003, "item": 501, "action": "like"}, {"user": 1003, "item": 502,
+                                                                              "action": "Share"}]}
+    status, body = server.call("POST", "/interactions", batch)
+    assert status == 422 and "interactions[1].action" in body["error"] and "nothing stored" in body["error"]
+    assert server.call("GET", "/health")[1]["store"]["interactions"] == count
+    assert server.call("POST", "/interactions", {"user": 1003, "item": 501, "action": "comment"})[0] == 201
+
+
+def test_allow_action_adds_one_that_the_store_then_keeps(registry, tmp_path):
+    db = tmp_path / "feed.db"
+    s = Server(registry, db, args=["--allow-action", "bookmark"])
+    try:
+        assert s.call("POST", "/interactions", {"user": 1003, "item": 501, "action": "bookmark"}) == (201, {"stored": 1})
+        assert s.call("POST", "/interactions", {"user": 1003, "item": 501, "action": "bookmarks"})[0] == 422
+    finally:
+        s.stop()
+    s = Server(registry, db)  # without the flag: an action the store holds stays known
+    try:
+        assert s.call("POST", "/interactions", {"user": 1004, "item": 502, "action": "bookmark"})[0] == 201
+        assert [h["action"] for h in s.call("GET", "/users/1003/history")[1]["interactions"]][-1] == "bookmark"
+    finally:
+        s.stop()
+
+
+def test_a_model_of_another_dataset_is_refused(tmp_path):
+    """Runs, oldest first: EASE on other item ids, EASE on text ids, EASE on this store's data (active)."""
+    ds, other, text = small_dataset(), small_dataset(), small_dataset()
+    other.item_ids = IdMap(ITEM_IDS + 10_000, "item")
+    text.user_ids = IdMap(np.array([f"u{u}" for u in USER_IDS]), "user")
+    text.item_ids = IdMap(np.array([f"{i}" for i in ITEM_IDS]), "item")  # the same digits, as text
+    for k, d in enumerate((other, text, ds), 1):
+        EASE(l2=5.0).fit(d).save(tmp_path / "runs" / f"0000{k}-train-ease" / "models" / "ease")
+    s = Server(tmp_path / "runs", tmp_path / "feed.db")
+    try:
+        assert s.call("GET", "/health")[1]["active_model"] == "00003-train-ease"
+        status, body = s.call("POST", "/models/00001-train-ease/activate")
+        assert status == 409 and "only 0 of its 40 item ids are in the store" in body["error"], body
+        status, body = s.call("POST", "/models/00002-train-ease/activate")
+        assert status == 409 and "str ids" in body["error"] and "ints" in body["error"], body
+        assert s.call("GET", "/health")[1]["active_model"] == "00003-train-ease"  # unchanged
+        assert s.call("GET", "/users/1003/recommendations?model=00001-train-ease")[0] == 409
+        assert s.call("GET", "/items/10505/similar?model=00001-train-ease")[0] == 409
+        assert s.call("POST", "/models/00003-train-ease/activate") == (200, {"active": "00003-train-ease"})
+    finally:
+        s.stop()
+
+
 def test_acknowledged_writes_survive_a_crash_and_a_restart(registry, tmp_path):
     db = tmp_path / "feed.db"
     s = Server(registry, db)
@@ -221,7 +283,7 @@ def test_acknowledged_writes_survive_a_crash_and_a_restart(registry, tmp_path):
         health = s.call("GET", "/health")[1]
         assert health["store"]["interactions"] == base + 20  # nothing lost, nothing imported twice
         assert health["active_model"] == "00001-train-ease"  # the choice survives too
-        assert s.call("GET", "/users/2007/history")[1]["interactions"][0]["item"] == "507"
+        assert s.call("GET", "/users/2007/history")[1]["interactions"][0]["item"] == 507
     finally:
         s.stop()  # SIGINT: a clean stop checkpoints, so the .db file alone holds every row
     assert not (tmp_path / "feed.db-wal").exists() or (tmp_path / "feed.db-wal").stat().st_size == 0
@@ -240,7 +302,7 @@ def test_store_migrates_once_and_batches_are_atomic(tmp_path):
     st.close()
     again = Store(tmp_path / "s.db")  # reopening applies nothing twice
     assert again.version == len(MIGRATIONS) and again.count() == 2 and again.id_type == "int"
-    assert [h["item"] for h in again.history("1")] == ["2", "3"]
+    assert [h["item"] for h in again.history("1")] == [2, 3]  # read back in the store's id type
 
 
 def test_store_ids_keep_their_type(tmp_path):
@@ -330,7 +392,7 @@ def test_registry_lists_targets_and_target_model_imports_its_actions(action_serv
     hist = action_server.call("GET", "/users/1001/history")[1]["interactions"]
     assert {h["action"] for h in hist} == {"view", "like", "share"} and {h["source"] for h in hist} == {"import"}
     u = m.user_ids_.index(np.array([1001]))[0]
-    shared = {str(i) for i in m.item_ids_.raw(m.seen_[u].indices)}
+    shared = set(m.item_ids_.raw(m.seen_[u].indices).tolist())
     assert {h["item"] for h in hist if h["action"] == "share"} == shared
 
 

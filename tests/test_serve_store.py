@@ -118,6 +118,27 @@ def test_an_existing_version_1_store_is_migrated_with_its_count(tmp_path):
     assert Store(db).count() == 4
 
 
+def test_a_version_2_store_learns_the_actions_of_its_rows(tmp_path):
+    db = tmp_path / "v2.db"
+    raw = sqlite3.connect(db)
+    raw.executescript(MIGRATIONS[0] + ";" + MIGRATIONS[1] + "; PRAGMA user_version = 2;")
+    raw.execute("INSERT INTO meta VALUES ('id_type', 'int')")
+    raw.executemany("INSERT INTO users VALUES (?, 0)", [("1",), ("2",)])
+    raw.execute("INSERT INTO items VALUES ('5', 0)")
+    raw.executemany("INSERT INTO interactions(user, item, action, weight, source) VALUES (?, '5', ?, 1, 'api')",
+                    [("1", "view"), ("2", "bookmark"), ("2", "view")])
+    raw.execute("UPDATE meta SET value = '3' WHERE key = 'interactions'")
+    raw.commit()
+    raw.close()
+    st = Store(db)
+    assert st.version == len(MIGRATIONS) and st.actions() == {"view", "bookmark"}
+    st.add([Interaction(1, 5, "like")])
+    assert Store(db).actions() == {"view", "bookmark", "like"}
+    with pytest.raises(IdTypeError):
+        st.add([Interaction(1, 5, "share"), Interaction("x", 5)])  # rolled back: the actions too
+    assert Store(db).actions() == {"view", "bookmark", "like"}
+
+
 # -- refusing damaged or foreign stores ----------------------------------------------------------------
 def refused(path, *words):
     with pytest.raises(StoreError) as e:

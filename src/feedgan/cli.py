@@ -461,6 +461,10 @@ def serve(
                                           "(a lost or cut -wal, an older copy); they are lost"),
     import_train: bool = typer.Option(True, "--import-train/--no-import-train",
                                       help="on first start (empty store), store the active model's training data"),
+    allow_action: list[str] = typer.Option([], "--allow-action", metavar="NAME",
+                                           help="accept posted interactions with this action besides the known "
+                                                "ones (view, like, comment, share, follow, impression, the stored "
+                                                "ones, the models' own); repeatable"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ):
     """Serve recommendations over HTTP (OpenAPI docs at /docs). Back up the store while it runs with
@@ -476,7 +480,7 @@ def serve(
                          "(or --token), or keep the default --host 127.0.0.1"))
     try:
         api = create_app(registry, db, import_train=import_train, token=token or None, protect_reads=protect_reads,
-                         max_body_bytes=max_body_bytes, accept_loss=accept_loss)
+                         max_body_bytes=max_body_bytes, accept_loss=accept_loss, allow_actions=tuple(allow_action))
     except sqlite3.DatabaseError as e:
         _fail(ValueError(f"{db}: {e}"))
     except (OSError, ValueError) as e:  # a refused store names its file; other errors name theirs

@@ -17,6 +17,12 @@ liked item can still be recommended for sharing). Models without a target work a
 stored action counts, every touched item is excluded). ``POST /predict`` gives P(target | user,
 shown item) from models with ``predict_proba`` (the propensity models).
 
+Fit and types. A posted action must be known (:meth:`Service.known_actions`; ``allow_actions`` /
+``feedgan serve --allow-action`` adds one), else a 422 listing the known ones. A model answers (and
+can be activated) only when it fits the store: the same id type and at least half of its item ids
+in the store (409 otherwise; an empty store fits any model). Every id in a response has the
+store's id type: ints in a store of integer ids, text otherwise.
+
 Access and limits. With a token (``create_app(..., token=...)``, ``feedgan serve --token`` or
 ``FEEDGAN_TOKEN``), writes and admin calls -- every method but GET and HEAD, except ``POST
 /predict``, which stores nothing -- need ``Authorization: Bearer <token>`` (401 otherwise; compared
@@ -42,6 +48,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+from ..data.schema import ACTIONS, EXPOSURE
 from ..rec.base import FRIENDS, top_n
 from .metrics import Metrics
 from .registry import LoadedModel, Registry, UnknownModelError
@@ -50,6 +57,7 @@ from .store import IdTypeError, Interaction, Store
 MAX_BATCH = 10_000  # interactions per POST
 MAX_N = 1_000  # items per list, and items per /predict request
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a full batch of 10,000 interactions with long text ids fits
+MIN_KNOWN_ITEMS = 0.5  # a model answers only when at least this share of its item ids is in the store
 
 Id = StrictInt | StrictStr
 
@@ -198,10 +206,13 @@ class _BodyLimit:
 class Service:
     """The state behind the endpoints: store, registry, the active model."""
 
-    def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False):
+    def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False,
+                 allow_actions: tuple[str, ...] = ()):
         self.store = Store(db, accept_loss=accept_loss)
         self.registry = Registry(registry)
         self.metrics = Metrics()
+        self.allow_actions = set(allow_actions)
+        self._fits_store: set[str] = set()  # entries whose item ids were found in the store
         self.active: str | None = None
         saved = self.store.get_meta("active_model")
         entries = self.registry.entries()
@@ -221,9 +232,49 @@ class Service:
             raise HTTPException(503, f"no model in the registry {self.registry.root}; train one with "
                                      f"`feedgan train ease ... --runs-dir {self.registry.root}`")
         try:
-            return self.registry.load(name)
+            lm = self.registry.load(name)
         except UnknownModelError as e:
             raise HTTPException(404, str(e)) from None
+        self._check_fits_store(lm)
+        return lm
+
+    def _check_fits_store(self, lm: LoadedModel) -> None:
+        """409 unless the model was trained on the store's catalogue: the same id type, and at
+        least :data:`MIN_KNOWN_ITEMS` of its item ids in the store. An empty store fits any model.
+        Stored items are never removed, so a model that fits once fits for good (cached)."""
+        if lm.entry.name in self._fits_store or self.store.id_type is None:
+            return
+        name, kind = lm.entry.name, _id_type(lm.model)
+        if kind != self.store.id_type:
+            raise HTTPException(409, f"model {name} was trained on {kind} ids, but this store's ids are "
+                                     f"{self.store.id_type}s: it belongs to another dataset; serve it with its own "
+                                     "--db, or retrain it on this store's data")
+        known = self.store.known_items(list(lm.item_index))
+        if known < MIN_KNOWN_ITEMS * len(lm.item_index):
+            raise HTTPException(409, f"model {name} does not fit this store: only {known:,} of its "
+                                     f"{len(lm.item_index):,} item ids are in the store (at least "
+                                     f"{MIN_KNOWN_ITEMS:.0%} must be): it was trained on another dataset; serve it "
+                                     "with its own --db, or retrain it on this store's data")
+        self._fits_store.add(name)
+
+    def known_actions(self) -> set[str]:
+        """The actions a posted interaction may carry: the standard ones, those already stored, those
+        the registry's models predict or read, and those the service was started to allow."""
+        return {*ACTIONS, EXPOSURE, *self.store.actions(), *self.registry.actions(), *self.allow_actions}
+
+    def check_actions(self, rows: list[InteractionIn]) -> None:
+        known = self.known_actions()
+        for k, r in enumerate(rows):
+            if r.action not in known:
+                shown = sorted(known)[:30]
+                listed = ", ".join(shown) + (f", ... ({len(known)} in all)" if len(known) > len(shown) else "")
+                raise HTTPException(422, f"nothing stored: interactions[{k}].action: unknown action {r.action!r}; "
+                                         f"known actions: {listed} (start the service with "
+                                         f"--allow-action {r.action} to accept a new one)")
+
+    def typed(self, raw, lm: LoadedModel, kind: str | None = None):
+        """An id in the store's type (the model's while the store is empty): one type in every response."""
+        return self.store.typed(str(raw), kind or self.store.id_type or _id_type(lm.model))
 
     def pick(self, model: str | None, action: str | None) -> LoadedModel:
         """The model that answers: ``model`` (checked against ``action``), or with ``action`` the
@@ -264,7 +315,7 @@ class Service:
         m = lm.model
         uid = self.canonical(user, "user")
         if m.target_ is not None:
-            return self._recommend_target(lm, user, uid, n, exclude_seen)
+            return self._recommend_target(lm, uid, n, exclude_seen)
         seen = {lm.item_index[i] for i in self.store.items_of(uid) if i in lm.item_index}
         u = lm.user_index.get(uid, -1)
         if u >= 0:
@@ -277,10 +328,10 @@ class Service:
         else:
             scores, fallback = lm.popularity[None, :].copy(), "popularity"
         items, values = _top(scores, sorted(seen) if exclude_seen else [], n)
-        return {"user": user, "model": lm.entry.name, "action": None, "fallback": fallback,
-                "items": _items(m, items, values)}
+        return {"user": self.typed(uid, lm), "model": lm.entry.name, "action": None, "fallback": fallback,
+                "items": self._items(lm, items, values)}
 
-    def _recommend_target(self, lm: LoadedModel, user: str, uid: str, n: int, exclude_seen: bool) -> dict:
+    def _recommend_target(self, lm: LoadedModel, uid: str, n: int, exclude_seen: bool) -> dict:
         """A model with a target: per-action history (store + fit time), target items excluded."""
         m = lm.model
         stored = self.store.items_by_action(uid)
@@ -304,8 +355,8 @@ class Service:
         else:
             scores, fallback = lm.popularity[None, :].copy(), "popularity"
         items, values = _top(scores, seen if exclude_seen else [], n)
-        return {"user": user, "model": lm.entry.name, "action": m.target_, "fallback": fallback,
-                "items": _items(m, items, values)}
+        return {"user": self.typed(uid, lm), "model": lm.entry.name, "action": m.target_, "fallback": fallback,
+                "items": self._items(lm, items, values)}
 
     def predict(self, req: PredictIn) -> dict:
         """P(action | user, shown item) for each requested item, from a model with ``predict_proba``."""
@@ -347,7 +398,8 @@ class Service:
     def similar(self, item: str, n: int, model: str | None) -> dict:
         lm = self.model(model)
         m = lm.model
-        i = lm.item_index.get(self.canonical(item, "item"), -1)
+        iid = self.canonical(item, "item")
+        i = lm.item_index.get(iid, -1)
         if i < 0:
             raise HTTPException(404, f"unknown item {item!r} for model {lm.entry.name}")
         if m.fold_in:  # what the model recommends to someone whose whole history is this item
@@ -359,7 +411,12 @@ class Service:
             raise HTTPException(400, f"model {lm.entry.name} ({m.name}) cannot list similar items: it needs a "
                                      "user's history or item vectors; pick another with ?model=")
         items, values = _top(scores, [i], n)
-        return {"item": item, "model": lm.entry.name, "items": _items(m, items, values)}
+        return {"item": self.typed(iid, lm), "model": lm.entry.name,
+                "items": self._items(lm, items, values)}
+
+    def _items(self, lm: LoadedModel, items: np.ndarray, values: np.ndarray) -> list[dict]:
+        raw, kind = lm.model.item_ids_.raw(items).tolist(), self.store.id_type or _id_type(lm.model)
+        return [{"item": self.typed(r, lm, kind), "score": float(v)} for r, v in zip(raw, values)]
 
 
 def _what(target: str | None) -> str:
@@ -388,26 +445,31 @@ def _relative(path: Path, root: Path) -> str:
         return Path(path).name
 
 
-def _items(m, items: np.ndarray, values: np.ndarray) -> list[dict]:
-    raw = m.item_ids_.raw(items).tolist()
-    return [{"item": r, "score": float(v)} for r, v in zip(raw, values)]
+def _id_type(m) -> str:
+    """``"int"`` or ``"str"``: the model's id type, by the store's rule (:meth:`Store.import_matrix`)."""
+    return "int" if m.user_ids_.values.dtype.kind in "iu" and m.item_ids_.values.dtype.kind in "iu" else "str"
 
 
 def create_app(registry: str | Path, db: str | Path, import_train: bool = True, *, token: str | None = None,
-               protect_reads: bool = False, max_body_bytes: int = MAX_BODY_BYTES, accept_loss: bool = False) -> FastAPI:
+               protect_reads: bool = False, max_body_bytes: int = MAX_BODY_BYTES, accept_loss: bool = False,
+               allow_actions: tuple[str, ...] = ()) -> FastAPI:
     """The FastAPI app over ``registry`` (a runs folder) and the SQLite file ``db``.
 
     ``token``: writes and admin calls need it (reads too with ``protect_reads``); None: no token,
     for a service only loopback clients reach. ``max_body_bytes``: the largest request body.
     ``accept_loss``: open a store holding fewer interactions than were acknowledged (see
-    :class:`~feedgan.serve.store.Store`). Stopping the app checkpoints and closes the store."""
+    :class:`~feedgan.serve.store.Store`). ``allow_actions``: actions posted interactions may carry
+    besides the known ones (:meth:`Service.known_actions`). Stopping the app checkpoints and closes the store."""
     if token is not None and not token.strip():
         raise ValueError("the token is empty: give a non-empty --token / FEEDGAN_TOKEN, or none at all")
     if protect_reads and token is None:
         raise ValueError("protecting reads needs a token: give --token or FEEDGAN_TOKEN")
     if max_body_bytes < 1:
         raise ValueError(f"the body limit must be a positive number of bytes, got {max_body_bytes}")
-    svc = Service(registry, db, import_train, accept_loss)
+    for name in allow_actions:
+        if not 1 <= len(name) <= 64 or name != name.strip():
+            raise ValueError(f"--allow-action {name!r}: an action is 1 to 64 characters without surrounding spaces")
+    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -454,6 +516,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     def add_interactions(payload: InteractionIn | Batch) -> dict:
         """Store one interaction or a batch (``{"interactions": [...]}``, at most 10,000) atomically."""
         rows = payload.interactions if isinstance(payload, Batch) else [payload]  # at most MAX_BATCH (413)
+        svc.check_actions(rows)
         try:
             n = svc.store.add([Interaction(r.user, r.item, r.action, r.timestamp, r.weight) for r in rows])
         except (IdTypeError, ValueError) as e:
@@ -484,7 +547,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         uid = svc.canonical(user_id, "user")
         if not svc.store.has_user(uid):
             raise HTTPException(404, f"unknown user {user_id!r}: nothing stored for them")
-        return {"user": user_id, "interactions": svc.store.history(uid, limit)}
+        return {"user": svc.store.typed(uid), "interactions": svc.store.history(uid, limit)}
 
     @app.get("/items/{item_id}/similar")
     def similar(item_id: str, n: Annotated[int, Query(ge=1, le=MAX_N)] = 20, model: str | None = None) -> dict:

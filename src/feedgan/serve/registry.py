@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ArtifactError, read_json, safetensors_shapes
-from ..rec.base import Recommender, check_layout, read_model_meta
+from ..rec.base import FRIENDS, Recommender, check_layout, read_model_meta
 
 
 class UnknownModelError(KeyError):
@@ -102,6 +102,11 @@ class Registry:
         """The actions some entry predicts (``propensities``: only entries with ``predict_proba``)."""
         entries = self._entries if self._entries is not None else self.entries()
         return sorted({e.target for e in entries if e.target is not None and (e.propensities or not propensities)})
+
+    def actions(self) -> set[str]:
+        """The actions some entry predicts or reads: targets and auxiliary actions (not the derived ``friends``)."""
+        entries = self._entries if self._entries is not None else self.entries()
+        return {a for e in entries for a in (e.target, *e.aux) if a is not None and a != FRIENDS}
 
     def for_action(self, action: str, prefer: str | None = None, propensities: bool = False) -> Entry | None:
         """The entry that predicts ``action``: ``prefer`` (an entry name, e.g. the active model) when

@@ -24,10 +24,14 @@
   ``str``) is fixed by its first data (an import, or the first batch) and recorded in ``meta``; an
   id of the other type is an :class:`IdTypeError`. In an ``int`` store an id is an int within
   int64, or a string of ASCII digits that spells one (``"-5"``; no ``+``, no leading zeros, no
-  spaces, no other scripts' digits): anything else is refused, never coerced.
+  spaces, no other scripts' digits): anything else is refused, never coerced. Ids read back
+  (:meth:`Store.history`, :meth:`Store.typed`) have the store's type: ints in an ``int`` store.
+- **Actions.** The distinct actions of the stored rows are a ``meta`` row (:meth:`Store.actions`),
+  kept in each write's transaction; which actions a write may carry is the service's rule.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -65,6 +69,11 @@ MIGRATIONS: list[str] = [
     """
     INSERT INTO meta(key, value) SELECT 'interactions', COUNT(*) FROM interactions;
     PRAGMA application_id = 1179076179
+    """,
+    # 3: the actions the stored rows carry, as a meta row (a JSON list, kept in each write's transaction)
+    """
+    INSERT INTO meta(key, value) SELECT 'actions', json_group_array(action) FROM
+        (SELECT DISTINCT action FROM interactions ORDER BY action)
     """,
 ]
 APPLICATION_ID = 1179076179  # "FGNS" in the SQLite header: this file is a feedgan store
@@ -245,6 +254,23 @@ class Store:
         """``"int"`` or ``"str"`` once the store has data, else None."""
         return self.get_meta("id_type")
 
+    def typed(self, text: str, id_type: str | None = None):
+        """A stored id (text) as clients see it: an int in an ``int`` store, else the text."""
+        return int(text) if (id_type or self.id_type) == "int" else text
+
+    def actions(self) -> set[str]:
+        """The distinct actions of the stored rows (a meta row: O(1))."""
+        return set(json.loads(self.get_meta("actions") or "[]"))
+
+    def known_items(self, items: list[str]) -> int:
+        """How many of ``items`` (stored text form, distinct) the store holds."""
+        conn, n = self._conn(), 0
+        for k in range(0, len(items), 500):
+            chunk = items[k:k + 500]
+            n += conn.execute(f"SELECT COUNT(*) FROM items WHERE id IN ({','.join('?' * len(chunk))})",
+                              chunk).fetchone()[0]
+        return n
+
     def canonical(self, raw, field: str = "id", id_type: str | None = None) -> str:
         """The stored text form of a raw id, checked against the store's id type (module docstring, Ids)."""
         id_type = id_type or self.id_type
@@ -289,6 +315,9 @@ class Store:
                              ((i, now) for i in {d[1] for d in data}))
             conn.executemany("INSERT INTO interactions(user, item, action, timestamp, weight, source) "
                              "VALUES (?, ?, ?, ?, ?, ?)", data)
+            known, posted = self.actions(), {d[2] for d in data}
+            if not posted <= known:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'actions'", (json.dumps(sorted(known | posted)),))
             total = int(conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'interactions' "
                                      "RETURNING value", (len(data),)).fetchone()[0])
             conn.execute("COMMIT")
@@ -323,12 +352,12 @@ class Store:
         return self._conn().execute("SELECT 1 FROM users WHERE id = ?", (user,)).fetchone() is not None
 
     def history(self, user: str, limit: int | None = None) -> list[dict]:
-        """The user's interactions, oldest first (``limit``: the newest ``limit``)."""
+        """The user's interactions, oldest first (``limit``: the newest ``limit``); items in the store's id type."""
         sql = "SELECT item, action, timestamp, weight, source FROM interactions WHERE user = ? ORDER BY seq"
         rows = self._conn().execute(sql, (user,)).fetchall()
         if limit is not None:
             rows = rows[-limit:]
-        return [{"item": r[0], "action": r[1], "timestamp": r[2], "weight": r[3], "source": r[4]} for r in rows]
+        return [{"item": self.typed(r[0]), "action": r[1], "timestamp": r[2], "weight": r[3], "source": r[4]} for r in rows]
 
     def items_of(self, user: str) -> list[str]:
         """The distinct items the user interacted with."""
