@@ -179,6 +179,34 @@ def test_filmtrust_and_ciao_ratings_plus_trust():
     assert len(ciao.social) == 2
 
 
+@pytest.mark.parametrize("name", ["ciao-tang", "epinions-tang"])
+def test_tang_layout_reads_the_fourth_column_comma_or_whitespace(name):
+    # user, product, category, rating, helpfulness[, time]: categories 7, 7, 3, 21 are not ratings
+    comma = read(FIX / "ciao" / "tang", name)
+    assert pairs(comma) == [(10, 100), (10, 101), (11, 100), (12, 102)]
+    assert comma.frame["weight"].tolist() == [4, 5, 2, 3]
+    assert comma.frame["timestamp"].tolist() == [1300000000, 1300000100, 1300000200, 1300000300]
+    assert comma.social[["src", "dst"]].values.tolist() == [[10, 11], [11, 12]]
+    spaced = read(FIX / "ciao" / "tang_rating.txt", name)
+    assert spaced.frame["weight"].tolist() == [4, 5, 2, 3] and not spaced.has_timestamps
+
+
+def test_ciao_refuses_a_category_read_as_rating():
+    # the Tang file read as the LibRec layout: column 3 holds category 7 on line 1
+    with pytest.raises(DataError, match=r"rating\.txt, line 1: rating 7 in column 3 is outside the 1-5 scale"
+                                        r".*ciao-tang"):
+        read(FIX / "ciao" / "tang", "ciao")
+    with pytest.raises(DataError, match=r"line 1: rating 7 in column 3.*epinions-tang"):
+        read(FIX / "ciao" / "tang_rating.txt", "epinions")
+
+
+def test_tang_layout_refuses_a_rating_off_the_scale(tmp_path):
+    f = tmp_path / "rating.txt"
+    f.write_text("1 2 3 4 5\n1 3 3 0 5\n")
+    with pytest.raises(DataError, match=r"line 2: rating 0 in column 4 .*use ciao or epinions"):
+        read(f, "ciao-tang")
+
+
 def test_multi_behaviour_actions_parts_and_counts():
     inter = read(FIX / "multibehaviour", "multi-behaviour")
     f = inter.frame

@@ -28,6 +28,10 @@ Named public formats (rating data sets get action "rate" with weight = rating):
     cfgan           read("ML100K.train", "cfgan")    # ``u i r``; reads both X.train and X.test (``part``)
     filmtrust       read("filmtrust/", "filmtrust")  # ratings.txt ``u i r`` + trust.txt ``src dst w``
     ciao, epinions  read("ciao/", "ciao")            # same shape: rating*.txt (first 3 columns) + trust*.txt
+    ciao-tang,      read("ciao/", "ciao-tang")       # Tang et al.'s ``user product category rating helpfulness
+    epinions-tang                                    # [time]`` lines: the rating is the fourth column
+                    (all four: comma- or whitespace-separated, ratings must lie in 1-5, and a rating outside
+                    it names the line and the other layout)
     kuairand        read("log_standard_4_08_to_4_21_1k.csv", "kuairand")  # KuaiRand-1K/Pure log_*.csv
                     (every line gives one ``impression`` row, kept as a negative for propensity models, then one
                     row per flag that is 1: is_click->view, is_like->like, is_follow->follow, is_comment->comment,
@@ -84,6 +88,7 @@ ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
 # An interaction log has a handful of columns; a header far wider is a wrong separator or a corrupt file,
 # and refusing it before parsing keeps such a file from costing seconds per read.
 MAX_COLUMNS = 1000
+STAR_SCALE = (1.0, 5.0)  # Ciao and Epinions ratings: 1 to 5 stars
 WHITESPACE = "whitespace"  # the sep name for runs of spaces and tabs
 # Written ids that int() reads but that are not plain decimal integers: a leading zero or "-0" (a sign and
 # underscores are found by a plain substring test, non-ASCII digits by isascii).
@@ -569,14 +574,43 @@ def read_cfgan(path: str | Path, *, social=None, encoding: str = "utf-8") -> Int
     return _combine(pieces, prefix, social=_social(social, encoding))
 
 
-def read_ratings_trust(path: str | Path, *, social=None, encoding: str = "utf-8") -> Interactions:
-    """FilmTrust / Ciao / Epinions (LibRec layout): ratings ``u i r ...`` + trust ``src dst [w]``."""
+def _check_scale(path: Path, weights: np.ndarray, lines: np.ndarray, scale: tuple[float, float], column: int,
+                 fix: str) -> None:
+    """Refuse a rating outside ``scale`` (lo, hi), naming its line: a wrong column read as the rating."""
+    lo, hi = scale
+    bad = ~((weights >= lo) & (weights <= hi)) if weights.dtype.kind == "f" else np.zeros(len(weights), bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"rating {weights[i]:g} in column {column + 1} is outside the {lo:g}-{hi:g} scale",
+                        file=path, line=int(lines[i]), fix=fix)
+
+
+def _sep_of(text: str) -> str | None:
+    """"," when the first data line holds a comma, else None (runs of whitespace)."""
+    first = next((ln for ln in text.split("\n") if ln.strip()), "")
+    return "," if "," in first else None
+
+
+def read_ratings_trust(path: str | Path, *, social=None, encoding: str = "utf-8", layout: str = "librec",
+                       scale: tuple[float, float] | None = None) -> Interactions:
+    """FilmTrust / Ciao / Epinions ratings + trust ``src dst [w]``, comma- or whitespace-separated.
+
+    ``layout="librec"``: ``u i r ...`` (rating third); ``layout="tang"``: ``user product category rating
+    helpfulness [time]`` (rating fourth, time sixth). ``scale`` bounds the ratings (None: unchecked)."""
     path = _need(Path(path))
     folder = path if path.is_dir() else path.parent
     ratings = _pick(folder, ("ratings.txt", "rating.txt"), ("rating*.txt",)) if path.is_dir() else path
     trust = _pick(folder, ("trust.txt",), ("trust*.txt",), required=False)
-    cols, lines = _split(ratings, _read_text(ratings, encoding), fields=(3, None))
-    frame, lines = _uir_frame(cols[:3], lines)
+    text = _read_text(ratings, encoding)
+    tang = layout == "tang"
+    cols, lines = _split(ratings, text, sep=_sep_of(text), fields=(5, 6) if tang else (3, None))
+    picked = ([cols[0], cols[1], cols[3]] + ([cols[5]] if len(cols) > 5 else [])) if tang else cols[:3]
+    frame, lines = _uir_frame(picked, lines)
+    if scale is not None:
+        other = "the LibRec layout (user item rating): use ciao or epinions" if tang else \
+            "the Tang layout (user product category rating helpfulness [time]): use ciao-tang or epinions-tang"
+        _check_scale(ratings, frame["weight"].to_numpy(), lines, scale, 3 if tang else 2,
+                     fix=f"the file may be in {other}")
     edges = _social(social, encoding, read_social(trust, encoding=encoding) if trust else None)
     return _finish(frame, ratings, lines, social=edges)
 
@@ -664,7 +698,9 @@ FORMATS: dict[str, Callable[..., Interactions]] = {
     "lastfm-hetrec": read_lastfm_hetrec,
     "lightgcn": read_lightgcn,
     "cfgan": read_cfgan,
-    "filmtrust": read_ratings_trust, "ciao": read_ratings_trust, "epinions": read_ratings_trust,
+    "filmtrust": read_ratings_trust,
+    **{name: partial(read_ratings_trust, scale=STAR_SCALE) for name in ("ciao", "epinions")},
+    **{f"{name}-tang": partial(read_ratings_trust, layout="tang", scale=STAR_SCALE) for name in ("ciao", "epinions")},
     "kuairand": read_kuairand,
     "recbole": read_recbole,
     "multi-behaviour": read_multi_behaviour, "multi-behavior": read_multi_behaviour, "mbgcn": read_multi_behaviour,
