@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from feedgan.data.clean import deduplicate, k_core, keep_actions, to_implicit
+from feedgan.data.dataset import DataConfig, prepare
 from feedgan.data.schema import DataError, validate
 
 
@@ -53,6 +54,7 @@ def dup_inter():
     ("sum", 1 + 5 + 2, 100, 3 + 4, 40),   # sum of weights, earliest timestamp
     ("max", 5.0, 100, 4.0, 40),           # largest weight, earliest timestamp
     ("last", 5.0, 300, 3.0, 50),          # latest row (ts 300 / ts 50), latest timestamp
+    ("count", 3.0, 100, 2.0, 40),         # number of rows, earliest timestamp
 ])
 def test_deduplicate(dup_inter, how, w_1_10, ts_1_10, w_2_20, ts_2_20):
     out = deduplicate(dup_inter, how)
@@ -67,6 +69,30 @@ def test_deduplicate(dup_inter, how, w_1_10, ts_1_10, w_2_20, ts_2_20):
     assert out.actions == dup_inter.actions
     assert out.frame["weight"].dtype == np.float32
     assert out.frame["timestamp"].dtype == np.int64
+
+
+def test_deduplicate_auto_keeps_the_best_rating_and_adds_up_counts():
+    inter = validate(pd.DataFrame({
+        "user":   [1, 1, 1, 1, 2],
+        "item":   [7, 7, 8, 8, 7],
+        "action": ["rate", "rate", "listen", "listen", "rate"],
+        "weight": [5.0, 4.0, 30.0, 12.0, 3.0],
+    }))
+    out = deduplicate(inter)  # auto: a 5 and a 4 stay 5; 30 and 12 plays become 42
+    f = _sorted(out.frame)
+    assert f[["user", "item", "weight"]].values.tolist() == [[1, 7, 5.0], [1, 8, 42.0], [2, 7, 3.0]]
+    assert out.notes["duplicates_merged"] == 2 and set(out.notes["dedup"].split(", ")) == {"rate: max", "listen: sum"}
+    assert out.frame["weight"].dtype == np.float32
+    assert deduplicate(inter, "sum").frame["weight"].max() == 42.0
+    assert deduplicate(inter, "last").notes["dedup"] == "last"
+
+
+def test_prepare_merges_repeated_ratings_by_max_unless_told():
+    inter = validate(pd.DataFrame({"user": [1, 1, 2, 2], "item": [2, 2, 2, 3], "action": "rate",
+                                   "part": ["train", "train", "train", "test"], "weight": [5.0, 4.0, 1.0, 3.0]}))
+    train = lambda **kw: prepare(inter, DataConfig(split="predefined", valid=0.0, **kw)).parts["train"]  # noqa: E731
+    assert sorted(train().matrix("rate").data.tolist()) == [1.0, 5.0]  # not 5 + 4 = 9
+    assert sorted(train(dedup="sum").matrix("rate").data.tolist()) == [1.0, 9.0]
 
 
 def test_deduplicate_last_without_timestamps_uses_row_order():

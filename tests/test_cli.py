@@ -1,5 +1,6 @@
 """The command line end to end, on generated data and the hand-written fixtures."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,27 @@ def test_inspect_threshold_removes_low_ratings():
     res = invoke("data", "inspect", path, "--format", "movielens", "--positive-threshold", 4, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["rows"] == sum(float(x[2]) >= 4 for x in lines)
+
+
+def test_inspect_counts_rows_read_and_merged_by_the_dedup_rule(tmp_path):
+    # Tang layout; user 1 rated item 2 twice (5 then 4): auto keeps 5, --dedup count makes it a pair of 2 rows
+    f = tmp_path / "rating.txt"
+    f.write_text("1,2,9,5,0\n1,2,9,4,1\n1,3,9,2,0\n")
+    res = invoke("data", "inspect", f, "--format", "ciao-tang", "--json")
+    assert res.exit_code == 0, res.output
+    stats = json.loads(res.output)
+    assert (stats["rows_read"], stats["rows"], stats["pairs"]) == (3, 2, 2)
+    assert stats["notes"]["duplicates_merged"] == 1 and stats["notes"]["dedup"] == "rate: max"
+    res = invoke("data", "inspect", f, "--format", "ciao-tang", "--dedup", "count", "--json")
+    assert json.loads(res.output)["notes"]["dedup"] == "count"
+    table = invoke("data", "inspect", f, "--format", "ciao-tang").output
+    assert re.search(r"rows read[\s│]+3\b", table) and re.search(r"rows kept \(merged, filtered\)[\s│]+2\b", table)
+
+
+def test_unknown_dedup_is_one_line_before_reading(tmp_path):
+    res = invoke("data", "inspect", tmp_path / "missing.txt", "--dedup", "mean")
+    assert res.exit_code != 0 and "unknown --dedup 'mean'" in res.output and "Traceback" not in res.output
+    assert "max, last, sum, count" in res.output
 
 
 def test_inspect_predefined_parts():
@@ -117,9 +139,10 @@ def test_train_saves_a_loadable_model(tmp_path):
     from feedgan.rec.base import Recommender
 
     res = invoke("train", "ease", "--data", FIX / "lightgcn", "--format", "lightgcn", "--split", "predefined",
-                 "-p", "l2=5", "--final", "--runs-dir", tmp_path, "--no-progress")
+                 "-p", "l2=5", "--final", "--dedup", "last", "--runs-dir", tmp_path, "--no-progress")
     assert res.exit_code == 0, res.output
     run = next(tmp_path.glob("*-train-ease"))
+    assert "dedup: last" in (run / "config.yaml").read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["params"] == {"l2": 5} and "ndcg@20" in metrics["valid"] and "ndcg@20" in metrics["test"]
     assert Recommender.load(run / "models" / "ease").l2 == 5

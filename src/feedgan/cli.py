@@ -88,6 +88,17 @@ COLUMNS = typer.Option(None, help="column mapping by name or 0-based position, e
                                   "or user=0,item=1,weight=3")
 SEP = typer.Option(None, "--sep", help="csv/tsv/uir field separator: one character, or 'whitespace'")
 NO_HEADER = typer.Option(False, "--no-header", help="csv/tsv: the first line is data (map --columns by position)")
+DEDUP = typer.Option("auto", "--dedup", help="merge repeated (user, item, action) rows: auto (ratings max, counts "
+                                             "such as plays sum), max, last, sum or count (rows)")
+
+
+def _dedup(rule: str) -> str:
+    """Refuse an unknown --dedup before any file is read."""
+    from .data.clean import DEDUP_RULES
+
+    if rule not in DEDUP_RULES:
+        raise DataError(f"unknown --dedup {rule!r}", fix=f"use one of {', '.join(DEDUP_RULES)}")
+    return rule
 
 
 def _read(path: Path, format: str, columns: Optional[str], sep: Optional[str], no_header: bool):
@@ -105,6 +116,7 @@ def data_inspect(
     no_header: bool = NO_HEADER,
     positive_threshold: Optional[float] = typer.Option(None, help="keep ratings >= this as positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter on users and items"),
+    dedup: str = DEDUP,
     split: str = typer.Option("auto", help="auto (predefined when the files carry one, else none), or a method"),
     as_json: bool = typer.Option(False, "--json", help="print the statistics as JSON"),
 ):
@@ -113,23 +125,27 @@ def data_inspect(
     from .data.dataset import Dataset
     from .data.split import split as do_split
 
+    rule = _dedup(dedup)
     inter = _read(path, format, columns, sep, no_header)
+    rows_read = len(inter)
     if positive_threshold is not None:
         inter = to_implicit(inter, positive_threshold)
-    inter = deduplicate(inter)
+    inter = deduplicate(inter, rule)
     if k_core:
         inter = kcore(inter, k_core)
     method = ("predefined" if inter.has_parts else None) if split == "auto" else split
     codes = do_split(inter, method, valid=0.0) if method else None
     stats = Dataset.from_interactions(inter, codes).stats()
-    stats["rows"] = len(inter)
+    stats["rows_read"], stats["rows"] = rows_read, len(inter)  # as in the file; left after every step
     if as_json:
         print(json.dumps(stats, indent=2, default=str))
         return
     table = Table(title=f"{path} ({format})", show_header=False)
-    for k in ("users", "items", "rows", "interactions", "pairs", "density", "social_edges", "social_only_users"):
+    labels = {"rows_read": "rows read", "rows": "rows kept (merged, filtered)"}
+    for k in ("users", "items", "rows_read", "rows", "interactions", "pairs", "density", "social_edges",
+              "social_only_users"):
         v = stats[k]
-        table.add_row(k, f"{v:.6f}" if isinstance(v, float) else f"{v:,}")
+        table.add_row(labels.get(k, k), f"{v:.6f}" if isinstance(v, float) else f"{v:,}")
     table.add_row("by action", ", ".join(f"{a}: {n:,}" for a, n in stats["by_action"].items()))
     if stats["funnel"]:
         table.add_row("funnel (pairs)", ", ".join(f"P({k}) {v:.4f}" for k, v in stats["funnel"].items()))
@@ -186,12 +202,13 @@ def data_convert(
 
 
 def _data_options(data: Path, format: str, split: str, valid: float, test: float, positive_threshold, k_core,
-                  columns, sep, no_header: bool, seed: int, target: str | None = None, aux_in_train: bool = True):
+                  columns, sep, no_header: bool, seed: int, target: str | None = None, aux_in_train: bool = True,
+                  dedup: str = "auto"):
     from .data.dataset import DataConfig
 
     return DataConfig(path=str(data), format=format, split=split, valid=valid, test=test, seed=seed,
                       positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns), sep=sep,
-                      header=not no_header, target_action=target, aux_in_train=aux_in_train)
+                      header=not no_header, target_action=target, aux_in_train=aux_in_train, dedup=_dedup(dedup))
 
 
 def _check_actions(ds, aux: dict[str, float]) -> None:
@@ -248,6 +265,7 @@ def bench(
     test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
     positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter"),
+    dedup: str = DEDUP,
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
     no_header: bool = NO_HEADER,
@@ -283,7 +301,7 @@ def bench(
     if name not in METRICS or not at.isdigit() or int(at) not in cut:
         _fail(ValueError(f"--metric {metric!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {ks}"))
     cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, sep, no_header,
-                        seed, target, aux_in_train)
+                        seed, target, aux_in_train, dedup)
     inter = read(data, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header)
     first = prepare(inter, cfg)
     _check_actions(first, aux_w)
@@ -337,6 +355,7 @@ def train(
     test: float = typer.Option(0.2, help="test fraction (ignored for predefined splits)"),
     positive_threshold: Optional[float] = typer.Option(None, help="ratings >= this become positives"),
     k_core: Optional[int] = typer.Option(None, help="k-core filter"),
+    dedup: str = DEDUP,
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
     no_header: bool = NO_HEADER,
@@ -365,7 +384,7 @@ def train(
     spec = specs[model]
     rec = spec.build({**spec.fixed, **_params(spec.cls, param)}, seed)
     cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, sep, no_header,
-                        seed, target, aux_in_train)
+                        seed, target, aux_in_train, dedup)
     ds = prepare(read(data, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header), cfg)
     _check_actions(ds, aux_w)
     console.print(f"[bold]train {model}[/] on {data}")

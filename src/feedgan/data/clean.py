@@ -23,33 +23,53 @@ def to_implicit(inter: Interactions, threshold: float) -> Interactions:
     return inter.with_frame(frame, below_threshold=int((~keep).sum()), positive_threshold=threshold)
 
 
-def deduplicate(inter: Interactions, how: str = "sum") -> Interactions:
+DEDUP_RULES = ("auto", "max", "last", "sum", "count")
+
+
+def merge_rule(action: str) -> str:
+    """The ``auto`` rule for one action: ratings keep the largest (a 5 and a 4 stay 5), while counts and
+    events (plays, views, clicks) add up."""
+    return "max" if action == "rate" else "sum"
+
+
+def deduplicate(inter: Interactions, how: str = "auto") -> Interactions:
     """Merge repeated (user, item, action[, part]) rows.
 
-    ``how``: ``sum`` adds weights (counts), ``max`` keeps the largest (ratings), ``last`` keeps
-    the latest row. Timestamps keep the earliest event for ``sum``/``max`` and the latest for
-    ``last``. The number of merged rows is stored in ``notes["duplicates_merged"]``.
+    ``how``: ``max`` keeps the largest weight (ratings), ``last`` the latest row, ``sum`` adds weights
+    (counts), ``count`` sets the weight to the number of rows, ``auto`` picks per action (:func:`merge_rule`).
+    Timestamps keep the earliest event, the latest for ``last``. The rule used is stored in
+    ``notes["dedup"]`` and the number of merged rows in ``notes["duplicates_merged"]``.
     """
-    if how not in ("sum", "max", "last"):
-        raise DataError(f"unknown deduplication {how!r}", fix="use sum, max or last")
+    if how not in DEDUP_RULES:
+        raise DataError(f"unknown deduplication {how!r}", fix=f"use --dedup {'|'.join(DEDUP_RULES)}")
+    rules = {a: merge_rule(a) if how == "auto" else how for a in inter.actions}
+    used = how if how != "auto" else ", ".join(f"{a}: {r}" for a, r in rules.items())
     frame = inter.frame
     keys = ["user", "item", "action"] + (["part"] if inter.has_parts else [])
     dup = frame.duplicated(keys, keep=False)
     n_dup_rows = int(frame.duplicated(keys).sum())
     if n_dup_rows == 0:
-        return inter.with_frame(frame, duplicates_merged=0)
-    if how == "last" and inter.has_timestamps:
+        return inter.with_frame(frame, duplicates_merged=0, dedup=used)
+    if "last" in rules.values() and inter.has_timestamps:
         frame = frame.sort_values("timestamp", kind="stable")
+        dup = dup.loc[frame.index]
     single, multi = frame.loc[~dup], frame.loc[dup]
-    agg = {"weight": {"sum": "sum", "max": "max", "last": "last"}[how]}
-    if inter.has_timestamps:
-        agg["timestamp"] = "max" if how == "last" else "min"
-    merged = multi.groupby(keys, observed=True, sort=False).agg(agg).reset_index()
-    out = pd.concat([single, merged[frame.columns]], ignore_index=True)
+    merged = [_merge(multi.loc[multi["action"].isin([a for a, r in rules.items() if r == rule])], keys, rule,
+                     inter.has_timestamps)[frame.columns] for rule in sorted(set(rules.values()))]
+    out = pd.concat([single, *merged], ignore_index=True)
     for col in ("action", "part"):
         if col in frame.columns:
             out[col] = pd.Categorical(out[col], categories=frame[col].cat.categories)
-    return inter.with_frame(out, duplicates_merged=n_dup_rows)
+    out["weight"] = out["weight"].astype(np.float32)
+    return inter.with_frame(out, duplicates_merged=n_dup_rows, dedup=used)
+
+
+def _merge(rows: pd.DataFrame, keys: list[str], rule: str, has_timestamps: bool) -> pd.DataFrame:
+    """One row per ``keys`` group of ``rows`` (all repeated), its weight merged by ``rule``."""
+    agg = {"weight": {"sum": "sum", "max": "max", "last": "last", "count": "size"}[rule]}
+    if has_timestamps:
+        agg["timestamp"] = "max" if rule == "last" else "min"
+    return rows.groupby(keys, observed=True, sort=False).agg(agg).reset_index()
 
 
 def k_core(inter: Interactions, k_user: int = 5, k_item: int | None = None) -> Interactions:

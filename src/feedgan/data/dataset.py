@@ -90,7 +90,7 @@ class DataConfig:
     positive_threshold: float | None = None
     k_core: int | None = None
     actions: list[str] | None = None
-    dedup: str = "sum"
+    dedup: str = "auto"  # how repeated rows merge: auto (ratings max, counts sum), max, last, sum, count
     columns: dict[str, str | int] | None = None  # ours -> the file's column name, or its 0-based position
     sep: str | None = None  # csv / tsv / uir separator: one character or "whitespace" (None: the format's own)
     header: bool = True  # csv / tsv: False reads the first line as data (map the columns by position)
