@@ -160,6 +160,26 @@ row as column names. The same options work for `data convert`, `bench` and `trai
 `read(path, "csv", sep=..., header=False, columns={"user": 0, "item": 1, "weight": 3})` in Python.
 """  # how to read a file no named format covers, kept below the table
 
+CIAO_LAYOUTS = """\
+`ciao` and `epinions` read the LibRec layout, `user item rating ...`; `ciao-tang` and `epinions-tang` read
+Tang et al.'s `user product category rating helpfulness [time]`, whose third column is a category. Both take
+comma- or whitespace-separated lines and a `trust*.txt` beside the ratings. Ratings must lie on the 1-5 scale:
+a value outside it (a category read as a rating) is refused with its file and line and the other layout's name,
+before any `--positive-threshold` is applied.
+
+```bash
+feedgan data inspect rating_with_timestamp.txt --format epinions-tang --positive-threshold 4
+```
+"""  # which column holds a Ciao / Epinions rating
+
+MERGING = """\
+Repeated (user, item, action) rows become one pair. `--dedup` (for `data inspect`, `train` and `bench`)
+says how their weights merge: `max` keeps the largest, `last` the latest row (by timestamp, else file order),
+`sum` adds them up, `count` counts the rows. The default, `auto`, keeps the largest rating (a 5 and a 4 stay
+5) and adds up counts and events such as plays or views. `data inspect` prints both the rows read and the
+rows kept after merging (and any threshold or k-core), and its notes give the rule and how many rows merged.
+"""  # how repeated rows merge
+
 
 def write_doc(root: Path, rows: list[list[str]]) -> None:
     head = ["data set", "format", "users (loaded = SOURCE.md)", "items", "interactions", "social edges",
@@ -172,6 +192,8 @@ def write_doc(root: Path, rows: list[list[str]]) -> None:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     lines += ["", "## Your own delimited files", "", OWN_FILES.rstrip("\n")]
+    lines += ["", "## Ciao and Epinions layouts", "", CIAO_LAYOUTS.rstrip("\n")]
+    lines += ["", "## Repeated rows", "", MERGING.rstrip("\n")]
     with atomic_open(REPO / "docs" / "data.md") as fh:
         fh.write("\n".join(lines) + "\n")
 
