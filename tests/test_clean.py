@@ -90,7 +90,10 @@ def test_deduplicate_auto_keeps_the_best_rating_and_adds_up_counts():
 def test_prepare_merges_repeated_ratings_by_max_unless_told():
     inter = validate(pd.DataFrame({"user": [1, 1, 2, 2], "item": [2, 2, 2, 3], "action": "rate",
                                    "part": ["train", "train", "train", "test"], "weight": [5.0, 4.0, 1.0, 3.0]}))
-    train = lambda **kw: prepare(inter, DataConfig(split="predefined", valid=0.0, **kw)).parts["train"]  # noqa: E731
+
+    def train(**kw):
+        return prepare(inter, DataConfig(split="predefined", valid=0.0, **kw)).parts["train"]
+
     assert sorted(train().matrix("rate").data.tolist()) == [1.0, 5.0]  # not 5 + 4 = 9
     assert sorted(train(dedup="sum").matrix("rate").data.tolist()) == [1.0, 9.0]
 
