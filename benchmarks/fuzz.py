@@ -188,6 +188,10 @@ def base_case(fmt: str, rnd: random.Random) -> Case:
         ratings = _uir(rnd, "ratings.txt", ts=False)
         trust = Table(None, [[u, str(rnd.randrange(6)), "1"] for u, _, _ in ratings.rows], " ", "trust.txt")
         return Case({ratings.name: ratings, trust.name: trust}, fmt)
+    if fmt in ("ciao-tang", "epinions-tang"):  # user product category rating helpfulness [time]
+        t = _uir(rnd, "rating.txt", sep=rnd.choice([",", " "]))
+        t.rows = [[u, i, str(rnd.randrange(30)), r, str(rnd.randrange(6))] + rest for u, i, r, *rest in t.rows]
+        return Case({t.name: t}, fmt, t.name)
     if fmt == "kuairand":
         t = _kuairand(rnd)
         return Case({t.name: t}, fmt, t.name)
@@ -516,7 +520,7 @@ def run_case(folder: Path, case: Case, files: dict[str, bytes], timeout: float |
 
 # ------------------------------------------------------------------------------------------- driver
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "uir", "movielens", "lastfm-hetrec", "lightgcn", "multi-behaviour",
-           "cfgan", "filmtrust", "kuairand", "recbole"]
+           "cfgan", "filmtrust", "ciao-tang", "epinions-tang", "kuairand", "recbole"]
 
 
 def fuzz_format(fmt: str, cases: int, seed: int, timeout: float, only: int | None = None,
