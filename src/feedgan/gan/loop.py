@@ -259,7 +259,10 @@ class TrainLoop:
                 tick.steps += 1
                 _call(callbacks, "on_step", self)
                 if bar is not None and self.step % unit == 0:
-                    progress.update(bar, advance=1, **_valid_field(callbacks))
+                    valid = _valid_field(callbacks)
+                    if valid:  # before the advance, so a printed line carries it
+                        progress.update(bar, **valid)
+                    progress.advance(bar)
                 ending = self.step >= total or self.stop_requested
                 if self.step % self.tick_every == 0 or ending:
                     self.check_finite()
