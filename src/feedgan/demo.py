@@ -31,6 +31,8 @@ LEADERBOARD_METRICS = ["precision@10", "recall@20", "ndcg@20", "mrr@20", "covera
 DEMO_MODELS = ["most-popular", "itemknn", "rp3beta", "ease", "puresvd", "bpr", "multvae", "cfgan", "easegan"]
 # The GANs with short schedules so the whole demo stays around two minutes on 2 cores; the
 # benchmarks (docs/gan-recommenders.md) use the full ones. The epoch is still chosen on validation.
+# GANs that start from a plain model: with 0 adversarial epochs they are that model
+ADVERSARIAL_BASE = {"easegan": "ease"}
 DEMO_FIXED = {
     "cfgan": dict(mode="user", g_hidden=(128,), d_hidden=(64,), batch_g=128, batch_d=128, g_steps=1, d_steps=1,
                   lr_g=1e-3, lr_d=1e-3, epochs=40, eval_every=5, patience=3),
@@ -84,15 +86,17 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
     stats = ds.stats()
     # every re-split seed is tuned on its own validation part: half the budget over all those tunings
     tune_budget = cfg.budget_s * 0.5 / (max(1, len(specs)) * max(1, cfg.seeds))
+    console.print(f"tuning {len(specs)} models on validation, {cfg.seeds} seeds each, "
+                  f"up to {cfg.max_trials} settings per model")
     with progress_bar(progress) as prog:
         leaderboard = run_bench(make_dataset, specs, seeds=cfg.seeds, metric=cfg.metric,
                                 max_trials=cfg.max_trials, budget_s=tune_budget,
-                                seed=cfg.seed, progress=prog, keep_models=True)
+                                seed=cfg.seed, progress=prog, keep_models=True, log=console.print)
 
     _print_leaderboard(leaderboard, cfg)
     per_action = _per_action(sim, full_log, cfg, progress) if cfg.per_action else None
     examples = _example_users(leaderboard[0]["_model"], ds, sim, n_users=3)
-    _print_examples(examples, leaderboard[0]["model"])
+    _print_examples(examples, model_label(leaderboard[0]))
     metrics = {"dataset": stats, "seeds": cfg.seeds, "selection_metric": cfg.metric,
                "leaderboard": public_rows(leaderboard),
                "simulation": sim.summary(), "seconds": time.perf_counter() - t_start}
@@ -120,7 +124,7 @@ def _per_action(sim, full_log, cfg, progress) -> dict:
         rows = run_bench(lambda s: first if s == cfg.seed else prepare(sim.interactions, replace(like_cfg, seed=s)),
                          [specs[n] for n in ("most-popular", "ease", "ease-stacked", "seen-first", "ease-seen")],
                          seeds=cfg.seeds, metric=cfg.metric, max_trials=cfg.max_trials, seed=cfg.seed,
-                         progress=prog, masks=("target",))
+                         progress=prog, masks=("target",), log=console.print)
     table = Table(title=f"Predicting likes from views: test, mean±std over {cfg.seeds} seeds")
     for col in ("model", "HR@10", "NDCG@10", "NDCG@20"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -135,6 +139,20 @@ def _per_action(sim, full_log, cfg, progress) -> dict:
     console.print(f"P(like | shown), logistic model on {prop['n']:,} held-out impressions: ROC-AUC {prop['auc']:.3f}, "
                   f"log-loss {prop['logloss']:.4f}, ECE {prop['ece']:.4f}")
     return {"rows": rows, "propensity": prop}
+
+
+def model_label(row: dict) -> str:
+    """What a leaderboard row really is: a GAN whose adversarial training validation switched off
+    (``epochs`` 0 or ``adversarial`` off: the starting model alone: EASE for ``easegan``) says so."""
+    chosen = row.get("params_by_seed") or [row["params"]]
+    off = sum(1 for p in chosen if row["model"] in ADVERSARIAL_BASE
+              and (p.get("epochs") == 0 or p.get("adversarial") is False))
+    if not off:
+        return row["model"]
+    base = ADVERSARIAL_BASE[row["model"]]
+    if off == len(chosen):
+        return f"{row['model']} (= {base}: adversarial training switched off by validation)"
+    return f"{row['model']} (adversarial training switched off by validation on {off} of {len(chosen)} seeds)"
 
 
 def _fmt(cell: dict) -> str:
@@ -154,7 +172,7 @@ def _print_leaderboard(rows: list[dict], cfg: DemoConfig) -> None:
     table.add_column("fit s", justify="right")
     for r in rows:
         cells = [f"{r['test'][m]['mean']:.3f}±{r['test'][m]['std']:.3f}" for m in LEADERBOARD_METRICS]
-        table.add_row(r["model"], *cells, str(len(r["trials"])), f"{r['test']['fit_s']['mean']:.1f}")
+        table.add_row(model_label(r), *cells, str(len(r["trials"])), f"{r['test']['fit_s']['mean']:.1f}")
     console.print(table)
 
 
@@ -192,7 +210,7 @@ def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: d
                   per_action: dict | None = None) -> None:
     total = ds.history("test") + ds.matrix("test")
     social_deg = None if ds.social is None else ds.social.getnnz(1)
-    rows = [{"model": r["model"], **{m: _fmt(r["test"][m]) for m in LEADERBOARD_METRICS},
+    rows = [{"model": model_label(r), **{m: _fmt(r["test"][m]) for m in LEADERBOARD_METRICS},
              "chosen params": r["params"], "fit s": f"{r['test']['fit_s']['mean']:.2f}"} for r in leaderboard]
     data_rows = [{"part": p, **v} for p, v in stats["parts"].items()]
     sections = [

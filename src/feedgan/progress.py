@@ -1,9 +1,11 @@
-"""The console every command prints to: Rich progress bars and one-line errors."""
+"""The console every command prints to: progress (Rich bars on a terminal, plain lines in a log)
+and one-line errors."""
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import time
 
 import typer
 from rich.console import Console
@@ -12,18 +14,73 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 # a terminal sets its own width; logs and pipes get room for the leaderboard tables
 console = Console(width=None if sys.stdout.isatty() else 120)
 
+LINE_EVERY_S = 5.0  # at most one progress line per task this often (a task's last line always prints)
+
+
+class LineProgress:
+    """The part of Rich's ``Progress`` the code uses (``add_task``, ``advance``, ``update``), printed
+    as plain lines to stderr: at most one per task every ``every_s`` seconds, and one when the task
+    completes. Extra fields given to ``update`` (e.g. ``valid=0.31``) are printed as ``key value``.
+    """
+
+    def __init__(self, every_s: float | None = None):
+        self.every_s = LINE_EVERY_S if every_s is None else every_s
+        self._tasks: dict[int, dict] = {}
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
+        now = time.perf_counter()
+        task = len(self._tasks)
+        self._tasks[task] = {"description": description, "total": total, "completed": completed,
+                             "fields": dict(fields), "start": now, "printed": now, "done": False}
+        return task
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def update(self, task: int, *, advance: float | None = None, completed: float | None = None,
+               total: float | None = None, description: str | None = None, **fields) -> None:
+        t = self._tasks[task]
+        if description is not None:
+            t["description"] = description
+        if total is not None:
+            t["total"] = total
+        t["fields"].update(fields)
+        moved = advance is not None or completed is not None
+        t["completed"] = completed if completed is not None else t["completed"] + (advance or 0)
+        if not moved or t["done"]:
+            return
+        now = time.perf_counter()
+        finished = t["total"] is not None and t["completed"] >= t["total"]
+        if finished or now - t["printed"] >= self.every_s:
+            t["printed"], t["done"] = now, finished
+            print(self._line(t, now), file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _line(t: dict, now: float) -> str:
+        count = f"{t['completed']:g}" + (f"/{t['total']:g}" if t["total"] is not None else "")
+        extra = "".join(f", {k} {v:.4f}" if isinstance(v, float) else f", {k} {v}" for k, v in t["fields"].items())
+        return f"{t['description']}: {count}{extra}, {now - t['start']:.1f}s"
+
+
+def _lines_wanted() -> bool:
+    """Plain lines instead of bars: output is not a terminal, or ``FEEDGAN_PROGRESS=lines``."""
+    return os.environ.get("FEEDGAN_PROGRESS") == "lines" or not (sys.stdout.isatty() and sys.stderr.isatty())
+
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool | None = None):
-    """A Rich ``Progress`` (tasks: ``add_task``/``advance``), or ``None`` when disabled.
+    """A progress object (tasks: ``add_task``/``advance``/``update``), or ``None`` when disabled.
 
-    Disabled by default when output is not a terminal or ``FEEDGAN_NO_PROGRESS`` is set, so logs
-    and CI output stay clean.
+    On a terminal a Rich ``Progress``; off one (a log, a pipe) or with ``FEEDGAN_PROGRESS=lines`` a
+    :class:`LineProgress`. On by default unless ``FEEDGAN_NO_PROGRESS`` is set.
     """
     if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("FEEDGAN_NO_PROGRESS")
+        enabled = not os.environ.get("FEEDGAN_NO_PROGRESS")
     if not enabled:
         yield None
+        return
+    if _lines_wanted():
+        yield LineProgress()
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),

@@ -89,7 +89,8 @@ def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 1
         # settings the fit chose on validation itself (an early-stopped epoch count) are kept
         trials.append({"params": {**params, **model.selected_params()}, "valid": scores, "fit_s": fit_s})
         del model  # before the next fit: two EASE models on 41k items do not fit in 24 GB with a third Gram
-        if task is not None:
+        if task is not None:  # settings tried so far, and the best validation score among them
+            progress.update(task, **{f"best valid {metric}": max(t["valid"][metric] for t in trials)})
             progress.advance(task)
         if budget_s is not None and time.perf_counter() - start > budget_s:
             break

@@ -16,7 +16,8 @@ The loop's contract:
   host read), and the stats dict ``{"step", "epoch", "time", <means>...}`` goes to ``_log`` and
   to every callback's ``on_tick``.
 * **Progress.** With a Rich ``Progress`` the bar advances every ``_bar_unit()`` steps (one step,
-  or one epoch) and its description follows ``_describe(stats)`` after each tick.
+  or one epoch), carrying the latest validation score of an early-stopping callback as the
+  ``valid`` field, and its description follows ``_describe(stats)`` after each tick.
 * **Callbacks.** Plain objects with any of ``on_start(trainer)``, ``on_step(trainer)`` (after
   every step), ``on_tick(trainer, stats)`` and ``on_end(trainer)``; hooks they lack are skipped.
 * **Early stop.** A callback calls :meth:`TrainLoop.request_stop`: the current step finishes,
@@ -67,6 +68,16 @@ def _call(callbacks: list, hook: str, *args) -> None:
     for cb in callbacks:
         if hasattr(cb, hook):
             getattr(cb, hook)(*args)
+
+
+def _valid_field(callbacks: list) -> dict[str, float]:
+    """``{"valid": score}``: the latest validation score of an early-stopping callback (one with a
+    ``history`` of ``(step, metric)``), for the progress display; empty before the first one."""
+    for cb in callbacks:
+        history = getattr(cb, "history", None)
+        if isinstance(history, list) and history:
+            return {"valid": float(history[-1][1])}
+    return {}
 
 
 class _Tick:
@@ -248,6 +259,9 @@ class TrainLoop:
                 tick.steps += 1
                 _call(callbacks, "on_step", self)
                 if bar is not None and self.step % unit == 0:
+                    valid = _valid_field(callbacks)
+                    if valid:  # before the advance, so a printed line carries it
+                        progress.update(bar, **valid)
                     progress.advance(bar)
                 ending = self.step >= total or self.stop_requested
                 if self.step % self.tick_every == 0 or ending:
