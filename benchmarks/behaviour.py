@@ -324,6 +324,14 @@ def _rank_table(rows: list[dict], extra: bool = True, oracle: bool = False) -> l
 GAN = ("easegan",)  # easegan-noD is its ablation without a discriminator: a non-GAN model
 
 
+def _compare(a: dict, b: dict, better: str, worse: str) -> str:
+    """``b`` against ``a`` (each {"mean", "std"}): ``better`` / ``worse`` when the margin exceeds the
+    larger seed spread, else a tie."""
+    spread = max(a["std"], b["std"])
+    return better if b["mean"] - a["mean"] > spread else worse if a["mean"] - b["mean"] > spread \
+        else "tie (within the seed spread)"
+
+
 def _verdicts(tables: list[tuple[str, list[dict]]], metric: str = "ndcg@20") -> list[str]:
     """The GAN row against the best non-GAN row (its no-discriminator ablation included) per
     table: win / tie / loss by the larger seed spread."""
@@ -337,8 +345,7 @@ def _verdicts(tables: list[tuple[str, list[dict]]], metric: str = "ndcg@20") -> 
         o = max(other, key=lambda r: r["test"][metric]["mean"])
         gm, gs = g["test"][metric]["mean"], g["test"][metric]["std"]
         om, os_ = o["test"][metric]["mean"], o["test"][metric]["std"]
-        spread = max(gs, os_)
-        verdict = "win" if gm - om > spread else "loss" if om - gm > spread else "tie (within the seed spread)"
+        verdict = _compare(o["test"][metric], g["test"][metric], "win", "loss")
         if g["params"].get("epochs") == 0:
             verdict += "; validation chose epoch 0: the GAN's start, no adversarial training"
         lines.append(f"| {name} | {o['model']} {om:.4f} ± {os_:.4f} | {g['model']} {gm:.4f} ± {gs:.4f} | {verdict} |")
@@ -438,10 +445,7 @@ def write_markdown() -> None:
             by = {r["model"]: r["test"]["ndcg@20"] for r in t["rows"]}
             for base in (m for m in by if f"{m}+friends" in by):
                 a, b = by[base], by[f"{base}+friends"]
-                spread = max(a["std"], b["std"])
-                verdict = "gain" if b["mean"] - a["mean"] > spread else "loss" if a["mean"] - b["mean"] > spread \
-                    else "tie (within the seed spread)"
-                parts.append(f"| {name} | {base} | {_fmt(a)} | {_fmt(b)} | {verdict} |")
+                parts.append(f"| {name} | {base} | {_fmt(a)} | {_fmt(b)} | {_compare(a, b, 'gain', 'loss')} |")
         parts += ["",
                   "The same model with and without the `friends` channel (the share of the user's friends who took",
                   "the target action on each item, weight chosen on validation; weight 0 is not in the grid, so the",
