@@ -586,25 +586,21 @@ def test_carriage_return_line_endings(tmp_path):
             read(f)
 
 
-def test_duplicate_columns_are_refused(tmp_path):
-    f = tmp_path / "log.csv"
-    f.write_text("user,item,user\n1,2,3\n")
-    with raises("column 'user' appears twice (columns 1 and 3)", match_file=f):
+@pytest.mark.parametrize("name, text, message", [
+    ("log.csv", "user,item,user\n1,2,3\n", "column 'user' appears twice (columns 1 and 3)"),
+    ("log.csv", "user, item ,item\n1,2,3\n", "'item' appears twice"),
+    # RecBole: else the second user_id wins
+    ("dup.inter", "user_id:token\titem_id:token\tuser_id:float\n1\t2\t3\n", "field 'user_id' appears twice"),
+    ("dup.inter", "user_id:token\titem_id:token\tuser_id:token\n1\t2\t3\n", "appears twice"),
+    # json.loads alone keeps the last
+    ("dup.jsonl", '{"user": 1, "item": 2, "user": 3}\n', "key 'user' appears twice"),
+])
+def test_duplicate_columns_are_refused(tmp_path, name, text, message):
+    f = tmp_path / name
+    f.write_text(text)
+    where = ("line 1",) if name.endswith(".jsonl") else ()
+    with raises(message, *where, match_file=f):
         read(f)
-    f.write_text("user, item ,item\n1,2,3\n")
-    with raises("'item' appears twice", match_file=f):
-        read(f)
-    rb = tmp_path / "dup.inter"
-    rb.write_text("user_id:token\titem_id:token\tuser_id:float\n1\t2\t3\n")  # else the second user_id wins
-    with raises("field 'user_id' appears twice", match_file=rb):
-        read(rb)
-    rb.write_text("user_id:token\titem_id:token\tuser_id:token\n1\t2\t3\n")
-    with raises("appears twice", match_file=rb):
-        read(rb)
-    js = tmp_path / "dup.jsonl"
-    js.write_text('{"user": 1, "item": 2, "user": 3}\n')  # json.loads alone keeps the last
-    with raises("key 'user' appears twice", "line 1", match_file=js):
-        read(js)
 
 
 def test_very_wide_header_is_refused_fast(tmp_path):
