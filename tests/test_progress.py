@@ -30,7 +30,7 @@ def test_bench_off_a_terminal_prints_a_line_per_setting_and_per_model(tmp_path, 
     for model in ("most-popular", "ease"):
         tried = re.findall(rf"^tune {model}: (\d+)/(\d+), best valid ndcg@2 [\d.]+, [\d.]+s$", res.output, re.M)
         assert tried and tried[-1][0] == tried[-1][1], res.output  # the last line: every setting tried
-        assert re.search(rf"^{model}: ndcg@2 [\d.]+ ± [\d.]+ \(params .*tuned in [\d.]+s\)$", res.output, re.M)
+        assert re.search(rf"^{model}: ndcg@2 [\d.]+ ± [\d.]+ over 1 run, [\d.]+s \(params .*\)$", res.output, re.M)
 
 
 def test_train_off_a_terminal_prints_a_line_per_epoch_with_the_validation_score(tmp_path, lines_every_time):

@@ -251,7 +251,7 @@ AUX_IN_TRAIN = typer.Option(True, "--aux-in-train/--no-aux-in-train",
 
 @app.command()
 def bench(
-    data: Path = DATA,
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="log file or folder (not with --resume)"),
     format: str = FORMAT,
     split: str = SPLIT,
     models: Optional[str] = typer.Option(None, help="comma-separated model names (default: most-popular,itemknn,"
@@ -275,59 +275,140 @@ def bench(
     seed: int = typer.Option(0, help="base seed"),
     save_models: bool = typer.Option(False, help="store the dataset and seed-0 models for `feedgan evaluate`"),
     runs_dir: Path = typer.Option(Path("runs")),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN",
+                                         help="carry on a stopped bench run (folder or number) with its saved "
+                                              "options, skipping the models it finished"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
 ):
-    """Tune on validation, refit, test once per seed; write results.json and results.md."""
+    """Tune on validation, refit, test once per seed; write results.json and results.md.
+
+    Each model's rows are written as it finishes (results.json says ``"complete": false`` until
+    the last), so a stopped run keeps what it did and ``--resume RUN`` finishes it."""
+    opts = {k: v for k, v in locals().items() if k not in ("resume", "progress", "runs_dir")}
+    if resume is not None:
+        run, opts, done = _resume_bench(resume, runs_dir, opts)
+    elif data is None:
+        raise typer.BadParameter("give the log to benchmark with --data (or --resume RUN)", param_hint="--data")
+    else:
+        run, done = None, []
+    _bench(opts, run, done, runs_dir, progress)
+
+
+BENCH_OPTIONS = "bench.json"  # a bench run's own options, for --resume
+
+
+def _resume_bench(spec: str, runs_dir: Path, given: dict) -> tuple[Path, dict, list[dict]]:
+    """The folder, saved options and finished rows of the bench run ``spec``."""
+    from .io import read_json
+    from .runs import find_run
+
+    run = find_run(spec, runs_dir)
+    saved = read_json(run / BENCH_OPTIONS, missing=f"{run} is not a bench run (it has no {BENCH_OPTIONS}); "
+                                                  "resume a folder that `feedgan bench` wrote")
+    if given["data"] is not None and Path(given["data"]) != Path(saved["data"]):
+        raise DataError(f"--data {given['data']} is not the data of {run} ({saved['data']})",
+                        fix="drop --data with --resume (the run's own options are used)")
+    results = read_json(run / "results.json") if (run / "results.json").exists() else {"rows": []}
+    if results.get("complete"):
+        raise DataError(f"{run} is complete: every model has its rows", fix="start a new run without --resume")
+    saved["data"] = Path(saved["data"])
+    return run, saved, results["rows"]
+
+
+def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, progress: Optional[bool]) -> None:
     from dataclasses import replace
 
     from .config import save_yaml
     from .data.dataset import prepare
     from .data.readers import read
     from .eval.bench import public_rows, results_markdown, run_bench
-    from .eval.bench import save_models as store
     from .io import atomic_open, write_json
     from .progress import progress_bar
     from .runs import new_run_dir
 
-    aux_w, available = _task_specs(target, aux)
-    models = models or ("most-popular,ease,ease-stacked,seen-first,ease-seen" if target
-                        else "most-popular,itemknn,rp3beta,ease,puresvd")
+    o = opts
+    aux_w, available = _task_specs(o["target"], o["aux"])
+    models = o["models"] or ("most-popular,ease,ease-stacked,seen-first,ease-seen" if o["target"]
+                             else "most-popular,itemknn,rp3beta,ease,puresvd")
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in names if m not in available]
     if unknown:
         _fail(ValueError(f"unknown model(s) {unknown}; available: {', '.join(available)}"))
-    cut = sorted({int(k) for k in ks.split(",")})
-    name, _, at = metric.partition("@")
+    cut = sorted({int(k) for k in o["ks"].split(",")})
+    name, _, at = o["metric"].partition("@")
     if name not in METRICS or not at.isdigit() or int(at) not in cut:
-        _fail(ValueError(f"--metric {metric!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {ks}"))
-    cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, sep, no_header,
-                        seed, target, aux_in_train, dedup)
-    inter = read(data, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header)
+        _fail(ValueError(f"--metric {o['metric']!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {o['ks']}"))
+    data, split, seed, seeds = o["data"], o["split"], o["seed"], o["seeds"]
+    cfg = _data_options(data, o["format"], split, o["valid"], o["test"], o["positive_threshold"], o["k_core"],
+                        o["columns"], o["sep"], o["no_header"], seed, o["target"], o["aux_in_train"], o["dedup"])
+    inter = read(data, o["format"], columns=cfg.columns, sep=cfg.sep, header=cfg.header)
     first = prepare(inter, cfg)
     _check_actions(first, aux_w)
-    run = new_run_dir(runs_dir, "bench")
-    save_yaml(run / "config.yaml", {"data": cfg, "models": names, "seeds": seeds, "metric": metric, "ks": cut,
-                                    "max_trials": max_trials})
-    console.print(f"[bold]bench[/] {data} -> {run}")
+    stats = first.stats()
+    if run is None:
+        run = new_run_dir(runs_dir, "bench")
+        write_json(run / BENCH_OPTIONS, {k: str(v) if isinstance(v, Path) else v for k, v in o.items()})
+        save_yaml(run / "config.yaml", {"data": cfg, "models": names, "seeds": seeds, "metric": o["metric"],
+                                        "ks": cut, "max_trials": o["max_trials"]})
+        console.print(f"[bold]bench[/] {data} -> {run}")
+    else:
+        saved = _recorded_interactions(run)
+        if saved is not None and saved != stats["interactions"]:
+            raise DataError(f"the data behind {run} changed since the run started ({saved:,} interactions then, "
+                            f"{stats['interactions']:,} now)", fix="start a new run without --resume")
+        done = [r for r in done if r["model"] in names]
+        have = [n for n in names if n in {r["model"] for r in done}]
+        console.print(f"[bold]bench[/] resuming {run}: {len(done)} of {len(names)} models done"
+                      + (f" ({', '.join(have)})" if have else ""))
+    show = [f"{m}@{k}" for m in (("hitrate", "recall", "ndcg") if o["target"] else ("precision", "recall", "ndcg"))
+            for k in cut]
+    what = f"target {o['target']}, aux {','.join(aux_w) or 'none'}, " if o["target"] else ""
+    title = f"{Path(data).name} ({what}{split} split, {seeds} seeds)"
+    if o["save_models"] and not (run / "dataset").exists():
+        first.save(run / "dataset")
+    finished = list(done)
+
+    def write(rows: list[dict], complete: bool) -> str:
+        """results.json and results.md with every row so far (best first)."""
+        rows = sorted(rows, key=lambda r: -r["test"][o["metric"]]["mean"])
+        md = results_markdown(rows, show, title=title if complete else f"{title}: {len(rows)} of {len(names)} "
+                                                                               "models so far")
+        write_json(run / "results.json", {"data": stats, "config": cfg, "complete": complete,
+                                          "models": names, "rows": public_rows(rows)})
+        with atomic_open(run / "results.md") as fh:
+            fh.write(md)
+        return md
+
+    def on_row(row: dict) -> None:
+        if o["save_models"]:
+            row["_model"].save(run / "models" / row["model"])
+            row.pop("_model")  # stored: free it
+        finished.append(row)
+        write(finished, complete=len(finished) == len(names))
 
     def make_dataset(s: int):
         # predefined: one split for every seed, only model seeds vary
         return first if (s == seed or split == "predefined") else prepare(inter, replace(cfg, seed=s))
 
     with progress_bar(progress) as prog:
-        rows = run_bench(make_dataset, [available[n] for n in names], seeds=seeds, metric=metric, ks=cut,
-                         max_trials=max_trials, seed=seed, progress=prog, keep_models=save_models,
-                         log=console.print)
-    show = [f"{m}@{k}" for m in (("hitrate", "recall", "ndcg") if target else ("precision", "recall", "ndcg"))
-            for k in cut]
-    what = f"target {target}, aux {','.join(aux_w) or 'none'}, " if target else ""
-    md = results_markdown(rows, show, title=f"{data.name} ({what}{split} split, {seeds} seeds)")
-    write_json(run / "results.json", {"data": first.stats(), "config": cfg, "rows": public_rows(rows)})
-    with atomic_open(run / "results.md") as fh:
-        fh.write(md)
-    if save_models:
-        store(run, first, rows)
-    console.print(md)
+        run_bench(make_dataset, [available[n] for n in names], seeds=seeds, metric=o["metric"], ks=cut,
+                  max_trials=o["max_trials"], seed=seed, progress=prog, keep_models=o["save_models"],
+                  done=done, on_row=on_row, log=_log_line)
+    md = write(finished, complete=True)
+    console.print(md, soft_wrap=True, markup=False, highlight=False)
+
+
+def _recorded_interactions(run: Path) -> Optional[int]:
+    """The interaction count a bench run recorded for its data (None before its first row)."""
+    from .io import read_json
+
+    path = run / "results.json"
+    return read_json(path)["data"]["interactions"] if path.exists() else None
+
+
+def _log_line(line: str) -> None:
+    """One progress line kept whole in a log (never wrapped at the console's width)."""
+    console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def _params(cls, items: list[str]) -> dict:
@@ -413,7 +494,8 @@ def train(
 
 @app.command()
 def evaluate(
-    run: str = typer.Argument(..., help="run folder or number (written by `bench --save-models` or `demo`)"),
+    run: Optional[str] = typer.Argument(None, help="run folder or number (written by `bench --save-models` or "
+                                                   "`demo`); default: the newest run with saved models"),
     ks: str = typer.Option("5,10,20", help="cut-offs"),
     runs_dir: Path = typer.Option(Path("runs")),
 ):
@@ -424,7 +506,8 @@ def evaluate(
     from .rec.base import Recommender
     from .runs import find_run
 
-    folder = find_run(run, runs_dir)
+    folder = find_run(run, runs_dir) if run is not None else _newest_with_models(runs_dir)
+    console.print(f"re-scoring {folder}")
     ds = Dataset.load(folder / "dataset")
     model_dirs = sorted(p for p in (folder / "models").glob("*") if (p / "model.json").exists())
     if not model_dirs:
@@ -441,6 +524,15 @@ def evaluate(
         table.add_row(d.name, *[f"{results[d.name][m]:.4f}" for m in show])
     write_json(folder / "evaluate.json", results)
     console.print(table)
+
+
+def _newest_with_models(runs_dir: Path) -> Path:
+    """The newest run folder under ``runs_dir`` holding saved models (bench --save-models, demo)."""
+    runs = sorted(p for p in runs_dir.glob("[0-9]" * 5 + "-*") if (p / "models").is_dir() and (p / "dataset").is_dir())
+    if not runs:
+        raise FileNotFoundError(f"no run under {runs_dir}/ has saved models; run `feedgan bench ... --save-models` "
+                                "or `feedgan demo` first, or name the run folder")
+    return runs[-1]
 
 
 @app.command()

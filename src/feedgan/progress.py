@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-# a terminal sets its own width; logs and pipes get room for the leaderboard tables
-console = Console(width=None if sys.stdout.isatty() else 120)
+# a terminal sets its own width; logs and pipes get room for the leaderboard tables, and their
+# lines are never wrapped (a long log line or a markdown table row stays one line)
+console = Console(width=None if sys.stdout.isatty() else 120, soft_wrap=not sys.stdout.isatty())
 
 LINE_EVERY_S = 5.0  # at most one progress line per task this often (a task's last line always prints)
 

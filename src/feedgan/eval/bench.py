@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from ..data.dataset import Dataset
 from ..rec.baselines import EASE, ItemKNN, MostPopular, PureSVD, RP3beta
 from .protocol import ModelSpec, refit_and_test, summarise, tune
@@ -90,21 +92,53 @@ def behaviour_specs(aux: list[str]) -> dict[str, ModelSpec]:
     return {s.name: s for s in specs}
 
 
+class Budget:
+    """Wall-clock seconds for a whole run, shared by its stages and models.
+
+    ``left()`` is what remains; ``part(f)`` a sub-budget of a fraction of it that records its cuts
+    in the same list, so a report can say what the budget cut (``cuts``: one line each).
+    """
+
+    def __init__(self, seconds: float, cuts: list[str] | None = None):
+        self.seconds, self.start = float(seconds), time.perf_counter()
+        self.cuts = [] if cuts is None else cuts
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def part(self, fraction: float) -> "Budget":
+        return Budget(max(0.0, self.left()) * fraction, self.cuts)
+
+    def cut(self, what: str) -> None:
+        self.cuts.append(what)
+
+
 def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *, seeds: int = 5,
               metric: str = "ndcg@20", ks=(5, 10, 20), max_trials: int | None = 10,
               budget_s: float | None = None, seed: int = 0, progress=None, keep_models: bool = False,
-              masks: tuple[str, ...] = ("target", "all"),
+              masks: tuple[str, ...] = ("target", "all"), budget: Budget | None = None,
+              done: list[dict] | None = None, on_row: Callable[[dict], None] | None = None,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Tune each model on a seed's validation part, refit and test once on that seed's test part.
 
     ``make_dataset(s)`` gives the dataset of seed ``s``: a new random split, or the same
     predefined one (the same object). Every distinct dataset is tuned on its own validation
     part, because a re-split seed's test pairs are another seed's train and validation pairs;
-    a predefined split is tuned once and only the model seed varies. Returns one leaderboard row
-    per model, best first by mean test ``metric``; ``params`` and ``trials`` are seed ``seed``'s,
-    ``params_by_seed`` what each seed refit with, ``tune_s`` the tuning time of every seed.
+    a predefined split is tuned once and only the model seed varies, and a deterministic model
+    on it runs once (``runs`` 1: more seeds would repeat the same numbers). Returns one
+    leaderboard row per model, best first by mean test ``metric``; ``params`` and ``trials`` are
+    seed ``seed``'s, ``params_by_seed`` what each seed refit with, ``tune_s`` the tuning time of
+    every seed, ``runs`` the number of test runs behind the mean and std.
     On a dataset split on a target action, selection uses ``masks[0]``, ``test`` holds that
     mask's scores and ``test_<mask>`` each other's (see :func:`feedgan.eval.metrics.evaluate`).
+
+    ``budget`` shares its time equally among the models still to run: each model's tuning gets
+    half its share (``budget_s`` is then ignored), its training stops early where the share is
+    spent (:class:`~feedgan.gan.TimeLimit`), its seeds stop when the next would not fit, and a
+    model is left out once nothing is left (never the first: it runs one setting and one seed);
+    each cut is recorded in ``budget.cuts`` and the
+    row's ``cut``. ``done`` holds rows of models already finished (a resumed run): those models
+    are skipped and their rows kept. ``on_row(row)`` is called as each model finishes.
     """
     datasets: dict[int, Dataset] = {}
 
@@ -113,71 +147,128 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
             datasets[s] = make_dataset(s)
         return datasets[s]
 
-    rows = []
-    for spec in specs:
-        tuned: list[tuple[Dataset, dict, list[dict]]] = []  # (dataset, its params, its trials)
-        tune_s = 0.0
-
-        def params_for(d: Dataset, s: int) -> dict:
-            nonlocal tune_s
-            for known, params, _ in tuned:
-                if known is d:
-                    return params
-            t0 = time.perf_counter()
-            params, trials = tune(spec, d, metric=metric, ks=ks, max_trials=max_trials, budget_s=budget_s,
-                                  seed=s, mask=masks[0], progress=progress)
-            tune_s += time.perf_counter() - t0
-            tuned.append((d, params, trials))
-            return params
-
-        params = params_for(data(seed), seed)
-        seeded = "seed" in spec.build(params).get_params()
-        runs: list[dict] = []
-        chosen: list[dict] = []
-        for s in range(seeds):
-            d = data(seed + s)
-            p_s = params_for(d, seed + s)
-            chosen.append(p_s)
-            if runs and not seeded and d is data(seed):
-                runs.append(runs[0])  # same data, deterministic model: the result cannot change
-                continue
-            runs.append(refit_and_test(spec, p_s, d, ks=ks, seed=seed + s, masks=masks, progress=progress))
-            if s > 0 or not keep_models:
-                runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
-        trials = tuned[0][2]
-        best = max(trials, key=lambda t: t["valid"][metric])
-        row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
-               "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
-               "tune_s": tune_s, "seeds": seeds, "params_by_seed": chosen, "test": summarise(runs)}
-        for key in (k for k in runs[0] if k.startswith("test_")):
-            row[key] = summarise(runs, key)
-        if keep_models:
-            row["_model"] = runs[0]["model"]
+    rows = list(done or [])
+    todo = [spec for spec in specs if spec.name not in {r["model"] for r in rows}]
+    for i, spec in enumerate(todo):
+        share = None if budget is None else max(0.0, budget.left()) / (len(todo) - i)
+        if share is not None and share <= 0 and rows:  # the first model always runs: a board needs a row
+            budget.cut(f"{spec.name}: left out (the time budget was spent before it started)")
+            continue
+        row = _bench_model(spec, data, seeds=seeds, metric=metric, ks=ks, max_trials=max_trials,
+                           budget_s=budget_s if share is None else share * 0.5 / seeds, share_s=share,
+                           seed=seed, progress=progress, keep_models=keep_models, masks=masks)
+        if budget is not None:
+            budget.cuts.extend(f"{spec.name}: {c}" for c in row["cut"])
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
         if log is not None:
-            log(f"{spec.name}: {metric} {row['test'][metric]['mean']:.4f} ± {row['test'][metric]['std']:.4f} "
-                f"(params {params}, tuned in {tune_s:.1f}s)")
+            t = row["test"][metric]
+            runs = f"{row['runs']} runs" if row["runs"] > 1 else "1 run" + " (deterministic)" * row["deterministic"]
+            cut = f"; cut: {'; '.join(row['cut'])}" if row["cut"] else ""
+            log(f"{spec.name}: {metric} {t['mean']:.4f} ± {t['std']:.4f} over {runs}, "
+                f"{row['seconds']:.1f}s (params {_fmt_params(row['params'])}){cut}")
     rows.sort(key=lambda r: -r["test"][metric]["mean"])
     return rows
 
 
+def _bench_model(spec: ModelSpec, data: Callable[[int], Dataset], *, seeds: int, metric: str, ks,
+                 max_trials: int | None, budget_s: float | None, share_s: float | None, seed: int,
+                 progress, keep_models: bool, masks: tuple[str, ...]) -> dict:
+    """One model's leaderboard row (see :func:`run_bench`); ``share_s`` bounds its wall-clock time."""
+    from ..gan import TimeLimit
+
+    t_model = time.perf_counter()
+    tuned: list[tuple[Dataset, dict, list[dict]]] = []  # (dataset, its params, its trials)
+    tune_s = 0.0
+    cut: list[str] = []
+
+    def params_for(d: Dataset, s: int) -> dict:
+        nonlocal tune_s
+        for known, params, _ in tuned:
+            if known is d:
+                return params
+        t0 = time.perf_counter()
+        params, trials = tune(spec, d, metric=metric, ks=ks, max_trials=max_trials, budget_s=budget_s,
+                              seed=s, mask=masks[0], progress=progress)
+        tune_s += time.perf_counter() - t0
+        tuned.append((d, params, trials))
+        return params
+
+    limit = TimeLimit(float("inf") if share_s is None else share_s)
+    with limit:
+        params = params_for(data(seed), seed)
+        seeded = "seed" in spec.build(params).get_params()
+        runs: list[dict] = []
+        chosen: list[dict] = []
+        repeats = False
+        for s in range(seeds):
+            d = data(seed + s)
+            if runs and not seeded and d is data(seed):
+                repeats = True  # the same data and a deterministic model: another seed repeats the numbers
+                break
+            if runs and share_s is not None:
+                spent = time.perf_counter() - t_model
+                if spent + spent / len(runs) > share_s:  # the next seed would not fit the share
+                    cut.append(f"{len(runs)} of {seeds} seeds (time budget)")
+                    break
+            p_s = params_for(d, seed + s)
+            chosen.append(p_s)
+            runs.append(refit_and_test(spec, p_s, d, ks=ks, seed=seed + s, masks=masks, progress=progress))
+            if s > 0 or not keep_models:
+                runs[-1]["model"] = None  # only seed 0's model is ever kept; free the others now
+    if limit.hits:
+        cut.insert(0, f"training stopped early by the time budget in {limit.hits} fit(s)")
+    n_settings = len(spec.settings(max_trials, np.random.default_rng(seed)))
+    tried = [len(t) for _, _, t in tuned]
+    if min(tried) < n_settings:
+        cut.insert(0, f"{'/'.join(map(str, tried))} of {n_settings} settings tried (time budget)")
+    trials = tuned[0][2]
+    best = max(trials, key=lambda t: t["valid"][metric])
+    row = {"model": spec.name, "params": params, f"valid_{metric}": best["valid"][metric],
+           "trials": [{"params": t["params"], metric: t["valid"][metric], "fit_s": t["fit_s"]} for t in trials],
+           "tune_s": tune_s, "seeds": seeds, "runs": len(runs),
+           "deterministic": repeats, "params_by_seed": chosen,
+           "test": summarise(runs), "seconds": time.perf_counter() - t_model, "cut": cut}
+    for key in (k for k in runs[0] if k.startswith("test_")):
+        row[key] = summarise(runs, key)
+    if keep_models:
+        row["_model"] = runs[0]["model"]
+    return row
+
+
+def _fmt_params(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+
+
 def results_markdown(rows: list[dict], metrics: list[str], title: str | None = None,
                      command: str | None = None) -> str:
-    """A markdown table: mean ± std per metric, chosen params, fit and evaluation seconds."""
+    """A markdown table: mean ± std per metric, the runs behind it, chosen params, fit and
+    evaluation seconds. A deterministic model on one predefined split runs once (its std is 0
+    because nothing varies, not because it is stable); the ``runs`` column shows it."""
     lines = [f"### {title}", ""] if title else []
     if command:
         lines += [f"Reproduce: `{command}`", ""]
     strict = [m for m in metrics[-1:] if rows and "test_all" in rows[0]]  # the stricter mask, when scored
     lines.append("| model | " + " | ".join(metrics) + "".join(f" | {m} (all-items mask)" for m in strict)
-                 + " | fit s | eval s | chosen on valid |")
-    lines.append("|---|" + "---:|" * (len(metrics) + len(strict) + 2) + "---|")
+                 + " | runs | fit s | eval s | chosen on valid |")
+    lines.append("|---|" + "---:|" * (len(metrics) + len(strict) + 3) + "---|")
     for r in rows:
         t = r["test"]
         cells = [f"{t[m]['mean']:.4f} ± {t[m]['std']:.4f}" for m in metrics]
         cells += [f"{r['test_all'][m]['mean']:.4f} ± {r['test_all'][m]['std']:.4f}" for m in strict]
-        lines.append(f"| {r['model']} | " + " | ".join(cells)
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {runs_cell(r)}"
                      + f" | {t['fit_s']['mean']:.1f} | {t['eval_s']['mean']:.1f} | {chosen_cell(r)} |")
+    notes = [f"- {r['model']}: {'; '.join(r['cut'])}" for r in rows if r.get("cut")]
+    if notes:
+        lines += ["", "Cut by the time budget:", *notes]
     return "\n".join(lines) + "\n"
+
+
+def runs_cell(row: dict) -> str:
+    """How many test runs a row's mean and std stand on: ``5``, or ``1 (deterministic)`` for a
+    model that cannot change between seeds on one predefined split."""
+    return "1 (deterministic)" if row.get("deterministic") else str(row.get("runs", row.get("seeds", 1)))
 
 
 def chosen_cell(row: dict) -> str:

@@ -93,6 +93,9 @@ def tune(spec: ModelSpec, dataset: Dataset, *, metric: str = "ndcg@20", ks=(5, 1
             progress.update(task, **{f"best valid {metric}": max(t["valid"][metric] for t in trials)})
             progress.advance(task)
         if budget_s is not None and time.perf_counter() - start > budget_s:
+            if task is not None and len(trials) < len(settings):  # a last line that says where it stopped
+                progress.update(task, total=len(trials), completed=len(trials),
+                                description=f"tune {spec.name} ({len(trials)} of {len(settings)}: time budget)")
             break
     best = max(trials, key=lambda t: t["valid"][metric])
     return best["params"], trials

@@ -24,7 +24,9 @@ import dataclasses
 import json
 import math
 import re
+import time
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable, Self
 
@@ -279,6 +281,33 @@ class Resumable:
 
 
 
+class TimeLimit:
+    """A wall-clock deadline for early-stopped training (``with TimeLimit(seconds):``): every
+    :class:`BestCheckpoint` evaluation inside the block that finds the deadline passed asks its
+    trainer to stop there, so the best epoch seen so far is kept and the fit returns. ``hits``
+    counts the fits it cut. A run that must fit a time budget (the demo) cuts long training this
+    way; the schedule a model would have run without it is unchanged otherwise.
+    """
+
+    def __init__(self, seconds: float):
+        self.deadline = time.perf_counter() + seconds
+        self.hits = 0
+        self._token = None
+
+    def passed(self) -> bool:
+        return time.perf_counter() >= self.deadline
+
+    def __enter__(self) -> "TimeLimit":
+        self._token = _TIME_LIMIT.set(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _TIME_LIMIT.reset(self._token)
+
+
+_TIME_LIMIT: ContextVar[TimeLimit | None] = ContextVar("feedgan_time_limit", default=None)
+
+
 class BestCheckpoint:
     """Callback: the one best-epoch tracker (early stopping) of every trained model.
 
@@ -292,7 +321,8 @@ class BestCheckpoint:
     counts as better, and ties keep the earlier step. With ``patience`` the trainer is asked to
     stop after that many evaluations without improvement; ``restore_on_end`` loads the best
     weights back into ``trainer.eval_model`` when training ends. Each evaluation first runs the
-    trainer's NaN guard (``check_finite``), so diverged weights are never scored or kept. The
+    trainer's NaN guard (``check_finite``), so diverged weights are never scored or kept. Inside a
+    :class:`TimeLimit` whose deadline has passed, an evaluation also asks for a stop. The
     metric runs on every rank, so under DDP it must not depend on the rank (evaluate the same
     data on each).
     """
@@ -335,6 +365,10 @@ class BestCheckpoint:
             trainer.check_finite()
         value = float(self.metric_fn(trainer))
         self.history.append((trainer.step, value))
+        limit = _TIME_LIMIT.get()
+        if limit is not None and limit.passed() and not trainer.stop_requested:
+            limit.hits += 1
+            trainer.request_stop("TimeLimit: the time budget is spent")
         if not self._better(value):
             self._bad += 1
             if self.patience is not None and self._bad >= self.patience:
