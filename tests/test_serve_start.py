@@ -1,8 +1,11 @@
 """The service as a person meets it first: docs that load offline, and a first start that answers at
 once while the training rows are imported (over real HTTP: uvicorn on a loopback port)."""
 import http.client
+import json
 import re
+import shutil
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -74,6 +77,29 @@ def test_docs_and_their_assets_follow_the_read_rule(registry, tmp_path):
             assert fetch(s.port, path, TOKEN)[0] == 200, path
     finally:
         s.stop()
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium) to render /docs")
+def test_docs_render_in_headless_chromium_with_no_network(registry, tmp_path):
+    """Swagger UI draws one operation block per operation of /openapi.json, with every host but
+    loopback unresolvable (benchmarks/docs_offline.py does the same for /docs and /redoc)."""
+    s = ThreadServer(create_app(registry, tmp_path / "feed.db"))
+    try:
+        schema = json.loads(fetch(s.port, "/openapi.json")[2])
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                              "--disable-component-update", "--disable-sync", "--no-first-run",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+                              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                              "--dump-dom", f"http://127.0.0.1:{s.port}/docs"],
+                             capture_output=True, text=True, timeout=60).stdout
+    finally:
+        s.stop()
+    rendered = re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom)
+    assert sorted(rendered) == sorted(p for p, ops in schema["paths"].items() for _ in ops)
+    assert re.search(r'<h\d class="title">feedgan\b', dom)
 
 
 # -- the first start's import -----------------------------------------------------------------------
