@@ -87,7 +87,8 @@ class TrainImport:
         self._seconds = self.seconds
         if status == "failed":
             self.rows_done = 0  # rolled back: the store holds none of them
-        self.status, self.error = status, error
+        self.error = error
+        self.status = status  # last: a reader that sees the outcome sees its error too
         with contextlib.suppress(Exception):  # the outcome is kept even if the report cannot be printed
             self._report()
 
