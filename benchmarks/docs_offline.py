@@ -74,7 +74,7 @@ def render(chromium: str, url: str, profile: Path) -> tuple[str, float]:
     """The DOM of ``url`` after its scripts ran, and the seconds Chromium took."""
     t0 = time.perf_counter()
     out = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     return out.stdout, time.perf_counter() - t0
 
 
@@ -101,7 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.chromium:
         raise SystemExit("Chromium not found: install it (Debian: apt-get install chromium) or pass --chromium PATH")
-    version = subprocess.run([args.chromium, "--version"], capture_output=True, text=True).stdout.strip()
+    version = subprocess.run([args.chromium, "--version"], capture_output=True, text=True, check=False).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         tmp, port = Path(tmp), free_port()
         proc = start_server(tmp, port)

@@ -214,7 +214,8 @@ class _BodyLimit:
 
 
 class Service:
-    """The state behind the endpoints: store, registry, the active model."""
+    """The state behind the endpoints: store, registry, the active model, and the first start's
+    import of training rows (``startup``: the app starts it; ``startup.run()`` runs it here)."""
 
     def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False,
                  allow_actions: tuple[str, ...] = (), import_report=None):

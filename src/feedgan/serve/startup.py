@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from fastapi import HTTPException
 
