@@ -189,31 +189,39 @@ def test_stopping_during_the_import_stores_nothing_and_the_next_start_imports_ag
 
 
 # -- the import on the console ----------------------------------------------------------------------
+def training_rows(registry) -> tuple:
+    m = Registry(registry).load("00001-train-ease").model
+    return m.user_ids_.values, m.item_ids_.values, m.train_
+
+
 def test_import_prints_a_start_line_progress_lines_and_an_end_line(registry, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(store_module, "WRITE_CHUNK", 100)
     monkeypatch.setattr(feedgan.progress, "LINE_EVERY_S", 0.0)
     monkeypatch.setenv("FEEDGAN_PROGRESS", "lines")
     monkeypatch.delenv("FEEDGAN_NO_PROGRESS", raising=False)
     lines = []
-    TrainImport(Store(tmp_path / "feed.db"), Registry(registry), "00001-train-ease", ImportLog(lines.append)).run()
+    TrainImport(Store(tmp_path / "feed.db"), "00001-train-ease", training_rows(registry), ImportLog(lines.append)).run()
     assert lines[0].startswith(f"importing the {ROWS} training rows of model 00001-train-ease")
     assert re.fullmatch(rf"imported {ROWS} training rows in \d+\.\d s: ready", lines[-1]) and len(lines) == 2
     progress = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("importing training rows")]
     assert [ln.split(": ")[1].split(",")[0] for ln in progress] == [f"{k}/{ROWS}" for k in (100, 200, 300, ROWS)]
 
 
-def test_a_failed_import_prints_one_error_line(tmp_path):
-    class BrokenRegistry:
-        def load(self, name):
-            raise ValueError(f"{name}/model.safetensors is cut short: train it again")
-
+def test_a_failed_import_prints_one_error_line(registry, tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "WRITE_CHUNK", 100)
     lines = []
-    imp = TrainImport(Store(tmp_path / "feed.db"), BrokenRegistry(), "00001-train-ease", ImportLog(lines.append))
+    log, hold = ImportLog(lines.append), HoldImport(fail=OSError("disk full"))
+
+    def report(imp):
+        log(imp)
+        hold(imp)
+
+    imp = TrainImport(Store(tmp_path / "feed.db"), "00001-train-ease", training_rows(registry), report)
     imp.run()
-    assert imp.status == "failed" and len(lines) == 1
+    assert imp.status == "failed" and len(lines) == 2 and lines[0].startswith("importing the ")
     assert re.fullmatch(r"error: the import of model 00001-train-ease's training rows failed after \d+\.\d s "
-                        r"\(00001-train-ease/model.safetensors is cut short: train it again\); the store holds "
-                        r"none of them", lines[0])
+                        r"\(disk full\); the store holds none of them", lines[1])
+    assert Store(tmp_path / "feed.db").count() == 0
 
 
 def test_feedgan_serve_prints_the_import_start_and_end(registry, tmp_path):

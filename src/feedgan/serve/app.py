@@ -231,9 +231,14 @@ class Service:
             self.active = saved
         elif entries:
             self.active = entries[-1].name
-        first_start = self.active is not None and import_train and self.store.count() == 0
-        # an empty store gets the active model's training rows: started by the app (or run() it)
-        self.startup = TrainImport(self.store, self.registry, self.active if first_start else None, import_report)
+        rows = None
+        if self.active is not None and import_train and self.store.count() == 0:
+            m = self.registry.load(self.active).model  # here: a broken model stops the start
+            # a target model's per-action matrices keep their action names (not its weighted input)
+            data = m.train_ if m.target_ is None else {m.target_: m.seen_, **m.channels_}
+            rows = (m.user_ids_.values, m.item_ids_.values, data)
+        # an empty store gets the active model's training rows as history: the app starts the import
+        self.startup = TrainImport(self.store, self.active, rows, import_report)
 
     def model(self, name: str | None) -> LoadedModel:
         name = name or self.active

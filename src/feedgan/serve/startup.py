@@ -1,7 +1,7 @@
 """The service's first start: the active model's training rows copied into an empty store, in the
 background, so that the service answers at once.
 
-    imp = TrainImport(store, registry, "00002-train-bpr", report=ImportLog())
+    imp = TrainImport(store, "00002-train-bpr", (user_ids, item_ids, X), report=ImportLog())
     imp.start()        # a thread; imp.run() does the same in the caller's thread
     imp.status         # "starting" -> "ok", or "failed" (imp.error says why)
 
@@ -28,14 +28,16 @@ class ImportStopped(Exception):
 
 
 class TrainImport:
-    """Copies the training rows of the registry entry ``model`` into ``store`` (None: nothing to
-    import, the service is ready at once). ``report(self)`` is called when the row count is known,
-    as the rows go in, and once at the end; an exception from it fails the import (nothing stored)."""
+    """Copies the training rows of the registry entry ``model`` into ``store``: ``rows`` is
+    ``(user_ids, item_ids, X)`` as :meth:`Store.import_matrix` takes them (None: nothing to import,
+    the service is ready at once). ``report(self)`` is called when the import starts, as the rows go
+    in, and once at the end; an exception from it fails the import (nothing stored)."""
 
-    def __init__(self, store, registry, model: str | None, report: Callable[[TrainImport], None] | None = None):
-        self.store, self.registry, self.model, self.report = store, registry, model, report
-        self.status = "ok" if model is None else "starting"
-        self.rows_done, self.rows_total = 0, None
+    def __init__(self, store, model: str | None = None, rows: tuple | None = None,
+                 report: Callable[[TrainImport], None] | None = None):
+        self.store, self.model, self.rows, self.report = store, model, rows, report
+        self.status = "ok" if rows is None else "starting"
+        self.rows_done, self.rows_total = 0, None if rows is None else _count(rows[2])
         self.error: str | None = None
         self._t0: float | None = None
         self._seconds: float | None = None
@@ -64,12 +66,8 @@ class TrainImport:
     def run(self) -> None:
         self._t0 = time.perf_counter()
         try:
-            m = self.registry.load(self.model).model  # its training data becomes stored history
-            # a target model's per-action matrices keep their action names (not its weighted input)
-            data = m.train_ if m.target_ is None else {m.target_: m.seen_, **m.channels_}
-            self.rows_total = sum(int(X.nnz) for X in (data.values() if isinstance(data, dict) else [data]))
             self._report()
-            self.store.import_matrix(m.user_ids_.values, m.item_ids_.values, data, on_rows=self._advance)
+            self.store.import_matrix(*self.rows, on_rows=self._advance)
         except ImportStopped:
             self._finish("failed", "the service stopped before the import finished")
         except Exception as e:  # noqa: BLE001 -- any failure is reported through /health and the console
@@ -98,7 +96,7 @@ class TrainImport:
 
     def state(self) -> dict | None:
         """The import as ``/health`` shows it (None when nothing was imported at this start)."""
-        if self.model is None:
+        if self.rows is None:
             return None
         out = {"model": self.model, "rows_done": self.rows_done, "rows_total": self.rows_total,
                "seconds": round(self.seconds, 1)}
@@ -119,6 +117,11 @@ class TrainImport:
         raise HTTPException(503, f"the import of model {self.model}'s training rows failed ({self.error}); the "
                                  "store holds none of them: fix the cause and restart the service (it imports "
                                  "again), or start it with --no-import-train")
+
+
+def _count(X) -> int:
+    """The rows :meth:`Store.import_matrix` stores from ``X`` (a matrix, or action -> matrix)."""
+    return sum(int(M.nnz) for M in (X.values() if isinstance(X, dict) else [X]))
 
 
 class ImportLog:
