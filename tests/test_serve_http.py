@@ -27,10 +27,10 @@ TOKEN = "t0ken-for-tests"
 
 
 class ThreadServer:
-    """``create_app(...)`` served by uvicorn in a thread of this process; ``stop`` shuts it down
-    cleanly (the app's shutdown runs, as on SIGINT)."""
+    """``create_app(...)`` served by uvicorn in a thread of this process, ready (``/health`` 200)
+    unless ``wait_ready=False``; ``stop`` shuts it down cleanly (the app's shutdown runs, as on SIGINT)."""
 
-    def __init__(self, app):
+    def __init__(self, app, wait_ready: bool = True):
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -41,6 +41,10 @@ class ThreadServer:
                 raise RuntimeError("server did not start")
             time.sleep(0.02)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while wait_ready and self.call("GET", "/health")[0] != 200:  # the first start's import is done
+            if time.time() > deadline:
+                raise RuntimeError("server not ready: /health never said ok")
+            time.sleep(0.02)
 
     def call(self, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
              conn: http.client.HTTPConnection | None = None):

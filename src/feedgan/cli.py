@@ -585,13 +585,15 @@ def serve(
     import uvicorn
 
     from .serve import create_app
+    from .serve.startup import ImportLog
 
     if not token and host != "localhost" and not _is_loopback(host):
         _fail(ValueError(f"--host {host} lets other machines reach the service: set a token with FEEDGAN_TOKEN "
                          "(or --token), or keep the default --host 127.0.0.1"))
     try:
         api = create_app(registry, db, import_train=import_train, token=token or None, protect_reads=protect_reads,
-                         max_body_bytes=max_body_bytes, accept_loss=accept_loss, allow_actions=tuple(allow_action))
+                         max_body_bytes=max_body_bytes, accept_loss=accept_loss, allow_actions=tuple(allow_action),
+                         import_report=ImportLog())
     except sqlite3.DatabaseError as e:
         _fail(ValueError(f"{db}: {e}"))
     except (OSError, ValueError) as e:  # a refused store names its file; other errors name theirs

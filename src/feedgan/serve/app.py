@@ -23,6 +23,13 @@ can be activated) only when it fits the store: the same id type and at least hal
 in the store (409 otherwise; an empty store fits any model). Every id in a response has the
 store's id type: ints in a store of integer ids, text otherwise.
 
+Start. On a first start (an empty store) the active model's training rows are imported in the
+background (:mod:`~feedgan.serve.startup`): the service answers at once, ``/health`` is a 503
+``"starting"`` with the rows done so far, and the endpoints that read or write the store are 503s
+with ``Retry-After`` until the import is done (or a 503 naming the failure when it failed: the store
+then holds none of it). ``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from
+``/docs-assets``, never from a CDN.
+
 Access and limits. With a token (``create_app(..., token=...)``, ``feedgan serve --token`` or
 ``FEEDGAN_TOKEN``), writes and admin calls -- every method but GET and HEAD, except ``POST
 /predict``, which stores nothing -- need ``Authorization: Bearer <token>`` (401 otherwise; compared
@@ -43,21 +50,24 @@ from typing import Annotated
 
 import numpy as np
 import scipy.sparse as sp
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from ..data.schema import ACTIONS, EXPOSURE
 from ..rec.base import FRIENDS, top_n
 from .metrics import Metrics
 from .registry import LoadedModel, Registry, UnknownModelError
+from .startup import TrainImport
 from .store import IdTypeError, Interaction, Store
 
 MAX_BATCH = 10_000  # interactions per POST
 MAX_N = 1_000  # items per list, and items per /predict request
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a full batch of 10,000 interactions with long text ids fits
 MIN_KNOWN_ITEMS = 0.5  # a model answers only when at least this share of its item ids is in the store
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, served from the installed package
 
 Id = StrictInt | StrictStr
 
@@ -204,10 +214,11 @@ class _BodyLimit:
 
 
 class Service:
-    """The state behind the endpoints: store, registry, the active model."""
+    """The state behind the endpoints: store, registry, the active model, and the first start's
+    import of training rows (``startup``: the app starts it; ``startup.run()`` runs it here)."""
 
     def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False,
-                 allow_actions: tuple[str, ...] = ()):
+                 allow_actions: tuple[str, ...] = (), import_report=None):
         self.store = Store(db, accept_loss=accept_loss)
         self.registry = Registry(registry)
         self.metrics = Metrics()
@@ -220,11 +231,14 @@ class Service:
             self.active = saved
         elif entries:
             self.active = entries[-1].name
+        rows = None
         if self.active is not None and import_train and self.store.count() == 0:
-            m = self.registry.load(self.active).model  # the model's training data becomes stored history
+            m = self.registry.load(self.active).model  # here: a broken model stops the start
             # a target model's per-action matrices keep their action names (not its weighted input)
             data = m.train_ if m.target_ is None else {m.target_: m.seen_, **m.channels_}
-            self.store.import_matrix(m.user_ids_.values, m.item_ids_.values, data)
+            rows = (m.user_ids_.values, m.item_ids_.values, data)
+        # an empty store gets the active model's training rows as history: the app starts the import
+        self.startup = TrainImport(self.store, self.active, rows, import_report)
 
     def model(self, name: str | None) -> LoadedModel:
         name = name or self.active
@@ -452,14 +466,17 @@ def _id_type(m) -> str:
 
 def create_app(registry: str | Path, db: str | Path, import_train: bool = True, *, token: str | None = None,
                protect_reads: bool = False, max_body_bytes: int = MAX_BODY_BYTES, accept_loss: bool = False,
-               allow_actions: tuple[str, ...] = ()) -> FastAPI:
+               allow_actions: tuple[str, ...] = (), import_report=None) -> FastAPI:
     """The FastAPI app over ``registry`` (a runs folder) and the SQLite file ``db``.
 
     ``token``: writes and admin calls need it (reads too with ``protect_reads``); None: no token,
     for a service only loopback clients reach. ``max_body_bytes``: the largest request body.
     ``accept_loss``: open a store holding fewer interactions than were acknowledged (see
     :class:`~feedgan.serve.store.Store`). ``allow_actions``: actions posted interactions may carry
-    besides the known ones (:meth:`Service.known_actions`). Stopping the app checkpoints and closes the store."""
+    besides the known ones (:meth:`Service.known_actions`). ``import_report``: called as the first
+    start's import of training rows goes (:class:`~feedgan.serve.startup.TrainImport`; e.g.
+    :class:`~feedgan.serve.startup.ImportLog`). Starting the app starts that import in the
+    background; stopping it stops the import (nothing of it stored), checkpoints and closes the store."""
     if token is not None and not token.strip():
         raise ValueError("the token is empty: give a non-empty --token / FEEDGAN_TOKEN, or none at all")
     if protect_reads and token is None:
@@ -469,15 +486,18 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     for name in allow_actions:
         if not 1 <= len(name) <= 64 or name != name.strip():
             raise ValueError(f"--allow-action {name!r}: an action is 1 to 64 characters without surrounding spaces")
-    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions))
+    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions), import_report)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        svc.startup.start()
         yield
+        svc.startup.stop()  # a running import rolls back
         svc.store.close()  # the WAL checkpointed into the .db file: it alone holds every row
 
-    app = FastAPI(title="feedgan", version="0.1.0", lifespan=lifespan,
-                  description="Recommendations from feedgan models over an embedded interaction store.")
+    # /docs and /redoc load Swagger UI and ReDoc from /docs-assets (files shipped in a package), not a CDN
+    app = FastAPIOffline(title="feedgan", version="0.1.0", lifespan=lifespan, static_url=DOCS_ASSETS,
+                         description="Recommendations from feedgan models over an embedded interaction store.")
     app.state.service = svc
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     if token is not None:
@@ -486,7 +506,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -503,16 +523,25 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
                 problems.append(f"{where}: {e['msg']}")
         return JSONResponse({"error": "invalid request: " + "; ".join(problems[:5])}, status_code=422)
 
+    def ready() -> None:
+        svc.startup.check()  # 503 (with Retry-After while starting) until the first start's import is done
+
+    needs_store = [Depends(ready)]
+
     @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "active_model": svc.active, "store": {
+    def health(response: Response) -> dict:
+        """Readiness: 200 ``"ok"``; 503 ``"starting"`` while the training rows are imported (``import``:
+        rows done and total), or ``"failed"`` when that import failed (``import.error`` says why)."""
+        if svc.startup.status != "ok":
+            response.status_code = 503
+        return {"status": svc.startup.status, "active_model": svc.active, "import": svc.startup.state(), "store": {
             "path": svc.store.path.name, "schema_version": svc.store.version, "interactions": svc.store.count()}}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
         return svc.metrics.render()
 
-    @app.post("/interactions", status_code=201)
+    @app.post("/interactions", status_code=201, dependencies=needs_store)
     def add_interactions(payload: InteractionIn | Batch) -> dict:
         """Store one interaction or a batch (``{"interactions": [...]}``, at most 10,000) atomically."""
         rows = payload.interactions if isinstance(payload, Batch) else [payload]  # at most MAX_BATCH (413)
@@ -524,7 +553,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         svc.metrics.add_stored(n)
         return {"stored": n}
 
-    @app.get("/users/{user_id}/recommendations")
+    @app.get("/users/{user_id}/recommendations", dependencies=needs_store)
     def recommendations(
         user_id: str,
         n: Annotated[int, Query(ge=1, le=MAX_N, description="how many items")] = 20,
@@ -542,18 +571,18 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         this user; ``action`` is the model's target (null for a model fitted on every action)."""
         return svc.recommend(user_id, n, model, exclude_seen, action)
 
-    @app.get("/users/{user_id}/history")
+    @app.get("/users/{user_id}/history", dependencies=needs_store)
     def history(user_id: str, limit: Annotated[int | None, Query(ge=1)] = None) -> dict:
         uid = svc.canonical(user_id, "user")
         if not svc.store.has_user(uid):
             raise HTTPException(404, f"unknown user {user_id!r}: nothing stored for them")
         return {"user": svc.store.typed(uid), "interactions": svc.store.history(uid, limit)}
 
-    @app.get("/items/{item_id}/similar")
+    @app.get("/items/{item_id}/similar", dependencies=needs_store)
     def similar(item_id: str, n: Annotated[int, Query(ge=1, le=MAX_N)] = 20, model: str | None = None) -> dict:
         return svc.similar(item_id, n, model)
 
-    @app.post("/predict")
+    @app.post("/predict", dependencies=needs_store)
     def predict(req: PredictIn) -> dict:
         """P(action | user, shown item) for each item, from a model with ``predict_proba``.
 
@@ -572,7 +601,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
                 "models": [{**e.public(), "path": _relative(e.path, svc.registry.root)} for e in entries],
                 "broken": svc.registry.broken}
 
-    @app.post("/models/{name:path}/activate")
+    @app.post("/models/{name:path}/activate", dependencies=needs_store)
     def activate(name: str) -> dict:
         lm = svc.model(name)  # loads it: a broken model fails here, not on the next request
         svc.active = lm.entry.name

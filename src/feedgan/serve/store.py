@@ -81,6 +81,7 @@ TABLES = {"meta", "users", "items", "interactions", "social"}
 INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 INT_TEXT = re.compile(r"0|-?[1-9][0-9]{0,18}")  # ASCII only; at most 19 digits, so int() stays cheap
 INT_RULE = "integers (ASCII digits, an optional '-', no leading zeros, within int64)"
+WRITE_CHUNK = 10_000  # rows per executemany inside a write's one transaction (progress is reported per chunk)
 
 
 class IdTypeError(ValueError):
@@ -303,7 +304,9 @@ class Store:
             self._write(data, now, id_type)
         return len(rows)
 
-    def _write(self, data: list[tuple], now: float, id_type: str) -> None:
+    def _write(self, data: list[tuple], now: float, id_type: str, on_rows=None) -> None:
+        """``data`` in one transaction; ``on_rows(done)`` after each :data:`WRITE_CHUNK` rows (an
+        exception from it rolls the whole write back)."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -313,8 +316,11 @@ class Store:
                              ((u, now) for u in {d[0] for d in data}))
             conn.executemany("INSERT OR IGNORE INTO items(id, first_seen) VALUES (?, ?)",
                              ((i, now) for i in {d[1] for d in data}))
-            conn.executemany("INSERT INTO interactions(user, item, action, timestamp, weight, source) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", data)
+            for k in range(0, len(data), WRITE_CHUNK):
+                conn.executemany("INSERT INTO interactions(user, item, action, timestamp, weight, source) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", data[k:k + WRITE_CHUNK])
+                if on_rows is not None:
+                    on_rows(min(k + WRITE_CHUNK, len(data)))
             known, posted = self.actions(), {d[2] for d in data}
             if not posted <= known:
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'actions'", (json.dumps(sorted(known | posted)),))
@@ -327,10 +333,12 @@ class Store:
         self._acked.write(total)  # only now is the batch acknowledged
 
     def import_matrix(self, user_ids: np.ndarray, item_ids: np.ndarray, X: sp.csr_matrix | dict[str, sp.csr_matrix],
-                      action: str = "train", source: str = "import") -> int:
+                      action: str = "train", source: str = "import", on_rows=None) -> int:
         """Store every non-zero of ``X`` (rows = ``user_ids``, columns = ``item_ids``) as ``action``, in
         one transaction. ``X`` may also be a mapping action -> matrix: each matrix's non-zeros are
-        stored under its own action name (``action`` is then unused), all in that one transaction."""
+        stored under its own action name (``action`` is then unused), all in that one transaction.
+        ``on_rows(done)``: called as the rows go in (every :data:`WRITE_CHUNK`); an exception it
+        raises rolls the whole import back, so a stopped import stores nothing."""
         id_type = "int" if user_ids.dtype.kind in "iu" and item_ids.dtype.kind in "iu" else "str"
         if self.id_type not in (None, id_type):
             raise IdTypeError(f"the store's ids are {self.id_type}s; this model's ids are {id_type}s")
@@ -340,7 +348,7 @@ class Store:
             coo = sp.coo_matrix(M)
             data += [(users[u], items[i], name, None, 1.0, source) for u, i in zip(coo.row, coo.col)]
         with self._write_lock:
-            self._write(data, time.time(), id_type)
+            self._write(data, time.time(), id_type, on_rows)
         return len(data)
 
     # -- reads ------------------------------------------------------------------------------------
