@@ -561,6 +561,12 @@ def _list_items(path: Path, sheet, background: tuple[int, int, int], grayscale: 
                          f"({', '.join(IMAGE_EXTENSIONS)})")
 
 
+def is_single_image(path: str | Path, sheet=None) -> bool:
+    """Whether :func:`load_images` reads ``path`` as one picture: an image file without ``sheet``."""
+    path = Path(path)
+    return sheet is None and path.is_file() and path.name.lower().endswith(IMAGE_EXTENSIONS)
+
+
 # ----------------------------------------------------------------------------------------------- decoding
 
 def _to_8bit_gray(image: Image.Image) -> Image.Image:
