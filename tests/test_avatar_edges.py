@@ -173,6 +173,18 @@ def test_help_says_what_the_presets_do():
         assert size in line and f"{SCORE_AFTER_STEPS[name]:,}" in line
 
 
+def test_a_size_the_preset_cannot_draw_is_refused_before_a_run_folder(tmp_path):
+    sheet = save(sprite_sheet(5, 5, 16), tmp_path / "s.png")
+    runs = tmp_path / "runs"
+    base = ["avatars", "train", "--images", sheet, "--sheet", "16x16", "--steps", "1", "--runs-dir", str(runs),
+            "--no-progress"]
+    res = CliRunner().invoke(app, base + ["--size", "48", "--preset", "dcgan"])
+    assert res.exit_code == 2 and "--size" in res.output and "power of two" in res.output, res.output
+    assert not runs.exists() or not any(runs.iterdir())
+    res = CliRunner().invoke(app, base + ["--size", "20", "--preset", "seed-mlp", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output  # the dense preset draws any size
+
+
 def test_score_notes_a_run_too_short_to_score(short_run, tmp_path):
     from feedgan.avatars.train import SCORE_AFTER_STEPS
 

@@ -21,7 +21,7 @@ import typer
 from ..progress import console
 from .presets import PRESETS, SCORE_AFTER_STEPS
 
-# what each preset is, for the help; its default size and the steps worth scoring come from train.py
+# what each preset is, for the help; its default size and the steps worth scoring come from presets.py
 _PRESET_KINDS = {"seed-mlp": "dense G and D", "seed-avatar": "dense G, strided-convolution D",
                  "dcgan": "DCGAN (transposed convolutions, batch norm)",
                  "modern": "residual G and D, hinge loss, DiffAugment, lazy R1, EMA"}
@@ -37,7 +37,7 @@ PRESET_HELP = "; ".join(_preset_line(name) for name in PRESETS)
 avatars_app = typer.Typer(no_args_is_help=True, help=(
     "Avatar GANs: train, sample, interpolate and score small square pictures (faces, sprites). Presets draw "
     "64x64 RGB by default (seed-mlp 28x28 grayscale); --size takes a power of two from 8 (any size for "
-    "seed-mlp). Presets: " + PRESET_HELP + "."))
+    "seed-mlp). `train --help` lists the presets and the steps each needs before its scores mean much."))
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 

@@ -74,7 +74,17 @@ class AvatarConfig:
                 values[k] = v
         values["penalty_every"] = values["penalty_every"] or 1
         values["ema_warmup"] = bool(values["ema_warmup"])
+        _check_size(self.preset, values["size"])
         return AvatarConfig(**values)
+
+
+def _check_size(preset: str, size: int) -> None:
+    """The dense seed-mlp takes any side; the convolutional presets halve it down to 4x4."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size={size!r} (CLI: --size): give the image side in pixels, e.g. 32")
+    if preset != "seed-mlp" and (size < 8 or size & (size - 1)):
+        raise ValueError(f"size={size} (CLI: --size): preset {preset} needs a power of two from 8, e.g. 32 or 64 "
+                         f"(seed-mlp takes any size)")
 
 
 class AvatarTask(GANTask):
