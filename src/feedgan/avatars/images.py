@@ -10,6 +10,20 @@ Inputs (``path``):
 * a single image file: one image, or with ``sheet="WxH"`` a sprite sheet cut row by row into tiles of
   W x H pixels; tiles whose pixels are all identical (empty cells) are skipped.
 
+Sprite sheets are checked before they are cut (``content``: pixels more than 12 levels away from the
+sheet's most common colour, its background):
+
+* the tile must divide the sheet; an empty margin narrower than a tile at the right or bottom edge is
+  dropped with a line in :attr:`ImageSet.skipped`, anything else is an error naming the nearest tile sizes
+  that divide the sheet;
+* the tile borders must follow the gaps between the pictures: when content lies across the tile borders
+  at least half as often as across an average pixel boundary, while another grid that divides the sheet
+  has its borders in the gaps (at most a tenth as often), the error names that grid. Sheets that are more
+  than 90% content (photos edge to edge) have no gaps to tell, and are not checked;
+* blank tiles at the end of the sheet (padding after the last picture) are dropped with one line in
+  ``skipped``; if more than half of the other tiles are blank or nearly so (under 2% content), the tile
+  size does not match the sheet and it is an error.
+
 Recognised image files: .png .jpg .jpeg .bmp .gif .webp (any case, so ``x.jpg.chip.jpg`` counts). Other
 files (README.txt, .DS_Store, ...) and macOS ``._*`` / ``__MACOSX`` metadata are skipped and listed in
 :attr:`ImageSet.skipped`.
@@ -34,8 +48,8 @@ header that claims more than its file holds is refused at once). ``limits=NO_LIM
 Errors: every bad input raises :class:`ImageDataError` (a ``ValueError``) naming the file, archive member or
 argument and saying how to fix it: missing path, empty folder, unreadable archive, undecodable or oversized
 image (pass ``skip_bad=True`` / ``--skip-bad`` to skip those), npz of the wrong dtype or shape, sheet not a
-multiple of the tile, bad ``where`` expression, sizes above the limits, or nothing left after skipping and
-filtering.
+multiple of the tile, tiles that cut through the pictures or are mostly blank, bad ``where`` expression,
+sizes above the limits, or nothing left after skipping and filtering.
 
 Example::
 
