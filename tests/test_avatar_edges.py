@@ -97,6 +97,8 @@ def test_a_misaligned_tile_that_divides_the_sheet_is_refused(tmp_path):
     with pytest.raises(ImageDataError) as err:
         load_images(sheet, size=16, sheet="25x25")
     assert "cut through" in str(err.value) and "24x24" in str(err.value)
+    with pytest.raises(ImageDataError, match="a 24x24 grid"):  # 48x48 fits too, but 24x24 is the grid
+        load_images(sheet, size=16, sheet="40x40")
     assert len(load_images(sheet, size=16, sheet="24x24")) == 625  # the right grid loads
     assert len(load_images(sheet, size=16, sheet="120x120")) == 25  # so does a multiple of it (5x5 sprites)
 

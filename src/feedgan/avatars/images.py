@@ -538,7 +538,10 @@ def _grid_fit(crossings: np.ndarray, tile: int) -> int | None:
         return None
     fitting = [p for p in range(4, side // 3 + 1)  # at least two cuts
                if side % p == 0 and crossings[p - 1::p].mean() <= _FIT * average]
-    return min(fitting, key=lambda p: (abs(p - tile), p), default=None)
+    if not fitting:
+        return None
+    nearest = min(fitting, key=lambda p: (abs(p - tile), p))
+    return min(p for p in fitting if nearest % p == 0)  # the grid itself rather than a multiple of it
 
 
 def _check_blanks(path: Path, content: np.ndarray, tile: tuple[int, int], cells: list, blank: list[bool]) -> None:
