@@ -36,6 +36,7 @@ from .images import ImageDataError, is_single_image
 from .models import build
 from .presets import FEW_IMAGES, PRESETS, SCORE_AFTER_STEPS
 
+
 @dataclass
 class AvatarConfig:
     """Everything a run needs besides the images. ``None`` fields take the preset's value."""
@@ -206,10 +207,14 @@ def check_image_count(n: int, source: dict | None = None) -> str | None:
 
 
 def last_stats(run: str | Path) -> dict | None:
-    """The newest line of a run's ``stats.jsonl`` (its ``step`` is the steps trained in all), or None."""
+    """The newest whole line of a run's ``stats.jsonl`` (its ``step`` is the steps trained in all), or None."""
     f = Path(run) / "stats.jsonl"
-    lines = f.read_text().splitlines() if f.exists() else []
-    return json.loads(lines[-1]) if lines else None
+    for line in reversed(f.read_text().splitlines() if f.exists() else []):
+        try:
+            return json.loads(line)
+        except ValueError:  # a line cut off by a killed run
+            continue
+    return None
 
 
 def score_note(preset: str, steps: int | None) -> str | None:
