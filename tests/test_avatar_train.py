@@ -167,14 +167,16 @@ def test_cli_train_sample_interpolate(tmp_path):
     run = next((tmp_path / "runs").iterdir())
     meta = json.loads((run / "avatar.json").read_text())
     assert meta["n_images"] == 7 and meta["config"]["classes"] == [0, 1]  # ages 25..31 kept
-    res = runner.invoke(app, ["avatars", "sample", str(run), "-n", "6", "--out", str(tmp_path / "g.png")])
+    res = runner.invoke(app, ["avatars", "sample", str(run), "-n", "6", "--out", str(tmp_path / "g.png"),
+                              "--scale", "1"])
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "g.png").size == (3 * 18 + 2, 2 * 18 + 2)
     res = runner.invoke(app, ["avatars", "sample", str(run), "-n", "3", "--each", "--out", str(tmp_path / "each")])
     assert res.exit_code == 0 and len(list((tmp_path / "each").glob("*.png"))) == 3
     res = runner.invoke(app, ["avatars", "interpolate", str(run), "--steps", "4", "--rows", "2",
                               "--out", str(tmp_path / "w.png")])
-    assert res.exit_code == 0 and Image.open(tmp_path / "w.png").size == (4 * 18 + 2, 2 * 18 + 2)
+    # scaled up by 7, the smallest whole factor that makes the 74-pixel grid at least 512 wide
+    assert res.exit_code == 0 and Image.open(tmp_path / "w.png").size == (7 * (4 * 18 + 2), 7 * (2 * 18 + 2))
     res = runner.invoke(app, ["avatars", "train", "--resume", str(run), "--steps", "3", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 3

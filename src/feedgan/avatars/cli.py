@@ -7,10 +7,10 @@
     feedgan avatars sample runs/00003-avatars-modern -n 64 --out grid.png --seed 1
     feedgan avatars interpolate runs/00003-avatars-modern --steps 8 --out walk.png
     feedgan avatars score runs/00003-avatars-modern --real heldout/ -n 2000
+    feedgan avatars score runs/00004-avatars-dcgan --real heldout-sheet.png --sheet 24x24
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -19,10 +19,31 @@ from typing import Optional
 import typer
 
 from ..progress import console
+from .presets import PRESETS, SCORE_AFTER_STEPS
 
-avatars_app = typer.Typer(no_args_is_help=True, help="Avatar GANs: train, sample, interpolate and score 64x64 faces.")
+# what each preset is, for the help; its default size and the steps worth scoring come from presets.py
+_PRESET_KINDS = {"seed-mlp": "dense G and D", "seed-avatar": "dense G, strided-convolution D",
+                 "dcgan": "DCGAN (transposed convolutions, batch norm)",
+                 "modern": "residual G and D, hinge loss, DiffAugment, lazy R1, EMA"}
+
+
+def _preset_line(name: str) -> str:
+    size, colour = PRESETS[name]["size"], "grayscale" if PRESETS[name]["channels"] == 1 else "RGB"
+    return (f"{name}: {_PRESET_KINDS[name]}, {size}x{size} {colour} by default, scores mean much after about "
+            f"{SCORE_AFTER_STEPS[name]:,} steps")
+
+
+PRESET_HELP = "; ".join(_preset_line(name) for name in PRESETS)
+avatars_app = typer.Typer(no_args_is_help=True, help=(
+    "Avatar GANs: train, sample, interpolate and score small square pictures (faces, sprites). Presets draw "
+    "64x64 RGB by default (seed-mlp 28x28 grayscale); --size takes a power of two from 8 (any size for "
+    "seed-mlp). `train --help` lists the presets and the steps each needs before its scores mean much."))
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+_SHEET_HELP = ("cut a sprite sheet into tiles of WxH pixels, e.g. 24x24 (the tile must divide the sheet and "
+               "follow its grid; an empty margin or blank tiles at the end are dropped)")
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -39,15 +60,16 @@ def parse_budget(text: str | None) -> float | None:
 @avatars_app.command("train")
 def train_cmd(
     images: Optional[Path] = typer.Option(None, help="folder, .tar/.zip, .npz of uint8 arrays, or a sprite sheet"),
-    preset: str = typer.Option("modern", help="seed-mlp | seed-avatar | dcgan | modern"),
-    size: Optional[int] = typer.Option(None, help="image side in pixels (default: the preset's; 28 for seed-mlp)"),
+    preset: str = typer.Option("modern", help=PRESET_HELP),
+    size: Optional[int] = typer.Option(None, help="image side in pixels: a power of two from 8, any size for "
+                                                  "seed-mlp (default: the preset's, 64; 28 for seed-mlp)"),
     budget: Optional[str] = typer.Option(None, help="stop after this much training time in all, e.g. 30m, 1h, 90s "
                                                             "(a resumed run counts its earlier time)"),
     steps: Optional[int] = typer.Option(None, help="stop after this many steps (one D and one G update each); "
                                               "default 100,000, or the resumed run's"),
     batch_size: int = typer.Option(64),
     width: Optional[int] = typer.Option(None, help="base channel count of G and D (default: the preset's)"),
-    sheet: Optional[str] = typer.Option(None, help="cut a sprite sheet into tiles of WxH pixels, e.g. 24x24"),
+    sheet: Optional[str] = typer.Option(None, help=_SHEET_HELP),
     where: Optional[str] = typer.Option(None, help="filter on file-name labels, e.g. 'age>=18'"),
     condition: Optional[str] = typer.Option(None, help="condition on a file-name label, e.g. gender"),
     skip_bad: bool = typer.Option(False, help="skip images that cannot be decoded instead of stopping"),
@@ -68,7 +90,7 @@ def train_cmd(
     from ..progress import progress_bar
     from ..runs import new_run_dir
     from .images import load_images
-    from .train import AvatarConfig, read_run, train
+    from .train import AvatarConfig, check_image_count, last_stats, read_run, train
 
     budget_s = parse_budget(budget)
     if resume is not None:
@@ -99,10 +121,13 @@ def train_cmd(
             console.print(f"[yellow]skipped[/] {line}", highlight=False)
         if len(data.skipped) > 5:
             console.print(f"[yellow]skipped[/] {len(data.skipped) - 5} more", highlight=False)
+        note = check_image_count(len(data), src)  # refuses a single picture before a run folder exists
+        if note:
+            console.print(f"[yellow]note[/] {note}", highlight=False)
         run = run or new_run_dir(runs_dir, f"avatars-{cfg.preset}")
         console.print(f"[bold]avatars {cfg.preset}[/] {len(data):,} images at {cfg.size}x{cfg.size} -> {run}")
         train(data, run, cfg, progress=prog, resume=resume is not None, source=src)
-    last = _last_stats(run)
+    last = last_stats(run)
     if last:
         losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("d_loss", "g_loss") if last.get(k) is not None)
         console.print(f"step {last['step']}: {losses}, {last['samples_per_s']:.0f} samples/s")
@@ -115,10 +140,8 @@ def _limits(off: bool):
     return NO_LIMITS if off else SizeLimits()
 
 
-def _last_stats(run: Path) -> dict | None:
-    f = run / "stats.jsonl"
-    lines = f.read_text().splitlines() if f.exists() else []
-    return json.loads(lines[-1]) if lines else None
+_SCALE_HELP = ("enlarge the grid by this whole factor, nearest neighbour (default: the smallest that makes it "
+               "at least 512 px wide; 1: raw pixels)")
 
 
 @avatars_app.command("sample")
@@ -129,6 +152,7 @@ def sample_cmd(
     each: bool = typer.Option(False, help="write one PNG per avatar into the folder --out"),
     seed: int = typer.Option(0),
     label: Optional[int] = typer.Option(None, help="class to draw (conditional runs)"),
+    scale: Optional[int] = typer.Option(None, help=_SCALE_HELP + "; --each files stay one pixel per pixel"),
 ):
     """Draw avatars from a trained run: one grid PNG, or one PNG each."""
     from .grid import save_each, save_grid
@@ -137,7 +161,7 @@ def sample_cmd(
     if n < 1:
         raise ValueError(f"-n must be at least 1, got {n}")
     images = sample(run, n, seed, label)
-    paths = save_each(images, out) if each else [save_grid(images, out)]
+    paths = save_each(images, out) if each else [save_grid(images, out, scale=scale)]
     console.print(f"wrote {len(images)} avatars to {out if each else paths[0]}")
 
 
@@ -148,20 +172,23 @@ def interpolate_cmd(
     rows: int = typer.Option(4, help="how many walks"),
     out: Path = typer.Option(Path("interpolation.png")),
     seed: int = typer.Option(0),
+    scale: Optional[int] = typer.Option(None, help=_SCALE_HELP),
 ):
     """Latent walks: each row moves between two random latents in ``steps`` images."""
     from .grid import save_grid
     from .train import interpolate
 
     images = interpolate(run, steps, rows, seed)
-    save_grid(images, out, nrow=steps)
+    save_grid(images, out, nrow=steps, scale=scale)
     console.print(f"wrote {rows} walks of {steps} to {out}")
 
 
 @avatars_app.command("score")
 def score_cmd(
     run: Path = typer.Argument(..., help="a run folder from `feedgan avatars train`"),
-    real: Path = typer.Option(..., help="real images to compare with (ideally not used in training)"),
+    real: Path = typer.Option(..., help="real images to compare with (ideally not used in training): a folder, "
+                                        ".tar/.zip, .npz, or a sprite sheet with --sheet"),
+    sheet: Optional[str] = typer.Option(None, help="--real is a sprite sheet: " + _SHEET_HELP),
     n: int = typer.Option(2000, "-n", help="generated (and at most real) images to score"),
     inception_weights: Optional[Path] = typer.Option(None, help="the standard FID Inception weights (.pth): "
                                                                  "adds the real FID / KID"),
@@ -171,12 +198,17 @@ def score_cmd(
     no_size_limits: bool = typer.Option(False, "--no-size-limits", help="decode real images of any size"),
 ):
     """KID, Fréchet distance, precision/recall, density/coverage and SWD against real images, next to
-    the same metrics between two halves of the real images (the floor), plus a memorisation check."""
+    the same metrics between two halves of the real images (the floor), plus a memorisation check.
+    A run that trained fewer steps than its preset needs gets a note (see --preset of train)."""
     from ..io import write_json
     from .scoring import score_run
+    from .train import score_note
 
     result = score_run(run, real, n=n, seed=seed, inception_weights=inception_weights, skip_bad=skip_bad,
-                       limits=_limits(no_size_limits))
+                       limits=_limits(no_size_limits), sheet=sheet)
+    note = score_note(result["preset"], result["steps"])
+    if note:
+        console.print(f"[yellow]note[/] {note}", highlight=False)
     for space, metrics in result["spaces"].items():
         console.print(f"[bold]{space}[/] ({metrics['n_fake']} generated, {metrics['n_real']} real)")
         for k, v in metrics["fake"].items():

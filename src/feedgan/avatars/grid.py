@@ -1,4 +1,9 @@
-"""Image grids and single PNGs for generated avatars (Pillow, written atomically)."""
+"""Image grids and single PNGs for generated avatars (Pillow, written atomically).
+
+:func:`make_grid` returns the raw grid (one pixel per generated pixel); :func:`save_grid` writes it
+scaled up by a whole factor with nearest-neighbour blocks (default: the smallest factor that makes it at
+least :data:`VIEW_WIDTH` pixels wide, so a grid of 32-pixel avatars is viewable), or raw with ``scale=1``.
+"""
 from __future__ import annotations
 
 import math
@@ -7,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+VIEW_WIDTH = 512  # saved grids are scaled up to at least this many pixels across
+
 
 
 def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
@@ -36,8 +44,22 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None) -> Path:
-    return save_png(make_grid(images, nrow), path)
+def view_scale(width: int, min_width: int = VIEW_WIDTH) -> int:
+    """The smallest whole factor that makes ``width`` pixels at least ``min_width`` (1 when already wide)."""
+    return max(1, math.ceil(min_width / width))
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W, C) -> (H * factor, W * factor, C): each pixel becomes a factor x factor block."""
+    return image if factor == 1 else image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def save_grid(images: np.ndarray, path: str | Path, nrow: int | None = None, scale: int | None = None) -> Path:
+    """The grid of ``images`` as a PNG, ``scale`` times larger (default: :func:`view_scale`; 1: raw)."""
+    grid = make_grid(images, nrow)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+        raise ValueError(f"--scale {scale!r}: give a whole factor of 1 or more (1 keeps one pixel per pixel)")
+    return save_png(upscale(grid, scale or view_scale(grid.shape[1])), path)
 
 
 def save_each(images: np.ndarray, folder: str | Path, prefix: str = "avatar") -> list[Path]:

@@ -10,6 +10,20 @@ Inputs (``path``):
 * a single image file: one image, or with ``sheet="WxH"`` a sprite sheet cut row by row into tiles of
   W x H pixels; tiles whose pixels are all identical (empty cells) are skipped.
 
+Sprite sheets are checked before they are cut (``content``: pixels more than 12 levels away from the
+sheet's most common colour, its background):
+
+* the tile must divide the sheet; an empty margin narrower than a tile at the right or bottom edge is
+  dropped with a line in :attr:`ImageSet.skipped`, anything else is an error naming the nearest tile sizes
+  that divide the sheet;
+* the tile borders must follow the gaps between the pictures: when content lies across the tile borders
+  at least half as often as across an average pixel boundary, while another grid that divides the sheet
+  has its borders in the gaps (at most a tenth as often), the error names that grid. Sheets that are more
+  than 90% content (photos edge to edge) have no gaps to tell, and are not checked;
+* blank tiles at the end of the sheet (padding after the last picture) are dropped with one line in
+  ``skipped``; if more than half of the other tiles are blank or nearly so (under 2% content), the tile
+  size does not match the sheet and it is an error.
+
 Recognised image files: .png .jpg .jpeg .bmp .gif .webp (any case, so ``x.jpg.chip.jpg`` counts). Other
 files (README.txt, .DS_Store, ...) and macOS ``._*`` / ``__MACOSX`` metadata are skipped and listed in
 :attr:`ImageSet.skipped`.
@@ -34,8 +48,8 @@ header that claims more than its file holds is refused at once). ``limits=NO_LIM
 Errors: every bad input raises :class:`ImageDataError` (a ``ValueError``) naming the file, archive member or
 argument and saying how to fix it: missing path, empty folder, unreadable archive, undecodable or oversized
 image (pass ``skip_bad=True`` / ``--skip-bad`` to skip those), npz of the wrong dtype or shape, sheet not a
-multiple of the tile, bad ``where`` expression, sizes above the limits, or nothing left after skipping and
-filtering.
+multiple of the tile, tiles that cut through the pictures or are mostly blank, bad ``where`` expression,
+sizes above the limits, or nothing left after skipping and filtering.
 
 Example::
 
@@ -413,6 +427,8 @@ def _parse_tile(sheet: str | tuple[int, int]) -> tuple[int, int]:
 
 def _sheet_items(path: Path, tile: tuple[int, int], background: tuple[int, int, int], grayscale: bool,
                  limits: SizeLimits, skipped: list[str]) -> list[_Item]:
+    """The tiles of a sprite sheet, after the checks of :func:`_trim_margin`, :func:`_check_alignment`
+    and :func:`_check_blanks`; blank tiles are listed in ``skipped``."""
     try:
         limits.check("file_bytes", _file_size(path), "the sheet's file is")
         sheet = _decode(_read_file(path)(), background, grayscale, limits)
@@ -421,22 +437,123 @@ def _sheet_items(path: Path, tile: tuple[int, int], background: tuple[int, int, 
                              ) from exc
     except _TooLarge as exc:
         raise ImageDataError(f"{path}: {exc}") from None
-    (width, height), (tile_w, tile_h) = sheet.size, tile
-    if width % tile_w or height % tile_h:
-        raise ImageDataError(f"{path}: the sheet is {width}x{height} pixels, not a multiple of the {tile_w}x{tile_h} "
-                             f"tile; pass the right sheet='WxH' or crop the sheet to whole tiles")
-    pixels = np.asarray(sheet)
+    pixels = np.asarray(sheet)  # (H, W, 3), or (H, W) with grayscale
+    notes: list[str] = []
+    content = _content_mask(pixels)
+    pixels, content = _trim_margin(path, pixels, content, tile, notes)
+    _check_alignment(path, content, tile)
+    (tile_w, tile_h), (rows, cols) = tile, (pixels.shape[0] // tile[1], pixels.shape[1] // tile[0])
+    cells = [(r, c, pixels[r * tile_h:(r + 1) * tile_h, c * tile_w:(c + 1) * tile_w])
+             for r in range(rows) for c in range(cols)]
+    blank = [bool((cell == cell[0, 0]).all()) for _, _, cell in cells]
+    used = len(blank) - next((i for i, b in enumerate(reversed(blank)) if not b), len(blank))  # before the padding
+    if used < len(cells):
+        r, c, _ = cells[used]
+        notes.append(f"{path.name}[r{r},c{c}] on: {len(cells) - used} blank tiles at the end of the sheet "
+                     f"(padding) dropped")
+    _check_blanks(path, content, tile, cells[:used], blank[:used])
+    skipped.extend(notes)
     items = []
-    for row in range(height // tile_h):
-        for col in range(width // tile_w):
-            name = f"{path.name}[r{row},c{col}]"
-            cell = pixels[row * tile_h:(row + 1) * tile_h, col * tile_w:(col + 1) * tile_w]
-            if (cell == cell[0, 0]).all():
-                skipped.append(f"{name}: blank tile (every pixel the same colour)")
-            else:
-                tile_image = Image.fromarray(cell)
-                items.append(_Item(name, f"{path} tile r{row},c{col}", lambda im=tile_image: im, None))
+    for (row, col, cell), is_blank in zip(cells[:used], blank):
+        name = f"{path.name}[r{row},c{col}]"
+        if is_blank:
+            skipped.append(f"{name}: blank tile (every pixel the same colour)")
+        else:
+            tile_image = Image.fromarray(cell)
+            items.append(_Item(name, f"{path} tile r{row},c{col}", lambda im=tile_image: im, None))
     return items
+
+
+def _trim_margin(path: Path, pixels: np.ndarray, content: np.ndarray, tile: tuple[int, int],
+                 notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The sheet and its content mask without an empty (background) margin narrower than a tile at the right
+    or bottom edge (noted in ``notes``); any other sheet that is not a whole number of tiles is an error
+    naming the tile sizes that fit."""
+    (height, width), (tile_w, tile_h) = pixels.shape[:2], tile
+    extra_w, extra_h = width % tile_w, height % tile_h
+    if not extra_w and not extra_h:
+        return pixels, content
+    margin = content[:, width - extra_w:].any() or content[height - extra_h:].any()
+    if width < tile_w or height < tile_h or margin or not content.any():
+        fits = " and ".join(f"{w}x{h}" for w, h in _nearest_tiles(width, height, tile))
+        raise ImageDataError(f"{path}: the sheet is {width}x{height} pixels, not a multiple of the {tile_w}x{tile_h} "
+                             f"tile; the nearest tile sizes that divide it are {fits}: pass the right sheet='WxH' "
+                             f"(CLI: --sheet WxH) or crop the sheet to whole tiles")
+    for extra, what in ((extra_w, "columns at the right"), (extra_h, "rows at the bottom")):
+        if extra:
+            notes.append(f"{path.name}: {extra} empty pixel {what} dropped (narrower than a tile)")
+    return pixels[:height - extra_h, :width - extra_w], content[:height - extra_h, :width - extra_w]
+
+
+def _nearest_tiles(width: int, height: int, tile: tuple[int, int]) -> list[tuple[int, int]]:
+    """Up to two tile sizes that divide a ``width`` x ``height`` sheet: the nearest below and above ``tile``."""
+    def around(side: int, wanted: int) -> tuple[int, int]:
+        divisors = [d for d in range(1, side + 1) if side % d == 0]
+        below = max((d for d in divisors if d <= wanted), default=divisors[0])
+        above = min((d for d in divisors if d >= wanted), default=divisors[-1])
+        return below, above
+
+    (w_lo, w_hi), (h_lo, h_hi) = around(width, tile[0]), around(height, tile[1])
+    return list(dict.fromkeys([(w_lo, h_lo), (w_hi, h_hi)]))
+
+
+# A pixel is content when a channel differs from the sheet's most common colour by more than this (JPEG noise).
+_CONTENT_TOLERANCE = 12
+# A sheet where fewer pixels than this are background has no gaps between its pictures to check cuts against.
+_MAX_CONTENT_SHARE = 0.9
+# Cuts "go through" content when content lies on both sides of them at least this often, relative to an
+# average column or row boundary; a fitting grid's cuts at most this often.
+_MISFIT, _FIT = 0.5, 0.1
+
+
+def _content_mask(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels that are not the sheet's background (its most common colour)."""
+    flat = pixels.reshape(-1, 1) if pixels.ndim == 2 else pixels.reshape(-1, pixels.shape[2])
+    packed = flat.astype(np.int32) @ (256 ** np.arange(flat.shape[1], dtype=np.int32))
+    values, counts = np.unique(packed[::max(1, len(packed) // 1_000_000)], return_counts=True)  # a sample suffices
+    background = flat[np.flatnonzero(packed == values[counts.argmax()])[0]].astype(np.int16)
+    return (np.abs(flat.astype(np.int16) - background) > _CONTENT_TOLERANCE).any(1).reshape(pixels.shape[:2])
+
+
+def _check_alignment(path: Path, content: np.ndarray, tile: tuple[int, int]) -> None:
+    """Refuse tiles whose borders run through the pictures when another grid follows the gaps between them."""
+    if content.mean() > _MAX_CONTENT_SHARE:
+        return  # no background to tell gaps from pictures
+    # crossings[i]: the share of rows with content on both sides of the boundary after column i
+    fits = [_grid_fit((content[:, :-1] & content[:, 1:]).mean(0), tile[0]),
+            _grid_fit((content[:-1] & content[1:]).mean(1), tile[1])]
+    if fits != [None, None]:
+        fit_w, fit_h = (f or t for f, t in zip(fits, tile))
+        raise ImageDataError(f"{path}: the {tile[0]}x{tile[1]} tiles cut through the pictures (their borders run "
+                             f"through content), while a {fit_w}x{fit_h} grid follows the gaps between them: pass "
+                             f"sheet='{fit_w}x{fit_h}' (CLI: --sheet {fit_w}x{fit_h}) if that is the sprite size")
+
+
+def _grid_fit(crossings: np.ndarray, tile: int) -> int | None:
+    """For one axis (``crossings`` of the side - 1 boundaries): a tile side whose cuts follow the gaps, when
+    ``tile``'s cuts go through content; None when ``tile`` looks right or no side clearly fits better."""
+    side = len(crossings) + 1
+    average = crossings.mean() if side > 1 else 0.0
+    if side // tile < 2 or average * len(crossings) < 1 or crossings[tile - 1::tile].mean() < _MISFIT * average:
+        return None
+    fitting = [p for p in range(4, side // 3 + 1)  # at least two cuts
+               if side % p == 0 and crossings[p - 1::p].mean() <= _FIT * average]
+    if not fitting:
+        return None
+    nearest = min(fitting, key=lambda p: (abs(p - tile), p))
+    return min(p for p in fitting if nearest % p == 0)  # the grid itself rather than a multiple of it
+
+
+def _check_blanks(path: Path, content: np.ndarray, tile: tuple[int, int], cells: list, blank: list[bool]) -> None:
+    """Refuse a sheet whose tiles (before any padding at the end) are mostly blank: one colour, or less than
+    2% content; a tile size that does not match the sheet's grid."""
+    tile_w, tile_h = tile
+    near_blank = [b or content[r * tile_h:(r + 1) * tile_h, c * tile_w:(c + 1) * tile_w].mean() < 0.02
+                  for (r, c, _), b in zip(cells, blank)]
+    if sum(near_blank) * 2 > len(cells):
+        raise ImageDataError(f"{path}: {sum(near_blank)} of {len(cells)} {tile_w}x{tile_h} tiles are blank or nearly "
+                             f"so; the tile size probably does not match the sheet's grid: check sheet='WxH' "
+                             f"(CLI: --sheet WxH), or crop the sheet to its pictures")
 
 
 def _list_items(path: Path, sheet, background: tuple[int, int, int], grayscale: bool, limits: SizeLimits,
@@ -459,6 +576,12 @@ def _list_items(path: Path, sheet, background: tuple[int, int, int], grayscale: 
         return [_Item(path.name, str(path), _read_file(path), parse_label_name(path.name), _file_size(path))]
     raise ImageDataError(f"{path}: not a folder, archive ({', '.join(TAR_EXTENSIONS)}, .zip), .npz or image file "
                          f"({', '.join(IMAGE_EXTENSIONS)})")
+
+
+def is_single_image(path: str | Path, sheet=None) -> bool:
+    """Whether :func:`load_images` reads ``path`` as one picture: an image file without ``sheet``."""
+    path = Path(path)
+    return sheet is None and path.is_file() and path.name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 # ----------------------------------------------------------------------------------------------- decoding

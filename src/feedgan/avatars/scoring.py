@@ -42,19 +42,26 @@ def score_images(fake: np.ndarray, real: np.ndarray, *, floor_images: np.ndarray
 
 
 def score_run(run: str | Path, real: str | Path, *, n: int = 2000, seed: int = 0,
-              inception_weights: str | Path | None = None, skip_bad: bool = False, limits=None) -> dict:
-    """Scores of ``n`` avatars from ``run`` against (at most ``n``) images under ``real``; ``limits``:
-    the :class:`~feedgan.avatars.images.SizeLimits` for loading them (default: the standard ones)."""
-    from .images import SizeLimits, load_images
+              inception_weights: str | Path | None = None, skip_bad: bool = False, limits=None,
+              sheet: str | tuple[int, int] | None = None) -> dict:
+    """Scores of ``n`` avatars from ``run`` against (at most ``n``) images under ``real``; ``sheet``: cut
+    ``real``, a sprite sheet, into tiles of this size (as :func:`~feedgan.avatars.images.load_images`);
+    ``limits``: the :class:`~feedgan.avatars.images.SizeLimits` for loading them (default: the standard
+    ones). ``steps`` in the result: the steps the run trained (None when its stats are gone)."""
+    from .images import ImageDataError, SizeLimits, is_single_image, load_images
     from .inception import load_inception
-    from .train import generate, latents, load_generator, read_run
+    from .train import generate, last_stats, latents, load_generator, read_run
 
     if n < 20:
         raise ValueError(f"-n {n}: score at least 20 avatars (a few hundred or more for stable numbers)")
+    if is_single_image(real, sheet):
+        raise ImageDataError(f"{real} holds one image: pass --sheet WxH (one picture's size in pixels) if it is a "
+                             f"sprite sheet, or give a folder, archive or .npz of at least 20 real images")
     inception = load_inception(inception_weights) if inception_weights is not None else None  # fail early
     G, cfg = load_generator(run)
     limits = limits or SizeLimits()
-    real_set = load_images(real, size=cfg.size, grayscale=cfg.channels == 1, skip_bad=skip_bad, limits=limits)
+    real_set = load_images(real, size=cfg.size, grayscale=cfg.channels == 1, sheet=sheet, skip_bad=skip_bad,
+                           limits=limits)
     real_imgs = real_set.images[np.random.default_rng(seed).permutation(len(real_set))[:n]]
     if len(real_imgs) < 20:
         raise ValueError(f"{real}: {len(real_imgs)} images is too few to score against; give at least 20")
@@ -63,7 +70,9 @@ def score_run(run: str | Path, real: str | Path, *, n: int = 2000, seed: int = 0
     spaces = {"random-cnn": score_images(fake, real_imgs, train=train, seed=seed)}
     if inception is not None:
         spaces["inception"] = score_images(fake, real_imgs, train=train, extractor=inception, seed=seed)
-    return {"run": str(run), "real": str(real), "n": n, "seed": seed, "spaces": spaces}
+    steps = (last_stats(run) or {}).get("step")
+    return {"run": str(run), "real": str(real), "sheet": sheet, "n": n, "seed": seed, "preset": cfg.preset,
+            "steps": steps, "spaces": spaces}
 
 
 def _training_images(source: dict, cfg, skip_bad: bool, limits) -> np.ndarray | None:

@@ -32,23 +32,9 @@ from ..io import ArtifactError, atomic_open, atomic_path, read_json, read_safete
 from ..params import check_params
 from .augment import diff_augment, parse_policy
 from .grid import save_grid
+from .images import ImageDataError, is_single_image
 from .models import build
-
-# preset -> defaults (any AvatarConfig field); the reasons are in docs/avatars.md
-PRESETS: dict[str, dict] = {
-    "seed-mlp": dict(size=28, channels=1, z_dim=64, loss="nonsaturating", lr_g=2e-4, lr_d=2e-4,
-                     betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
-    "seed-avatar": dict(size=64, channels=3, z_dim=100, loss="nonsaturating", lr_g=2e-4, lr_d=2e-4,
-                        betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
-    # TTUR (Heusel et al. 2017) trained DCGAN with lr 1e-4 for G and 4e-4 for D
-    "dcgan": dict(size=64, channels=3, z_dim=100, loss="nonsaturating", lr_g=1e-4, lr_d=4e-4,
-                  betas=(0.5, 0.999), ema_decay=None, augment="", r1_gamma=0.0),
-    # a narrow residual net with lazy R1 (every 16 D updates) costs about what dcgan does per step on CPU
-    # TTUR rates and translation-only DiffAugment: in 5-minute probes this learned faster than equal rates
-    # with colour + translation + cutout (KID 0.36 against 1.03 without augmentation; see docs/avatars.md)
-    "modern": dict(size=64, channels=3, z_dim=128, width=16, loss="hinge", lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.99),
-                   ema_decay=0.999, ema_warmup=True, augment="translation", r1_gamma=0.1, penalty_every=16),
-}
+from .presets import FEW_IMAGES, PRESETS, SCORE_AFTER_STEPS
 
 
 @dataclass
@@ -89,7 +75,17 @@ class AvatarConfig:
                 values[k] = v
         values["penalty_every"] = values["penalty_every"] or 1
         values["ema_warmup"] = bool(values["ema_warmup"])
+        _check_size(self.preset, values["size"])
         return AvatarConfig(**values)
+
+
+def _check_size(preset: str, size: int) -> None:
+    """The dense seed-mlp takes any side; the convolutional presets halve it down to 4x4."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size={size!r} (CLI: --size): give the image side in pixels, e.g. 32")
+    if preset != "seed-mlp" and (size < 8 or size & (size - 1)):
+        raise ValueError(f"size={size} (CLI: --size): preset {preset} needs a power of two from 8, e.g. 32 or 64 "
+                         f"(seed-mlp takes any size)")
 
 
 class AvatarTask(GANTask):
@@ -193,12 +189,50 @@ def _classes(image_set, cfg: AvatarConfig) -> tuple[torch.Tensor | None, list[in
     return torch.tensor([index[int(v)] for v in values], dtype=torch.long), classes
 
 
+def check_image_count(n: int, source: dict | None = None) -> str | None:
+    """Refuse a training set of one image (:class:`ImageDataError` with the fix; ``source``: how it was
+    loaded, as in :func:`train`); a note when there are fewer than :data:`FEW_IMAGES`, else None."""
+    source = source or {}
+    path = source.get("path", "the image set")
+    if n <= 1 and source.get("path") and is_single_image(path, source.get("sheet")):
+        raise ImageDataError(f"{path} holds one image, and a GAN learns from many: pass --sheet WxH (one picture's "
+                             f"size in pixels) if it is a sprite sheet, or give a folder, archive or .npz of images")
+    if n <= 1:
+        raise ImageDataError(f"{path}: {n} image to train on, and a GAN learns from many: give at least "
+                             f"{FEW_IMAGES} (check --where, --limit and --sheet)")
+    if n < FEW_IMAGES:
+        return (f"{n} images is few for a GAN: it will likely copy them (check with `feedgan avatars score`); "
+                f"use {FEW_IMAGES} or more, thousands for faces")
+    return None
+
+
+def last_stats(run: str | Path) -> dict | None:
+    """The newest whole line of a run's ``stats.jsonl`` (its ``step`` is the steps trained in all), or None."""
+    f = Path(run) / "stats.jsonl"
+    for line in reversed(f.read_text().splitlines() if f.exists() else []):
+        try:
+            return json.loads(line)
+        except ValueError:  # a line cut off by a killed run
+            continue
+    return None
+
+
+def score_note(preset: str, steps: int | None) -> str | None:
+    """A warning when a run of ``preset`` trained fewer steps than its scores need to mean much."""
+    needed = SCORE_AFTER_STEPS.get(preset)
+    if steps is None or needed is None or steps >= needed:
+        return None
+    return (f"this run trained {steps:,} steps; preset {preset} needs about {needed:,} steps before its scores "
+            f"mean much (train on with --resume)")
+
+
 def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resume: bool = False,
           source: dict | None = None) -> Path:
     """Train on ``image_set`` into the run folder ``run``; ``resume`` continues from its newest intact
     checkpoint (from step 0, with a warning, when it has none yet). ``source`` (how the images were
     loaded: path, sheet, where, ...) is kept in ``avatar.json`` so the run can be resumed and scored
     for memorisation later."""
+    check_image_count(len(image_set), source)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     cfg = config.resolved()
