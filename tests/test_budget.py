@@ -60,7 +60,8 @@ def test_budget_parts_share_one_list_of_cuts():
     part = whole.part(0.5)
     assert 4.0 < part.left() <= 5.0
     part.cut("x: left out")
-    assert whole.cuts == ["x: left out"]
+    part.part(1.0, "likes: ").cut("y: 1 of 3 seeds")
+    assert whole.cuts == ["x: left out", "likes: y: 1 of 3 seeds"]
     time.sleep(0.01)
     assert whole.left() < 10.0
 

@@ -113,6 +113,22 @@ def test_demo_writes_run_folder(tmp_path):
     assert set(rescored) == {"most-popular", "itemknn", "ease"}
 
 
+@pytest.mark.slow
+def test_demo_shrinks_to_a_tiny_budget_and_says_what_it_cut(tmp_path):
+    res = invoke("demo", "--users", 300, "--items", 200, "--seeds", 3, "--budget", 0.01,
+                 "--models", "most-popular,ease,bpr", "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "00001-demo" / "metrics.json").read_text())
+    assert [r["model"] for r in metrics["leaderboard"]] == ["most-popular"]  # the first model always runs
+    assert metrics["cut"][-3:] == ["ease: left out (the time budget was spent before it started)",
+                                   "bpr: left out (the time budget was spent before it started)",
+                                   "per-action part left out (0 s of the budget left)"]
+    assert "cfgan" in metrics["left_out"] and "left out: cfgan" in res.output
+    assert "the time budget cut: " in res.output
+    html = (tmp_path / "00001-demo" / "report.html").read_text()
+    assert "Cut to fit the budget" in html and "bpr: left out" in html and "Left out of the demo" in html
+
+
 def test_bench_on_fixture_writes_results(tmp_path):
     res = invoke("bench", "--data", FIX / "lightgcn", "--format", "lightgcn", "--split", "predefined",
                  "--models", "most-popular,itemknn", "--seeds", 2, "--max-trials", 2, "--ks", "1,2", "--metric", "ndcg@2",

@@ -108,7 +108,7 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
         if budget.left() < 0.1 * cfg.budget_s:
             budget.cut(f"per-action part left out ({max(0.0, budget.left()):.0f} s of the budget left)")
         else:
-            per_action = _per_action(sim, full_log, cfg, progress, budget.part(0.8))
+            per_action = _per_action(sim, full_log, cfg, progress, budget.part(0.8, "likes from views: "))
     examples = _example_users(leaderboard[0]["_model"], ds, sim, n_users=3)
     _print_examples(examples, model_label(leaderboard[0]))
     metrics = {"dataset": stats, "seeds": cfg.seeds, "selection_metric": cfg.metric,

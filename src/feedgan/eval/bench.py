@@ -99,18 +99,19 @@ class Budget:
     in the same list, so a report can say what the budget cut (``cuts``: one line each).
     """
 
-    def __init__(self, seconds: float, cuts: list[str] | None = None):
+    def __init__(self, seconds: float, cuts: list[str] | None = None, prefix: str = ""):
         self.seconds, self.start = float(seconds), time.perf_counter()
         self.cuts = [] if cuts is None else cuts
+        self.prefix = prefix  # names the stage in each cut line, e.g. "likes from views: "
 
     def left(self) -> float:
         return self.seconds - (time.perf_counter() - self.start)
 
-    def part(self, fraction: float) -> "Budget":
-        return Budget(max(0.0, self.left()) * fraction, self.cuts)
+    def part(self, fraction: float, prefix: str = "") -> "Budget":
+        return Budget(max(0.0, self.left()) * fraction, self.cuts, self.prefix + prefix)
 
     def cut(self, what: str) -> None:
-        self.cuts.append(what)
+        self.cuts.append(self.prefix + what)
 
 
 def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *, seeds: int = 5,
@@ -158,7 +159,8 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
                            budget_s=budget_s if share is None else share * 0.5 / seeds, share_s=share,
                            seed=seed, progress=progress, keep_models=keep_models, masks=masks)
         if budget is not None:
-            budget.cuts.extend(f"{spec.name}: {c}" for c in row["cut"])
+            for c in row["cut"]:
+                budget.cut(f"{spec.name}: {c}")
         rows.append(row)
         if on_row is not None:
             on_row(row)
