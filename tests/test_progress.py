@@ -37,7 +37,7 @@ def test_train_off_a_terminal_prints_a_line_per_epoch_with_the_validation_score(
     res = runner.invoke(app, ["train", "easegan", *DATA, "-p", "l2=5", "-p", "epochs=3", "-p", "eval_every=1",
                               "-p", "batch_size=8", "-p", "patience=10", "--runs-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    ticks = re.findall(r"^(?:GAN|fit).*: (\d+)/(\d+), valid ([\d.]+), [\d.]+s$", res.output, re.M)
+    ticks = re.findall(r"^(?:GAN|fit).*: (\d+)/(\d+), valid ([\d.]+), [\d.]+s(?:, eta \d+s)?$", res.output, re.M)
     assert [int(done) for done, _, _ in ticks] == list(range(1, int(ticks[-1][1]) + 1)), res.output
     assert re.search(r"^evaluate easegan on valid: \d+/\d+, [\d.]+s$", res.output, re.M)
 

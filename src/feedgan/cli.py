@@ -209,7 +209,7 @@ def data_inspect(
     if stats["social_only_users"]:
         console.print(f"note: {stats['social_only_users']:,} friend ids are not users of the log (after filtering): "
                       "they have no interactions, and count as users only through their friend edges",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 @data_app.command("simulate")
@@ -467,7 +467,7 @@ def train(
     write_json(run / "metrics.json", metrics)
     for part in ("valid", "test"):
         if part in metrics:
-            console.print(_score_line(part, metrics[part]), highlight=False)
+            console.print(_score_line(part, metrics[part]), highlight=False, soft_wrap=True)
     console.print(f"saved {run / 'models' / model}")
 
 
@@ -599,7 +599,7 @@ def _store_friends(store, opts: dict) -> None:
                       .tolist()})
     console.print(f"friend graph {opts['social']}: {len(edges):,} edges ({added:,} new, {store.social_count():,} "
                   f"stored); {store.unknown_users(friends):,} of {len(friends):,} friend ids have no stored "
-                  "interactions", highlight=False)
+                  "interactions", highlight=False, soft_wrap=True)
 
 
 def _is_loopback(host: str) -> bool:

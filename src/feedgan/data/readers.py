@@ -259,13 +259,13 @@ def read_social(path: str | Path, *, columns: dict[str, str | int] | None = None
         sep = None
     names = [f.strip().lower() for f in (first.split(sep) if sep else first.split())]
     by_name = any(isinstance(v, str) for v in (columns or {}).values())
+    if by_name and (header is False or all(_is_number(n) for n in names)):
+        raise DataError("social columns are mapped by name but the first line holds no column names", file=path,
+                        line=1, fix="map them by position, e.g. --social-columns src=0,dst=1")
     if header is None:
         header = by_name or names[0] in EDGE_HEADER_NAMES
     if header:
         _check_header(path, names)
-    elif by_name:
-        raise DataError("social columns are mapped by name but the file has no header line", file=path,
-                        fix="map them by position, e.g. --social-columns src=0,dst=1")
     cols, lines = _split(path, text, sep=sep, fields=(2, None) if columns else (2, 3), header=header)
     at = _edge_columns(path, names if header else [], columns, len(cols))
     edges = pd.DataFrame({"src": _col(cols[at["src"]]), "dst": _col(cols[at["dst"]])})
