@@ -117,18 +117,27 @@ def test_bench_reads_the_friend_graph(sim, tmp_path):
     assert results["config"]["social"] == str(friends)
 
 
-def test_serve_keeps_the_friend_graph_in_the_store(tmp_path, log, capsys):
-    from feedgan.cli import _social, _store_friends
+def test_serve_keeps_the_friend_graph_in_the_store(tmp_path, log, monkeypatch):
+    import uvicorn
+
     from feedgan.serve.store import Interaction, Store
 
-    store = Store(tmp_path / "s.db")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # start up, then return instead of serving
+    db = tmp_path / "s.db"
+    store = Store(db)
     store.add([Interaction(1, 10), Interaction(2, 10), Interaction(3, 11)])
-    opts = _social(log[1], "src=0,dst=2", None, None)
-    _store_friends(store, opts)
-    assert store.social_count() == 3
-    assert "3 edges (3 new, 3 stored); 1 of 4 friend ids have no stored interactions" in capsys.readouterr().out
-    _store_friends(store, opts)  # a second start stores nothing twice
-    assert store.social_count() == 3 and "(0 new, 3 stored)" in capsys.readouterr().out
+    store.close()
+    (tmp_path / "runs").mkdir()
+    args = ("serve", "--registry", tmp_path / "runs", "--db", db, "--social", log[1], "--social-columns", "src=0,dst=2")
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert "3 edges (3 new, 3 stored); 1 of 4 friend ids have no stored interactions" in res.output
+    res = invoke(*args)  # a second start stores nothing twice
+    assert res.exit_code == 0 and "(0 new, 3 stored)" in res.output, res.output
+    assert Store(db).social_count() == 3
+    bad = tmp_path / "text-ids.csv"
+    bad.write_text("src,dst\nann,bob\n")  # text ids in a store of integer ids
+    one_error_line(invoke("serve", "--registry", tmp_path / "runs", "--db", db, "--social", bad), "social src")
 
 
 # -- progress of train in a log -----------------------------------------------------------------------------
@@ -183,6 +192,32 @@ def test_a_folder_where_a_file_is_needed_is_one_line(tmp_path, args):
     line = one_error_line(res, str(folder), "is a folder")
     assert "Errno" not in line and ".tmp" not in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_a_file_where_the_runs_folder_goes_is_refused_before_the_fit(tmp_path, monkeypatch, command):
+    from feedgan.rec.baselines import EASE
+
+    def no_fit(self, X, progress=None):
+        raise AssertionError("fitted before the --runs-dir check")
+
+    monkeypatch.setattr(EASE, "_fit", no_fit)
+    blocker = tmp_path / "runs"
+    blocker.write_text("")
+    model = ("ease",) if command == "train" else ("--models", "ease")
+    res = invoke(command, *model, "--data", FIX / "lightgcn", "--format", "lightgcn", "--split", "predefined",
+                 "--runs-dir", blocker / "sub", "--no-progress")
+    one_error_line(res, "is a file", "--runs-dir")
+
+
+def test_serve_refuses_a_file_as_its_registry(tmp_path, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # never serve, even where the check is missing
+    blocker = tmp_path / "runs"
+    blocker.write_text("")
+    one_error_line(invoke("serve", "--registry", blocker, "--db", tmp_path / "s.db"), "--registry", "is a file")
+    assert not (tmp_path / "s.db").exists()
 
 
 @pytest.mark.parametrize("model, param, needle", [

@@ -345,8 +345,9 @@ def bench(
     from .eval.bench import save_models as store
     from .io import atomic_open, write_json
     from .progress import progress_bar
-    from .runs import new_run_dir
+    from .runs import check_runs_root, new_run_dir
 
+    check_runs_root(runs_dir)
     aux_w, available = _task_specs(target, aux)
     models = models or ("most-popular,ease,ease-stacked,seen-first,ease-seen" if target
                         else "most-popular,itemknn,rp3beta,ease,puresvd")
@@ -437,8 +438,9 @@ def train(
     from .eval.metrics import evaluate as score
     from .io import write_json
     from .progress import progress_bar
-    from .runs import new_run_dir
+    from .runs import check_runs_root, new_run_dir
 
+    check_runs_root(runs_dir)
     aux_w, specs = _task_specs(target, aux)
     if model not in specs:
         _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
@@ -567,6 +569,8 @@ def serve(
 
     from .serve import create_app
 
+    if registry.exists() and not registry.is_dir():
+        _fail(NotADirectoryError(f"--registry {registry} is a file: pass the folder of trained runs"))
     if not token and host != "localhost" and not _is_loopback(host):
         _fail(ValueError(f"--host {host} lets other machines reach the service: set a token with FEEDGAN_TOKEN "
                          "(or --token), or keep the default --host 127.0.0.1"))

@@ -48,7 +48,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise ArtifactError(path, "is a folder, and a file is to be written here",
-                            fix="pass a file name (e.g. --out log.csv), or a path inside the folder")
+                            fix="pass a file name, or a path inside the folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
