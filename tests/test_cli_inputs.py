@@ -150,6 +150,23 @@ def test_train_prints_a_line_per_epoch_with_the_score_and_the_time_left(sim, tmp
     assert all(eta for e, eta in epochs[:-1]) and not epochs[-1][1]  # the time left, while there is some
 
 
+def test_the_terminal_bar_shows_the_validation_score(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from feedgan import progress as progress_mod
+
+    screen = io.StringIO()
+    monkeypatch.setattr(progress_mod, "_lines_wanted", lambda: False)
+    monkeypatch.setattr(progress_mod, "Console", lambda **k: Console(file=screen, force_terminal=True, width=120))
+    with progress_mod.progress_bar(True) as prog:
+        task = prog.add_task("fit x", total=3)
+        prog.update(task, valid=0.25, advance=1)
+        prog.refresh()
+    assert "valid 0.2500" in screen.getvalue()
+
+
 def test_train_ease_prints_its_stages_with_seconds(sim, tmp_path):
     res = invoke("train", "ease", "--data", sim[0], "--runs-dir", tmp_path,
                  env={"FEEDGAN_PROGRESS": "lines", "FEEDGAN_NO_PROGRESS": ""})

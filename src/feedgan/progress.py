@@ -9,7 +9,9 @@ import time
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 # a terminal sets its own width; logs and pipes get room for the leaderboard tables
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -59,12 +61,24 @@ class LineProgress:
     @staticmethod
     def _line(t: dict, now: float) -> str:
         count = f"{t['completed']:g}" + (f"/{t['total']:g}" if t["total"] is not None else "")
-        extra = "".join(f", {k} {v:.4f}" if isinstance(v, float) else f", {k} {v}" for k, v in t["fields"].items())
+        extra = _fields(t["fields"])
         elapsed = now - t["start"]
         eta = ""
         if t["total"] is not None and 0 < t["completed"] < t["total"]:
             eta = f", eta {elapsed / t['completed'] * (t['total'] - t['completed']):.0f}s"
         return f"{t['description']}: {count}{extra}, {elapsed:.1f}s{eta}"
+
+
+def _fields(fields: dict) -> str:
+    """``{"valid": 0.31}`` -> ``", valid 0.3100"``: a task's extra fields as a progress line shows them."""
+    return "".join(f", {k} {v:.4f}" if isinstance(v, float) else f", {k} {v}" for k, v in fields.items())
+
+
+class _FieldsColumn(ProgressColumn):
+    """A bar's extra fields (the latest validation score, ...), as :class:`LineProgress` prints them."""
+
+    def render(self, task) -> Text:
+        return Text(_fields(task.fields).lstrip(", "))
 
 
 def _lines_wanted() -> bool:
@@ -88,7 +102,7 @@ def progress_bar(enabled: bool | None = None, line_every_s: float | None = None)
     if _lines_wanted():
         yield LineProgress(line_every_s)
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _FieldsColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
                   transient=True) as prog:
         yield prog
