@@ -71,13 +71,13 @@ def _cli_spelling(message: str) -> str:
     return _PYTHON_HINT.sub(lambda m: CLI_SPELLING[m.group()], message)
 
 
+class _Message(Exception):
+    """An error message already worded for the command line."""
+
+
 def _fail_cli(exc: BaseException) -> None:
     """:func:`feedgan.progress.fail` with the message's Python keywords spelled as flags."""
     _fail(_Message(_cli_spelling(str(exc))))
-
-
-class _Message(Exception):
-    """An error message already worded for the command line."""
 
 
 class _Boundary(typer.core.TyperGroup):
@@ -117,8 +117,6 @@ SEP = typer.Option(None, "--sep", help="csv/tsv/uir field separator: one charact
 NO_HEADER = typer.Option(False, "--no-header", help="csv/tsv: the first line is data (map --columns by position)")
 DEDUP = typer.Option("auto", "--dedup", help="merge repeated (user, item, action) rows: auto (ratings max, counts "
                                              "such as plays sum), max, last, sum or count (rows)")
-
-
 SOCIAL = typer.Option(None, "--social", help="friend edge file (src, dst [, weight]) in the log's user ids; "
                                               "csv/tsv with a header naming src/dst, or headerless columns")
 SOCIAL_COLUMNS = typer.Option(None, "--social-columns", help="the friend file's columns by name or 0-based "
