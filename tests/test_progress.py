@@ -30,14 +30,16 @@ def test_bench_off_a_terminal_prints_a_line_per_setting_and_per_model(tmp_path, 
     for model in ("most-popular", "ease"):
         tried = re.findall(rf"^tune {model}: (\d+)/(\d+), best valid ndcg@2 [\d.]+, [\d.]+s$", res.output, re.M)
         assert tried and tried[-1][0] == tried[-1][1], res.output  # the last line: every setting tried
-        assert re.search(rf"^{model}: ndcg@2 [\d.]+ ± [\d.]+ over 1 run, [\d.]+s \(params .*\)$", res.output, re.M)
+        scored = r"[\d,]+ users scored \([\d,]+ skipped: no held-out items\)"
+        assert re.search(rf"^{model}: ndcg@2 [\d.]+ ± [\d.]+ over 1 run, {scored}, [\d.]+s \(params .*\)$",
+                         res.output, re.M)
 
 
 def test_train_off_a_terminal_prints_a_line_per_epoch_with_the_validation_score(tmp_path, lines_every_time):
     res = runner.invoke(app, ["train", "easegan", *DATA, "-p", "l2=5", "-p", "epochs=3", "-p", "eval_every=1",
                               "-p", "batch_size=8", "-p", "patience=10", "--runs-dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    ticks = re.findall(r"^(?:GAN|fit).*: (\d+)/(\d+), valid ([\d.]+), [\d.]+s$", res.output, re.M)
+    ticks = re.findall(r"^(?:GAN|fit).*: (\d+)/(\d+), valid ([\d.]+), [\d.]+s(?:, eta \d+s)?$", res.output, re.M)
     assert [int(done) for done, _, _ in ticks] == list(range(1, int(ticks[-1][1]) + 1)), res.output
     assert re.search(r"^evaluate easegan on valid: \d+/\d+, [\d.]+s$", res.output, re.M)
 

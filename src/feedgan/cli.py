@@ -12,6 +12,7 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -54,6 +55,31 @@ def _is_project_error(exc: BaseException) -> bool:
     return tb is not None and tb.tb_frame.f_globals.get("__name__", "").partition(".")[0] == __package__
 
 
+# Library messages name the Python keywords (``format=``); on the command line they read as the flags.
+CLI_SPELLING = {"format=": "--format", "columns=": "--columns", "sep=": "--sep", "header=": "--no-header",
+                "encoding=": "--encoding", "social=": "--social", "social_columns=": "--social-columns",
+                "social_sep=": "--social-sep", "social_header=": "--social-header",
+                "positive_threshold=": "--positive-threshold", "k_core=": "--k-core", "dedup=": "--dedup",
+                "target=": "--target", "aux=": "--aux", "Dataset.save": "`feedgan bench --save-models`"}
+_PYTHON_HINT = re.compile("|".join(rf"(?<![\w-]){re.escape(k)}(?![\w.-])" if k.endswith("=") else re.escape(k)
+                                   for k in CLI_SPELLING))
+
+
+def _cli_spelling(message: str) -> str:
+    """``"pass format= one of csv, ..."`` -> ``"pass --format one of csv, ..."`` (``valid=0.5``, a keyword
+    with its value, is left alone)."""
+    return _PYTHON_HINT.sub(lambda m: CLI_SPELLING[m.group()], message)
+
+
+class _Message(Exception):
+    """An error message already worded for the command line."""
+
+
+def _fail_cli(exc: BaseException) -> None:
+    """:func:`feedgan.progress.fail` with the message's Python keywords spelled as flags."""
+    _fail(_Message(_cli_spelling(str(exc))))
+
+
 class _Boundary(typer.core.TyperGroup):
     """The root command group: a project error from any command becomes one red line, exit status 2."""
 
@@ -63,7 +89,7 @@ class _Boundary(typer.core.TyperGroup):
         except Exception as exc:
             if not _is_project_error(exc):
                 raise
-            _fail(exc)
+            _fail_cli(exc)
 
 
 app = typer.Typer(cls=_Boundary, add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -73,14 +99,15 @@ app.add_typer(data_app, name="data")
 app.add_typer(avatars_app, name="avatars")
 
 
-def _columns(spec: Optional[str]) -> Optional[dict[str, str | int]]:
+def _columns(spec: Optional[str], flag: str = "--columns",
+             example: str = "user=uid,item=post_id (or positions: user=0,item=1,weight=2)"
+             ) -> Optional[dict[str, str | int]]:
     """``user=uid,item=post`` -> {"user": "uid", "item": "post"}; ``user=0,item=1`` -> 0-based positions."""
     if not spec:
         return None
     pairs = [p.split("=", 1) for p in spec.split(",") if p]
     if any(len(p) != 2 for p in pairs):
-        raise DataError(f"bad --columns {spec!r}", fix="write it as ours=theirs pairs, e.g. user=uid,item=post_id "
-                        "(or positions: user=0,item=1,weight=2)")
+        raise DataError(f"bad {flag} {spec!r}", fix=f"write it as ours=theirs pairs, e.g. {example}")
     return {k.strip(): int(v) if v.strip().isdecimal() else v.strip() for k, v in pairs}
 
 
@@ -90,6 +117,21 @@ SEP = typer.Option(None, "--sep", help="csv/tsv/uir field separator: one charact
 NO_HEADER = typer.Option(False, "--no-header", help="csv/tsv: the first line is data (map --columns by position)")
 DEDUP = typer.Option("auto", "--dedup", help="merge repeated (user, item, action) rows: auto (ratings max, counts "
                                              "such as plays sum), max, last, sum or count (rows)")
+SOCIAL = typer.Option(None, "--social", help="friend edge file (src, dst [, weight]) in the log's user ids; "
+                                              "csv/tsv with a header naming src/dst, or headerless columns")
+SOCIAL_COLUMNS = typer.Option(None, "--social-columns", help="the friend file's columns by name or 0-based "
+                                                             "position, e.g. src=0,dst=2 or src=trustor,dst=trustee")
+SOCIAL_SEP = typer.Option(None, "--social-sep", help="the friend file's separator: one character, or 'whitespace' "
+                                                     "(default: tab, comma or whitespace, from its first line)")
+SOCIAL_HEADER = typer.Option(None, "--social-header/--social-no-header",
+                             help="whether the friend file's first line names its columns (default: guessed)")
+
+
+def _social(social: Optional[Path], columns: Optional[str], sep: Optional[str], header: Optional[bool]) -> dict:
+    """The friend-graph options of a command, as ``read`` / DataConfig keywords."""
+    return {"social": None if social is None else str(social),
+            "social_columns": _columns(columns, "--social-columns", "src=0,dst=1 or src=trustor,dst=trustee"),
+            "social_sep": sep, "social_header": header}
 
 
 def _dedup(rule: str) -> str:
@@ -101,10 +143,10 @@ def _dedup(rule: str) -> str:
     return rule
 
 
-def _read(path: Path, format: str, columns: Optional[str], sep: Optional[str], no_header: bool):
+def _read(path: Path, format: str, columns: Optional[str], sep: Optional[str], no_header: bool, **social):
     from .data.readers import read
 
-    return read(path, format, columns=_columns(columns), sep=sep, header=not no_header)
+    return read(path, format, columns=_columns(columns), sep=sep, header=not no_header, **social)
 
 
 @data_app.command("inspect")
@@ -118,6 +160,10 @@ def data_inspect(
     k_core: Optional[int] = typer.Option(None, help="k-core filter on users and items"),
     dedup: str = DEDUP,
     split: str = typer.Option("auto", help="auto (predefined when the files carry one, else none), or a method"),
+    social: Optional[Path] = SOCIAL,
+    social_columns: Optional[str] = SOCIAL_COLUMNS,
+    social_sep: Optional[str] = SOCIAL_SEP,
+    social_header: Optional[bool] = SOCIAL_HEADER,
     as_json: bool = typer.Option(False, "--json", help="print the statistics as JSON"),
 ):
     """Print counts, density, action mix and degree statistics of a log."""
@@ -126,7 +172,7 @@ def data_inspect(
     from .data.split import split as do_split
 
     rule = _dedup(dedup)
-    inter = _read(path, format, columns, sep, no_header)
+    inter = _read(path, format, columns, sep, no_header, **_social(social, social_columns, social_sep, social_header))
     rows_read = len(inter)
     if positive_threshold is not None:
         inter = to_implicit(inter, positive_threshold)
@@ -141,7 +187,8 @@ def data_inspect(
         print(json.dumps(stats, indent=2, default=str))
         return
     table = Table(title=f"{path} ({format})", show_header=False)
-    labels = {"rows_read": "rows read", "rows": "rows kept (merged, filtered)"}
+    labels = {"rows_read": "rows read", "rows": "rows kept (merged, filtered)", "social_edges": "friend edges",
+              "social_only_users": "friend ids not in the log"}
     for k in ("users", "items", "rows_read", "rows", "interactions", "pairs", "density", "social_edges",
               "social_only_users"):
         v = stats[k]
@@ -157,6 +204,10 @@ def data_inspect(
     if stats["notes"]:
         table.add_row("notes", ", ".join(f"{k}: {v}" for k, v in stats["notes"].items()))
     console.print(table)
+    if stats["social_only_users"]:
+        console.print(f"note: {stats['social_only_users']:,} friend ids are not users of the log (after filtering): "
+                      "they have no interactions, and count as users only through their friend edges",
+                      highlight=False, soft_wrap=True)
 
 
 @data_app.command("simulate")
@@ -203,12 +254,13 @@ def data_convert(
 
 def _data_options(data: Path, format: str, split: str, valid: float, test: float, positive_threshold, k_core,
                   columns, sep, no_header: bool, seed: int, target: str | None = None, aux_in_train: bool = True,
-                  dedup: str = "auto"):
+                  dedup: str = "auto", social: dict | None = None):
     from .data.dataset import DataConfig
 
     return DataConfig(path=str(data), format=format, split=split, valid=valid, test=test, seed=seed,
                       positive_threshold=positive_threshold, k_core=k_core, columns=_columns(columns), sep=sep,
-                      header=not no_header, target_action=target, aux_in_train=aux_in_train, dedup=_dedup(dedup))
+                      header=not no_header, target_action=target, aux_in_train=aux_in_train, dedup=_dedup(dedup),
+                      **(social or {}))
 
 
 def _check_actions(ds, aux: dict[str, float]) -> None:
@@ -219,7 +271,8 @@ def _check_actions(ds, aux: dict[str, float]) -> None:
         if a == FRIENDS:
             if ds.social is None or ds.social.nnz == 0:
                 raise DataError(f"--aux {FRIENDS} needs a social graph and this data has none",
-                                fix="read a format with a friend or trust file, or drop friends")
+                                fix="pass the friend edge file with --social, read a format with a friend or "
+                                    "trust file, or drop friends")
         elif a not in ds.actions:
             raise DataError(f"--aux action {a!r} is not in this log", fix=f"use some of {', '.join(ds.actions)}")
         elif a == ds.target_action:
@@ -269,6 +322,10 @@ def bench(
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
     no_header: bool = NO_HEADER,
+    social: Optional[Path] = SOCIAL,
+    social_columns: Optional[str] = SOCIAL_COLUMNS,
+    social_sep: Optional[str] = SOCIAL_SEP,
+    social_header: Optional[bool] = SOCIAL_HEADER,
     metric: str = typer.Option("ndcg@20", help="selection metric, on validation"),
     ks: str = typer.Option("5,10,20", help="cut-offs"),
     max_trials: int = typer.Option(10, help="hyperparameter settings tried per model"),
@@ -311,7 +368,8 @@ def _resume_bench(spec: str, runs_dir: Path, given: dict) -> tuple[Path, dict, l
     results = read_json(run / "results.json") if (run / "results.json").exists() else {"rows": []}
     if results.get("complete"):
         raise DataError(f"{run} is complete: every model has its rows", fix="start a new run without --resume")
-    saved["data"] = Path(saved["data"])
+    for key in ("data", "social"):
+        saved[key] = None if saved.get(key) is None else Path(saved[key])
     return run, saved, results["rows"]
 
 
@@ -319,13 +377,13 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
     from dataclasses import replace
 
     from .config import save_yaml
-    from .data.dataset import prepare
-    from .data.readers import read
+    from .data.dataset import prepare, read_log
     from .eval.bench import public_rows, results_markdown, run_bench
     from .io import atomic_open, write_json
     from .progress import progress_bar
-    from .runs import new_run_dir
+    from .runs import check_runs_root, new_run_dir
 
+    check_runs_root(runs_dir)
     o = opts
     aux_w, available = _task_specs(o["target"], o["aux"])
     models = o["models"] or ("most-popular,ease,ease-stacked,seen-first,ease-seen" if o["target"]
@@ -340,8 +398,9 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
         _fail(ValueError(f"--metric {o['metric']!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {o['ks']}"))
     data, split, seed, seeds = o["data"], o["split"], o["seed"], o["seeds"]
     cfg = _data_options(data, o["format"], split, o["valid"], o["test"], o["positive_threshold"], o["k_core"],
-                        o["columns"], o["sep"], o["no_header"], seed, o["target"], o["aux_in_train"], o["dedup"])
-    inter = read(data, o["format"], columns=cfg.columns, sep=cfg.sep, header=cfg.header)
+                        o["columns"], o["sep"], o["no_header"], seed, o["target"], o["aux_in_train"], o["dedup"],
+                        _social(o["social"], o["social_columns"], o["social_sep"], o["social_header"]))
+    inter = read_log(cfg)
     first = prepare(inter, cfg)
     _check_actions(first, aux_w)
     stats = first.stats()
@@ -440,6 +499,10 @@ def train(
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
     no_header: bool = NO_HEADER,
+    social: Optional[Path] = SOCIAL,
+    social_columns: Optional[str] = SOCIAL_COLUMNS,
+    social_sep: Optional[str] = SOCIAL_SEP,
+    social_header: Optional[bool] = SOCIAL_HEADER,
     target: Optional[str] = TARGET,
     aux: Optional[str] = AUX,
     aux_in_train: bool = AUX_IN_TRAIN,
@@ -452,25 +515,25 @@ def train(
     import time
 
     from .config import save_yaml
-    from .data.dataset import prepare
-    from .data.readers import read
+    from .data.dataset import prepare, read_log
     from .eval.metrics import evaluate as score
     from .io import write_json
     from .progress import progress_bar
-    from .runs import new_run_dir
+    from .runs import check_runs_root, new_run_dir
 
+    check_runs_root(runs_dir)
     aux_w, specs = _task_specs(target, aux)
     if model not in specs:
         _fail(ValueError(f"unknown model {model!r}; available: {', '.join(specs)}"))
     spec = specs[model]
     rec = spec.build({**spec.fixed, **_params(spec.cls, param)}, seed)
     cfg = _data_options(data, format, split, valid, test, positive_threshold, k_core, columns, sep, no_header,
-                        seed, target, aux_in_train, dedup)
-    ds = prepare(read(data, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header), cfg)
+                        seed, target, aux_in_train, dedup, _social(social, social_columns, social_sep, social_header))
+    ds = prepare(read_log(cfg), cfg)
     _check_actions(ds, aux_w)
     console.print(f"[bold]train {model}[/] on {data}")
     metrics: dict = {"model": model, "params": rec.get_params(), "target": target, "aux": aux_w}
-    with progress_bar(progress) as prog:
+    with progress_bar(progress, line_every_s=0) as prog:  # off a terminal: a line per epoch and per stage
         t0 = time.perf_counter()
         rec.fit(ds, aux=aux_w or None, progress=prog)
         metrics["fit_s"] = time.perf_counter() - t0
@@ -487,9 +550,15 @@ def train(
     write_json(run / "metrics.json", metrics)
     for part in ("valid", "test"):
         if part in metrics:
-            m = metrics[part]
-            console.print(f"{part}: " + "  ".join(f"{k} {m[k]:.4f}" for k in ("precision@10", "recall@20", "ndcg@20")))
+            console.print(_score_line(part, metrics[part]), highlight=False, soft_wrap=True)
     console.print(f"saved {run / 'models' / model}")
+
+
+def _score_line(part: str, m: dict) -> str:
+    """``valid: precision@10 0.1234 ... (812 users scored, 131 skipped: no held-out items)``."""
+    scores = "  ".join(f"{k} {m[k]:.4f}" for k in ("precision@10", "recall@20", "ndcg@20") if k in m)
+    return (f"{part}: {scores or 'no scores'}  ({m['users_evaluated']:,} users scored, {m['users_skipped']:,} "
+            "skipped: no held-out items)")
 
 
 @app.command()
@@ -576,6 +645,12 @@ def serve(
                                            help="accept posted interactions with this action besides the known "
                                                 "ones (view, like, comment, share, follow, impression, the stored "
                                                 "ones, the models' own); repeatable"),
+    social: Optional[Path] = typer.Option(None, "--social", help="friend edge file (src, dst [, weight]) to keep in "
+                                          "the store's social table beside the imported training rows (a model's "
+                                          "friends channel comes from the data it was trained on: train --social)"),
+    social_columns: Optional[str] = SOCIAL_COLUMNS,
+    social_sep: Optional[str] = SOCIAL_SEP,
+    social_header: Optional[bool] = SOCIAL_HEADER,
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ):
     """Serve recommendations over HTTP (OpenAPI docs at /docs). Back up the store while it runs with
@@ -587,6 +662,8 @@ def serve(
     from .serve import create_app
     from .serve.startup import ImportLog
 
+    if registry.exists() and not registry.is_dir():
+        _fail(NotADirectoryError(f"--registry {registry} is a file: pass the folder of trained runs"))
     if not token and host != "localhost" and not _is_loopback(host):
         _fail(ValueError(f"--host {host} lets other machines reach the service: set a token with FEEDGAN_TOKEN "
                          "(or --token), or keep the default --host 127.0.0.1"))
@@ -597,12 +674,30 @@ def serve(
     except sqlite3.DatabaseError as e:
         _fail(ValueError(f"{db}: {e}"))
     except (OSError, ValueError) as e:  # a refused store names its file; other errors name theirs
-        _fail(e)
+        _fail_cli(e)
     svc = api.state.service
+    if social is not None:
+        _store_friends(svc.store, _social(social, social_columns, social_sep, social_header))
     access = "no token (loopback only)" if not token else "token on writes" + (" and reads" if protect_reads else "")
     console.print(f"feedgan serve: http://{host}:{port} (docs at /docs), store {db} "
                   f"({svc.store.count():,} interactions), active model {svc.active or 'none'}, {access}")
     uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _store_friends(store, opts: dict) -> None:
+    """Read the friend edge file of ``--social`` and keep its edges in the store's social table."""
+    import pandas as pd
+
+    from .data.readers import read_social
+
+    edges = read_social(opts["social"], columns=opts["social_columns"], sep=opts["social_sep"],
+                        header=opts["social_header"])
+    added = store.import_social(edges["src"].to_numpy(), edges["dst"].to_numpy())
+    friends = sorted({store.canonical(u, "friend id") for u in pd.unique(edges[["src", "dst"]].to_numpy().ravel())
+                      .tolist()})
+    console.print(f"friend graph {opts['social']}: {len(edges):,} edges ({added:,} new, {store.social_count():,} "
+                  f"stored); {store.unknown_users(friends):,} of {len(friends):,} friend ids have no stored "
+                  "interactions", highlight=False, soft_wrap=True)
 
 
 def _is_loopback(host: str) -> bool:

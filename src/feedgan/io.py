@@ -46,6 +46,9 @@ class ArtifactError(ValueError):
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is renamed to ``path``."""
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(path, "is a folder, and a file is to be written here",
+                            fix="pass a file name, or a path inside the folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

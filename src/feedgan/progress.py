@@ -9,7 +9,9 @@ import time
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 # a terminal sets its own width; logs and pipes get room for the leaderboard tables, and their
 # lines are never wrapped (a long log line or a markdown table row stays one line)
@@ -21,7 +23,8 @@ LINE_EVERY_S = 5.0  # at most one progress line per task this often (a task's la
 class LineProgress:
     """The part of Rich's ``Progress`` the code uses (``add_task``, ``advance``, ``update``), printed
     as plain lines to stderr: at most one per task every ``every_s`` seconds, and one when the task
-    completes. Extra fields given to ``update`` (e.g. ``valid=0.31``) are printed as ``key value``.
+    completes. Extra fields given to ``update`` (e.g. ``valid=0.31``) are printed as ``key value``;
+    a task with a total that is under way also prints ``eta`` (its remaining count at its mean rate so far).
     """
 
     def __init__(self, every_s: float | None = None):
@@ -59,8 +62,24 @@ class LineProgress:
     @staticmethod
     def _line(t: dict, now: float) -> str:
         count = f"{t['completed']:g}" + (f"/{t['total']:g}" if t["total"] is not None else "")
-        extra = "".join(f", {k} {v:.4f}" if isinstance(v, float) else f", {k} {v}" for k, v in t["fields"].items())
-        return f"{t['description']}: {count}{extra}, {now - t['start']:.1f}s"
+        extra = _fields(t["fields"])
+        elapsed = now - t["start"]
+        eta = ""
+        if t["total"] is not None and 0 < t["completed"] < t["total"]:
+            eta = f", eta {elapsed / t['completed'] * (t['total'] - t['completed']):.0f}s"
+        return f"{t['description']}: {count}{extra}, {elapsed:.1f}s{eta}"
+
+
+def _fields(fields: dict) -> str:
+    """``{"valid": 0.31}`` -> ``", valid 0.3100"``: a task's extra fields as a progress line shows them."""
+    return "".join(f", {k} {v:.4f}" if isinstance(v, float) else f", {k} {v}" for k, v in fields.items())
+
+
+class _FieldsColumn(ProgressColumn):
+    """A bar's extra fields (the latest validation score, ...), as :class:`LineProgress` prints them."""
+
+    def render(self, task) -> Text:
+        return Text(_fields(task.fields).lstrip(", "))
 
 
 def _lines_wanted() -> bool:
@@ -69,11 +88,12 @@ def _lines_wanted() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool | None = None):
+def progress_bar(enabled: bool | None = None, line_every_s: float | None = None):
     """A progress object (tasks: ``add_task``/``advance``/``update``), or ``None`` when disabled.
 
     On a terminal a Rich ``Progress``; off one (a log, a pipe) or with ``FEEDGAN_PROGRESS=lines`` a
-    :class:`LineProgress`. On by default unless ``FEEDGAN_NO_PROGRESS`` is set.
+    :class:`LineProgress` printing at most one line per task every ``line_every_s`` seconds (0: one per
+    advance, e.g. per epoch). On by default unless ``FEEDGAN_NO_PROGRESS`` is set.
     """
     if enabled is None:
         enabled = not os.environ.get("FEEDGAN_NO_PROGRESS")
@@ -81,9 +101,9 @@ def progress_bar(enabled: bool | None = None):
         yield None
         return
     if _lines_wanted():
-        yield LineProgress()
+        yield LineProgress(line_every_s)
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _FieldsColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
                   transient=True) as prog:
         yield prog

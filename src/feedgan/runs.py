@@ -7,9 +7,20 @@ from pathlib import Path
 _RUN = re.compile(r"^(\d{5})-")
 
 
+def check_runs_root(root: str | Path) -> Path:
+    """``root`` as a folder for run folders: one that exists or can be made, never a file (checked before
+    a long job starts, so its end does not fail on it)."""
+    root = Path(root)
+    blocker = next((p for p in (root, *root.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"{root}: {'it' if blocker == root else blocker} is a file, and run folders go "
+                                 "in a folder; pass another --runs-dir")
+    return root
+
+
 def new_run_dir(root: str | Path = "runs", name: str = "run") -> Path:
     """Create and return the next free ``root/NNNNN-name`` folder (safe against concurrent runs)."""
-    root = Path(root)
+    root = check_runs_root(root)
     root.mkdir(parents=True, exist_ok=True)
     taken = [int(m.group(1)) for p in root.iterdir() if (m := _RUN.match(p.name))]
     number = max(taken, default=0) + 1

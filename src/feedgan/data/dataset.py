@@ -94,6 +94,10 @@ class DataConfig:
     columns: dict[str, str | int] | None = None  # ours -> the file's column name, or its 0-based position
     sep: str | None = None  # csv / tsv / uir separator: one character or "whitespace" (None: the format's own)
     header: bool = True  # csv / tsv: False reads the first line as data (map the columns by position)
+    social: str | None = None  # a friend edge file (src, dst [, weight]) in the log's user ids
+    social_columns: dict[str, str | int] | None = None  # src / dst / weight -> the edge file's column name or position
+    social_sep: str | None = None  # the edge file's separator (None: tab, comma or whitespace, from its first line)
+    social_header: bool | None = None  # whether its first line names the columns (None: guessed)
     # hold out pairs of this action only (None: every pair); its other actions on a held-out item
     # stay in train when aux_in_train (see feedgan.data.split)
     target_action: str | None = None
@@ -340,9 +344,15 @@ def prepare(inter: Interactions, cfg: DataConfig) -> Dataset:
     return Dataset.from_interactions(inter, codes, meta={"config": asdict(cfg)})
 
 
-def load_dataset(path: str | Path, format: str = "auto", **options) -> Dataset:
-    """Read a log and turn it into a split :class:`Dataset` in one call (options: see DataConfig)."""
+def read_log(cfg: DataConfig) -> Interactions:
+    """The log (and friend graph) ``cfg`` names, read with its reader options."""
     from .readers import read
 
+    return read(cfg.path, cfg.format, columns=cfg.columns, sep=cfg.sep, header=cfg.header, social=cfg.social,
+                social_columns=cfg.social_columns, social_sep=cfg.social_sep, social_header=cfg.social_header)
+
+
+def load_dataset(path: str | Path, format: str = "auto", **options) -> Dataset:
+    """Read a log and turn it into a split :class:`Dataset` in one call (options: see DataConfig)."""
     cfg = DataConfig(path=str(path), format=format, **options)
-    return prepare(read(path, format, columns=cfg.columns, sep=cfg.sep, header=cfg.header), cfg)
+    return prepare(read_log(cfg), cfg)

@@ -41,7 +41,8 @@ Named public formats (rating data sets get action "rate" with weight = rating):
     recbole         read("ml-100k.inter", "recbole") # RecBole atomic file, header ``name:type``
 
 ``social=`` adds (or replaces) a user->user edge file: csv/tsv with a ``src,dst`` header, or two or
-three whitespace-separated columns ``src dst [weight]`` without one. Writers :func:`write_recbole`
+three whitespace-separated columns ``src dst [weight]`` without one; ``social_columns={"src": 0, "dst": 2}``
+(names or positions), ``social_sep`` and ``social_header`` read other layouts. Writers :func:`write_recbole`
 and :func:`write_table` go through :mod:`feedgan.io`, so an error mid-write leaves no partial file.
 
 Anything a reader cannot read faithfully is a DataError, never another exception or a silent change: empty or
@@ -84,6 +85,7 @@ KUAIRAND_FLAGS = {"is_click": "view", "is_like": "like", "is_follow": "follow", 
 BEIJING_UTC_OFFSET_S = 8 * 3600  # KuaiRand's date/hourmin are Beijing local time (UTC+8, no DST)
 EDGE_HEADER_NAMES = {"src", "dst", "source", "target", "user", "user_id", "userid", "friend", "friendid",
                      "friend_id", "trustor", "trustee", "follower", "followee", "from", "to"}
+SOCIAL_COLUMNS = ("src", "dst", "weight")  # an edge file's columns, as social column mappings name them
 ENCODING_FIX = "pass --encoding latin-1 (or the file's real encoding)"
 # An interaction log has a handful of columns; a header far wider is a wrong separator or a corrupt file,
 # and refusing it before parsing keeps such a file from costing seconds per read.
@@ -104,7 +106,10 @@ def _need(path: Path, what: str = "file or folder") -> Path:
 
 def _read_text(path: Path, encoding: str) -> str:
     """The whole file as text; empty files and undecodable bytes become DataErrors."""
-    raw = _need(path, "file").read_bytes()
+    if _need(path, "file").is_dir():
+        raise DataError("is a folder, and a file is needed here", file=path,
+                        fix="pass one of the files inside it (or a format that reads a folder)")
+    raw = path.read_bytes()
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
@@ -212,7 +217,10 @@ def _uir_frame(cols, lines, action: str = "rate") -> tuple[pd.DataFrame, np.ndar
 
 
 def _social(social, encoding: str, default=None):
-    return read_social(social, encoding=encoding) if social is not None else default
+    """The edges ``social`` names: a path (read here), an edge table already read, or None (``default``)."""
+    if social is None:
+        return default
+    return social if isinstance(social, pd.DataFrame) else read_social(social, encoding=encoding)
 
 
 def _pick(folder: Path, names: tuple[str, ...], globs: tuple[str, ...] = (), required: bool = True):
@@ -234,21 +242,63 @@ def _pick(folder: Path, names: tuple[str, ...], globs: tuple[str, ...] = (), req
 
 
 # ------------------------------------------------------------------------------------ social graph
-def read_social(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
-    """A user->user edge file: csv/tsv with a header naming src/dst, or headerless ``src dst [weight]``."""
+def read_social(path: str | Path, *, columns: dict[str, str | int] | None = None, sep: str | None = None,
+                header: bool | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+    """A user->user edge file: csv/tsv with a header naming src/dst, or headerless ``src dst [weight]``.
+
+    ``columns`` maps src / dst / weight to the file's columns by header name or 0-based position (other
+    columns are ignored); ``sep`` is one character or "whitespace" (default: tab, comma or whitespace, from
+    the first line); ``header`` (default: the first field is a known edge-column name, or ``columns`` names
+    columns) says whether the first line holds the column names."""
     path = Path(path)
     text = _read_text(path, encoding)
     first = next(line for line in text.split("\n") if line.strip())  # _read_text refuses blank files
-    sep = "\t" if "\t" in first else "," if "," in first else None
+    if sep is None:
+        sep = "\t" if "\t" in first else "," if "," in first else None
+    elif _check_sep(path, sep) == WHITESPACE:
+        sep = None
     names = [f.strip().lower() for f in (first.split(sep) if sep else first.split())]
-    if names[0] in EDGE_HEADER_NAMES:
+    by_name = any(isinstance(v, str) for v in (columns or {}).values())
+    if by_name and (header is False or all(_is_number(n) for n in names)):
+        raise DataError("social columns are mapped by name but the first line holds no column names", file=path,
+                        line=1, fix="map them by position, e.g. --social-columns src=0,dst=1")
+    if header is None:
+        header = by_name or names[0] in EDGE_HEADER_NAMES
+    if header:
         _check_header(path, names)
-    cols, lines = _split(path, text, sep=sep, fields=(2, 3), header=names[0] in EDGE_HEADER_NAMES)
-    src, dst = (names.index("src"), names.index("dst")) if {"src", "dst"} <= set(names) else (0, 1)
-    edges = pd.DataFrame({"src": _col(cols[src]), "dst": _col(cols[dst])})
-    if len(cols) > 2:
-        edges["weight"] = _col(cols[3 - src - dst], np.float64)
+    cols, lines = _split(path, text, sep=sep, fields=(2, None) if columns else (2, 3), header=header)
+    at = _edge_columns(path, names if header else [], columns, len(cols))
+    edges = pd.DataFrame({"src": _col(cols[at["src"]]), "dst": _col(cols[at["dst"]])})
+    if "weight" in at:
+        edges["weight"] = _col(cols[at["weight"]], np.float64)
     return validate_social(edges, source=path, line_of=lines)
+
+
+def _edge_columns(path: Path, names: list[str], columns: dict[str, str | int] | None, width: int) -> dict[str, int]:
+    """Position of src, dst and (optionally) weight among the ``width`` fields of an edge file."""
+    if not columns:  # src/dst by header name, else the first two; a third column is the weight
+        src, dst = (names.index("src"), names.index("dst")) if {"src", "dst"} <= set(names) else (0, 1)
+        return {"src": src, "dst": dst, **({"weight": 3 - src - dst} if width > 2 else {})}
+    at: dict[str, int] = {}
+    for ours, theirs in columns.items():
+        if ours not in SOCIAL_COLUMNS:
+            raise DataError(f"unknown social column name {ours!r}; ours are {list(SOCIAL_COLUMNS)}", file=path,
+                            fix="map ours to the file's columns, e.g. --social-columns src=0,dst=1")
+        if isinstance(theirs, int):
+            if not 0 <= theirs < width:
+                raise DataError(f"column position {theirs} (for {ours}) is out of range: the file has {width} "
+                                "columns, numbered from 0", file=path, fix="check the --social-columns positions")
+            at[ours] = theirs
+        elif str(theirs).strip().lower() in names:
+            at[ours] = names.index(str(theirs).strip().lower())
+        else:
+            raise DataError(f"column {theirs!r} (for {ours}) not found; found {names}", file=path,
+                            fix="check the --social-columns mapping against the file's header")
+    missing = [c for c in ("src", "dst") if c not in at]
+    if missing:
+        raise DataError(f"the social column mapping has no {' or '.join(missing)}", file=path,
+                        fix="map both ends of an edge, e.g. --social-columns src=0,dst=1")
+    return at
 
 
 # ---------------------------------------------------------------------------------- generic tables
@@ -743,11 +793,18 @@ def detect_format(path: str | Path) -> str:
 
 def read(path: str | Path, format: str = "auto", *, columns: dict[str, str | int] | None = None,
          social: str | Path | None = None, sep: str | None = None, header: bool = True,
-         encoding: str = "utf-8") -> Interactions:
+         encoding: str = "utf-8", social_columns: dict[str, str | int] | None = None,
+         social_sep: str | None = None, social_header: bool | None = None) -> Interactions:
     """Read an interaction log in ``format`` (see the module docstring) into validated Interactions.
 
-    ``header=False`` (csv / tsv only) reads the first line as data; map the columns by position then."""
+    ``header=False`` (csv / tsv only) reads the first line as data; map the columns by position then.
+    ``social`` adds (or replaces) the friend graph, read by :func:`read_social` with ``social_columns``,
+    ``social_sep`` and ``social_header``; its user ids are the log's (edges to users the log lacks add
+    users without interactions, counted as ``social_only_users`` by :meth:`Dataset.stats`)."""
     path, name = Path(path), format.strip().lower().replace("_", "-")
+    if social is None and (social_columns or social_sep or social_header is not None):
+        raise DataError("social_columns=, social_sep= and social_header= describe a social file, and none is given",
+                        file=path, fix="add social= (the friend edge file), or drop them")
     if name != "auto" and name not in FORMATS:
         raise DataError(f"unknown format {format!r}", file=path, fix=f"use auto or one of {', '.join(FORMATS)}")
     if name == "auto":
@@ -762,6 +819,9 @@ def read(path: str | Path, format: str = "auto", *, columns: dict[str, str | int
                             fix=f"{key}= works with {', '.join(sorted(allowed))}; drop it")
         if value:
             kwargs[key] = header if key == "header" else value
+    if social is not None:  # read once here, with its own options; every reader takes the edge table
+        kwargs["social"] = read_social(social, columns=social_columns, sep=social_sep, header=social_header,
+                                       encoding=encoding)
     return FORMATS[name](path, **kwargs)
 
 

@@ -168,7 +168,10 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
             t = row["test"][metric]
             runs = f"{row['runs']} runs" if row["runs"] > 1 else "1 run" + " (deterministic)" * row["deterministic"]
             cut = f"; cut: {'; '.join(row['cut'])}" if row["cut"] else ""
-            log(f"{spec.name}: {metric} {t['mean']:.4f} ± {t['std']:.4f} over {runs}, "
+            scored = row["test"].get("users_evaluated")
+            users = (f", {scored['mean']:,.0f} users scored ({row['test']['users_skipped']['mean']:,.0f} skipped: "
+                     "no held-out items)") if scored else ""
+            log(f"{spec.name}: {metric} {t['mean']:.4f} ± {t['std']:.4f} over {runs}{users}, "
                 f"{row['seconds']:.1f}s (params {_fmt_params(row['params'])}){cut}")
     rows.sort(key=lambda r: -r["test"][metric]["mean"])
     return rows

@@ -247,6 +247,9 @@ class GANTrainer(Resumable, TrainLoop):
     def _label(self) -> str:
         return f"GAN {self.config.loss}"
 
+    def _bar_unit(self) -> int:
+        return self.steps_per_epoch or 1  # the bar counts epochs when the task knows its length
+
     def _describe(self, stats: dict) -> str:
         return (f"GAN step {self.step}  D {_fmt(stats['d_loss'])}  G {_fmt(stats['g_loss'])}  "
                 f"{stats['samples_per_s']:.0f} samples/s")

@@ -148,6 +148,20 @@ class PureSVD(Recommender):
         return (history @ self.V_) @ self.V_.T
 
 
+class _Stages:
+    """Stage tasks (``gram``, ``solve``) of a closed-form fit on a progress object, or nothing without one."""
+
+    def __init__(self, progress, name: str):
+        self.progress, self.name = progress, name
+
+    def start(self, what: str, total: int):
+        return None if self.progress is None else self.progress.add_task(f"fit {self.name}: {what}", total=total)
+
+    def advance(self, task, n: int) -> None:
+        if task is not None:
+            self.progress.advance(task, n)
+
+
 class EASE(Recommender):
     """Embarrassingly Shallow Autoencoder (Steck, WWW 2019).
 
@@ -162,17 +176,26 @@ class EASE(Recommender):
         self.l2 = l2
 
     def _fit(self, X, progress=None):
+        if not self.l2 > 0:
+            raise ValueError(f"{self.name}: l2 must be a positive number, got {self.l2} (e.g. l2=500)")
         n = X.shape[1]
         XT = X.T.tocsr()  # (n_items, n_users)
+        stage = _Stages(progress, self.name)
+        gram = stage.start("gram X^T X", n)
         G = torch.empty(n, n, dtype=torch.float32)  # (n_items, n_items) Gram, filled block by block
         for start in range(0, n, 2048):  # avoids a huge sparse X^T X intermediate
             G[start:start + 2048] = _dense(XT[start:start + 2048] @ X)
+            stage.advance(gram, min(2048, n - start))
         G.diagonal().add_(self.l2)
+        solve = stage.start("solve (Cholesky inverse)", 1)
         # two n x n buffers at peak: G, then its Cholesky factor, then the inverse (in place after)
-        L = torch.linalg.cholesky(G)
+        L, info = torch.linalg.cholesky_ex(G)
         del G
+        if int(info):
+            raise ValueError(f"{self.name}: X^T X + l2 I is not positive definite at l2={self.l2}; use a larger l2")
         P = torch.cholesky_inverse(L)  # comes back column-major
         del L
+        stage.advance(solve, 1)
         # P is symmetric, so its transpose is the same matrix in row-major order: scoring
         # (history @ B, one row of B per interaction) is ~10x faster on rows that are contiguous
         P = P.mT if not P.is_contiguous() else P

@@ -170,7 +170,7 @@ class EASEGAN(Recommender):
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
         n_users, n_items = X.shape
         ease = EASE(l2=self.l2)
-        ease._fit(X)  # on the weighted input itself (fit() would binarise a matrix)
+        ease._fit(X, progress)  # on the weighted input itself (fit() would binarise a matrix)
         B0 = torch.from_numpy(ease.B_.astype(np.float32))  # (n_items, n_items)
         names = self._aux_names()
         channels = self._with_friends(getattr(self, "channels_", {}), np.arange(n_users))

@@ -351,7 +351,41 @@ class Store:
             self._write(data, time.time(), id_type, on_rows)
         return len(data)
 
+    def import_social(self, src: np.ndarray, dst: np.ndarray) -> int:
+        """Store friend edges ``src[k] -> dst[k]`` (raw user ids, of the store's id type) in one
+        transaction; edges already stored are kept once. Returns the number of new edges."""
+        id_type = self.id_type or ("int" if src.dtype.kind in "iu" and dst.dtype.kind in "iu" else "str")
+        edges = {(self.canonical(s, "social src", id_type), self.canonical(d, "social dst", id_type))
+                 for s, d in zip(np.asarray(src).tolist(), np.asarray(dst).tolist())}
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.id_type is None:
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('id_type', ?)", (id_type,))
+                before = conn.execute("SELECT COUNT(*) FROM social").fetchone()[0]
+                conn.executemany("INSERT OR IGNORE INTO social(src, dst) VALUES (?, ?)", sorted(edges))
+                added = conn.execute("SELECT COUNT(*) FROM social").fetchone()[0] - before
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(added)
+
     # -- reads ------------------------------------------------------------------------------------
+    def social_count(self) -> int:
+        """The number of stored friend edges."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM social").fetchone()[0])
+
+    def unknown_users(self, users: list[str]) -> int:
+        """How many of ``users`` (stored text form, distinct) have no stored interaction."""
+        conn, n = self._conn(), 0
+        for k in range(0, len(users), 500):
+            chunk = users[k:k + 500]
+            n += conn.execute(f"SELECT COUNT(*) FROM users WHERE id IN ({','.join('?' * len(chunk))})",
+                              chunk).fetchone()[0]
+        return len(users) - n
+
     def count(self) -> int:
         """The number of stored interactions: a meta row, O(1)."""
         return int(self.get_meta("interactions"))
