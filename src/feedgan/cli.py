@@ -395,7 +395,8 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
     cut = sorted({int(k) for k in o["ks"].split(",")})
     name, _, at = o["metric"].partition("@")
     if name not in METRICS or not at.isdigit() or int(at) not in cut:
-        _fail(ValueError(f"--metric {o['metric']!r} must be one of {', '.join(METRICS)} at a cut-off in --ks {o['ks']}"))
+        _fail(ValueError(f"--metric {o['metric']!r} must be one of {', '.join(METRICS)} "
+                         f"at a cut-off in --ks {o['ks']}"))
     data, split, seed, seeds = o["data"], o["split"], o["seed"], o["seeds"]
     cfg = _data_options(data, o["format"], split, o["valid"], o["test"], o["positive_threshold"], o["k_core"],
                         o["columns"], o["sep"], o["no_header"], seed, o["target"], o["aux_in_train"], o["dedup"],
@@ -610,7 +611,8 @@ def demo(
     items: int = typer.Option(2000, help="simulated posts"),
     seeds: int = typer.Option(3, help="seeds per model (mean ± std)"),
     seed: int = typer.Option(0, help="base random seed"),
-    budget: float = typer.Option(120.0, help="soft time budget in seconds"),
+    budget: float = typer.Option(120.0, min=0.0, help="wall-clock budget for the whole run, in seconds: on a slow "
+                                 "or busy machine the schedule shrinks to fit and the report lists each cut"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the demo's models"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run folders go"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bars (default: on a terminal)"),

@@ -107,8 +107,9 @@ class Budget:
     def left(self) -> float:
         return self.seconds - (time.perf_counter() - self.start)
 
-    def part(self, fraction: float, prefix: str = "") -> "Budget":
-        return Budget(max(0.0, self.left()) * fraction, self.cuts, self.prefix + prefix)
+    def part(self, fraction: float, prefix: str = "", reserve: float = 0.0) -> "Budget":
+        """A ``fraction`` of what is left after ``reserve`` seconds are set aside."""
+        return Budget(max(0.0, self.left() - reserve) * fraction, self.cuts, self.prefix + prefix)
 
     def cut(self, what: str) -> None:
         self.cuts.append(self.prefix + what)
