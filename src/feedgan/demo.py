@@ -70,9 +70,10 @@ class DemoConfig:
     runs_dir: str = "runs"
 
 
-def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
-    t_start = time.perf_counter()
-    budget = Budget(cfg.budget_s)
+def run_demo(cfg: DemoConfig, progress: bool | None = None, spent_s: float = 0.0) -> Path:
+    """``spent_s``: seconds of the budget already gone before this call (the command's start-up)."""
+    t_start = time.perf_counter() - spent_s
+    budget = Budget(cfg.budget_s - spent_s)
     available = model_specs()
     unknown = sorted(set(cfg.models) - set(available))
     if unknown:
@@ -102,7 +103,7 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
         console.print(f"left out: {name}: {LEFT_OUT[name]}")
     console.print(f"tuning {len(specs)} models on validation, {cfg.seeds} seeds each, up to {cfg.max_trials} "
                   f"settings per model, in {budget.left():.0f} s left of the {cfg.budget_s:.0f} s budget")
-    reserve = REPORT_RESERVE * cfg.budget_s
+    reserve = max(REPORT_RESERVE * cfg.budget_s, 4.0)  # the closing stage takes a few seconds at any size
     with progress_bar(progress) as prog:
         leaderboard = run_bench(make_dataset, specs, seeds=cfg.seeds, metric=cfg.metric, max_trials=cfg.max_trials,
                                 budget=budget.part(LEADERBOARD_SHARE, reserve=reserve), seed=cfg.seed,
@@ -133,6 +134,21 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None) -> Path:
     if budget.cuts:
         console.print("the time budget cut: " + "; ".join(budget.cuts), soft_wrap=True)
     return run
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux; 0.0 where that cannot be read): the demo's
+    budget covers the interpreter's start and imports too."""
+    try:
+        import os
+
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def log(line: str) -> None:
