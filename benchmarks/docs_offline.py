@@ -127,6 +127,8 @@ def main() -> None:
 
 
 def write(result: dict) -> None:
+    from markers import write_section
+
     from feedgan.io import atomic_open
 
     with atomic_open(OUT) as fh:
@@ -134,14 +136,9 @@ def write(result: dict) -> None:
     rows = [f"| `{path}` | {p['operations_rendered']} of {p['operations_in_schema']} | "
             f"{'yes' if p['title_rendered'] else '**no**'} | {p['seconds']:.1f} | {'ok' if p['ok'] else '**blank**'} |"
             for path, p in result["pages"].items()]
-    lines = [BEGIN, "", "| page | operations rendered | title rendered | seconds | result |", "|---|---:|---|---:|---|",
-             *rows, "", f"{result['chromium']}, headless, {result['network']}; measured by `{COMMAND}`.", "", END]
-    text = DOC.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOC}: the docs-offline markers are missing; put {BEGIN!r} and {END!r} where the table goes")
-    head, rest = text.split(BEGIN, 1)
-    with atomic_open(DOC) as fh:
-        fh.write(head + "\n".join(lines) + rest.split(END, 1)[1])
+    lines = ["", "| page | operations rendered | title rendered | seconds | result |", "|---|---:|---|---:|---|",
+             *rows, "", f"{result['chromium']}, headless, {result['network']}; measured by `{COMMAND}`.", ""]
+    write_section(DOC, BEGIN, END, lines, "docs-offline")
 
 
 if __name__ == "__main__":

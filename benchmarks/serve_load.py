@@ -196,9 +196,9 @@ def measure(names: list[str], seconds: float, clients: int) -> dict | None:
 
 def write_doc(saved: dict) -> None:
     """The table between the markers of docs/serve.md, each row against the targets."""
-    from feedgan.io import atomic_open
+    from markers import write_section
 
-    lines = [BEGIN, "", "| phase | request | requests/s | p50 ms | p90 ms | p99 ms | errors | targets |",
+    lines = ["", "| phase | request | requests/s | p50 ms | p90 ms | p99 ms | errors | targets |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     commands = []
     for name, r in saved["phases"].items():
@@ -211,13 +211,8 @@ def write_doc(saved: dict) -> None:
                              f"| {x['errors']} | {_verdict(r, kind)} |")
     lines += ["", f"Targets ({saved['cpus']} CPU cores): p99 under {TARGETS['p99_ms']:.0f} ms on every row; at least "
               f"{TARGETS['reads_per_s']:.0f} requests/s on the recommendation rows. Measured by "
-              + "; ".join(f"`{c}`" for c in commands) + " (traffic to 127.0.0.1 only).", "", END]
-    text = DOC.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOC}: the serve-load markers are missing; put {BEGIN!r} and {END!r} where the table goes")
-    head, rest = text.split(BEGIN, 1)
-    with atomic_open(DOC) as fh:
-        fh.write(head + "\n".join(lines) + rest.split(END, 1)[1])
+              + "; ".join(f"`{c}`" for c in commands) + " (traffic to 127.0.0.1 only).", ""]
+    write_section(DOC, BEGIN, END, lines, "serve-load")
 
 
 def _verdict(r: dict, kind: str) -> str:
