@@ -68,6 +68,16 @@ def test_copy_real_is_caught_by_every_measure(split):
     assert out["mia_shadow"]["auc"] > 0.95
 
 
+def test_copying_half_the_members_halves_the_attack_advantage(split):
+    train, holdout = split
+    half = copy_sample(train, n=train.n_users // 2)
+    # copied members sit at distance 0 and outrank everyone; the other members look like non-members:
+    # AUC = 1/2 * 1 + 1/2 * 1/2 = 3/4 (less a little for non-members that collide with a copy)
+    assert distance_attack(train, holdout, half)["auc"] == pytest.approx(0.75, abs=0.03)
+    share = distance_to_closest_record(train, holdout, half)["closer_to_train_share"]
+    assert share > 0.95  # every synthetic user is still a train user
+
+
 def test_an_independent_sampler_looks_private(split):
     train, holdout = split
     synth = independent_sample(train, holdout.n_users, seed=1)
