@@ -45,14 +45,14 @@ def copy_real(p: Profiles, n: int, seed: int = 0) -> Profiles:
 
 
 def independent(p: Profiles, n: int, seed: int = 0) -> Profiles:
-    """Profile sizes from ``p``, items by ``p``'s popularity, one ``view`` action."""
+    """Profile sizes from ``p``, items by ``p``'s popularity, all as ``p``'s first action."""
     rng = np.random.default_rng(seed)
     u = p.union()
     sizes, pop = rng.choice(u.getnnz(1), n), u.getnnz(0) + 1e-3
     cols = [rng.choice(p.n_items, s, replace=False, p=pop / pop.sum()) for s in sizes]
     rows = np.repeat(np.arange(n), sizes)
     m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate(cols))), shape=(n, p.n_items))
-    return Profiles(np.array([f"synth-{i:07d}" for i in range(n)]), p.items, {"view": m})
+    return Profiles(np.array([f"synth-{i:07d}" for i in range(n)]), p.items, {p.action_names[0]: m})
 
 
 def main() -> None:

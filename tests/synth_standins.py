@@ -32,7 +32,7 @@ def copy_sample(p: Profiles, n: int | None = None, seed: int = 0) -> Profiles:
 
 def independent_sample(p: Profiles, n: int, seed: int = 0, *, uniform: bool = False) -> Profiles:
     """Popularity x activity: each user's profile size drawn from ``p``'s, its items drawn without
-    replacement by ``p``'s item popularity (or uniformly), all as one ``view`` action."""
+    replacement by ``p``'s item popularity (or uniformly), all as ``p``'s first action."""
     rng = np.random.default_rng(seed)
     sizes = rng.choice(p.union().getnnz(1), n)
     pop = p.union().getnnz(0).astype(np.float64) + 1e-3
@@ -40,4 +40,4 @@ def independent_sample(p: Profiles, n: int, seed: int = 0, *, uniform: bool = Fa
     cols = [rng.choice(p.n_items, min(s, p.n_items), replace=False, p=prob) for s in sizes]
     rows = np.repeat(np.arange(n), [len(c) for c in cols])
     m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate(cols))), shape=(n, p.n_items))
-    return Profiles(np.array([f"synth-{i:07d}" for i in range(n)]), p.items, {"view": m})
+    return Profiles(np.array([f"synth-{i:07d}" for i in range(n)]), p.items, {p.action_names[0]: m})
