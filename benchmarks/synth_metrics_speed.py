@@ -25,7 +25,12 @@ from feedgan.data.simulate import SimulationConfig, simulate
 from feedgan.synth import Profiles
 from feedgan.synth.detect import detection
 from feedgan.synth.fidelity import fidelity
-from feedgan.synth.privacy import distance_attack, distance_to_closest_record, exact_copies, shadow_attack
+from feedgan.synth.privacy import (
+    distance_attack,
+    distance_to_closest_record,
+    exact_copies,
+    shadow_attack,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data"))
@@ -68,16 +73,16 @@ def main() -> None:
     controls = {"copy": (copy_real(train, N_SYNTH), lambda q: copy_real(q, q.n_users, seed=7)),
                 "independent": (independent(train, N_SYNTH, seed=1), lambda q: independent(q, q.n_users, seed=7))}
     for name, (synth, refit) in controls.items():
-        steps = {"fidelity": lambda: fidelity(holdout, synth, train),
-                 "detection (synth + ceiling)": lambda: detection(holdout, synth, train),
-                 "exact_copies": lambda: exact_copies(train, holdout, synth),
-                 "dcr": lambda: distance_to_closest_record(train, holdout, synth),
-                 "mia_distance": lambda: distance_attack(train, holdout, synth),
-                 "mia_shadow (incl. refit)": lambda: shadow_attack(train, holdout, synth, refit)}
+        steps = {"fidelity": (fidelity, holdout, synth, train),
+                 "detection (synth + ceiling)": (detection, holdout, synth, train),
+                 "exact_copies": (exact_copies, train, holdout, synth),
+                 "dcr": (distance_to_closest_record, train, holdout, synth),
+                 "mia_distance": (distance_attack, train, holdout, synth),
+                 "mia_shadow (incl. refit)": (shadow_attack, train, holdout, synth, refit)}
         secs, figs = {}, {}
-        for step, run in steps.items():
+        for step, (func, *inputs) in steps.items():
             t = time.perf_counter()
-            figs[step] = run()
+            figs[step] = func(*inputs)
             secs[step] = round(time.perf_counter() - t, 2)
         secs["total"] = round(sum(secs.values()), 2)
         result["seconds"][name], result["figures"][name] = secs, figs

@@ -10,9 +10,16 @@ import scipy.sparse as sp
 from synth_standins import copy_sample, independent_sample, sim_profiles
 
 from feedgan.data.schema import DataError
-from feedgan.synth import Profiles, privacy as priv
-from feedgan.synth.privacy import (distance_attack, distance_to_closest_record, exact_copies, nearest_distances,
-                                   privacy, shadow_attack)
+from feedgan.synth import Profiles
+from feedgan.synth import privacy as priv
+from feedgan.synth.privacy import (
+    distance_attack,
+    distance_to_closest_record,
+    exact_copies,
+    nearest_distances,
+    privacy,
+    shadow_attack,
+)
 
 AUC_TOL, SHARE_TOL = 0.07, 0.08
 
@@ -40,7 +47,7 @@ def test_nearest_distances_match_sets_and_survive_blocking(monkeypatch):
     b = sp.csr_matrix(rng.random((17, 15)) < 0.3, dtype=np.float32)
     a = sp.vstack([a[:3], sp.csr_matrix((1, 15)), a[4:]]).tocsr()  # an empty profile: distance 1 from everything
     sa, sb = [set(r.indices) for r in a], [set(r.indices) for r in b]
-    jd = lambda x, y: 1 - len(x & y) / len(x | y) if x | y else 1.0  # noqa: E731
+    jd = lambda x, y: 1 - len(x & y) / len(x | y) if x | y else 1.0
     want = np.sort([[jd(x, y) for y in sb] for x in sa], axis=1)[:, :3]
     monkeypatch.setattr(priv, "CHUNK_CELLS", 40)  # blocks of two rows
     assert np.allclose(nearest_distances(a, b, k=3), want, atol=1e-6)
@@ -81,7 +88,7 @@ def test_copying_half_the_members_halves_the_attack_advantage(split):
 def test_an_independent_sampler_looks_private(split):
     train, holdout = split
     synth = independent_sample(train, holdout.n_users, seed=1)
-    fit = lambda p: independent_sample(p, p.n_users, seed=2)  # noqa: E731
+    fit = lambda p: independent_sample(p, p.n_users, seed=2)
     out = privacy(train, holdout, synth, fit_sample=fit)
     assert out["exact_copies"]["synth_rate"] <= out["exact_copies"]["natural_rate"] + 0.02
     assert out["dcr"]["expected_if_private"] == pytest.approx(0.5, abs=0.01)  # 591 vs 591 users

@@ -102,7 +102,7 @@ def c2st(real: Profiles, synth: Profiles, *, classifier: str = "hgb", folds: int
             clf = _classifier(classifier, seed).fit(x[fit], y[fit])
             aucs.append(float(roc_auc_score(y[test], clf.predict_proba(x[test])[:, 1])))
     return {"auc_mean": float(np.mean(aucs)), "auc_std": float(np.std(aucs)), "fold_aucs": aucs,
-            "n_per_class": int(len(ia)), "classifier": classifier, "features": names}
+            "n_per_class": len(ia), "classifier": classifier, "features": names}
 
 
 def sdmetrics_detection(real: Profiles, synth: Profiles, *, seed: int = 0) -> dict:
@@ -116,7 +116,7 @@ def sdmetrics_detection(real: Profiles, synth: Profiles, *, seed: int = 0) -> di
     meta = {"columns": {c: {"sdtype": "numerical"} for c in cols}}
     try:
         score = LogisticDetection.compute(pd.DataFrame(xa, columns=cols), pd.DataFrame(xb, columns=cols), meta)
-    except Exception as err:  # an optional outside check: its failure is reported, not raised
+    except Exception as err:  # noqa: BLE001 (an optional outside check: its failure is reported, not raised)
         return {"skipped": f"sdmetrics LogisticDetection failed: {type(err).__name__}: {err}"}
     return {"score": float(score), "metric": "sdmetrics.single_table.LogisticDetection"}
 

@@ -185,7 +185,7 @@ def fidelity(real: Profiles, synth: Profiles, reference: Profiles, *, funnel: Se
     out["long_tail_share"] = {name: long_tail_share(p, head) for name, p in sets.items()}
 
     names = list(dict.fromkeys([*real.action_names, *synth.action_names, *reference.action_names]))
-    mix = lambda p: np.array([p.actions[a].nnz if a in p.actions else 0 for a in names])  # noqa: E731
+    mix = lambda p: np.array([p.actions[a].nnz if a in p.actions else 0 for a in names])
     out["action_mix_1_minus_tvd"] = _compare(mix, real, synth, reference, tvd_similarity)
 
     out["funnel"] = _funnel(sets, list(funnel) if funnel is not None else funnel_order(real))
@@ -206,7 +206,7 @@ def fidelity(real: Profiles, synth: Profiles, reference: Profiles, *, funnel: Se
     real_nb = neighbours(real.union(), items, k)
     out["cooccurrence_overlap"] = {"synth": neighbour_overlap(real_nb, neighbours(synth.union(), items, k)),
                                    "ceiling": neighbour_overlap(real_nb, neighbours(reference.union(), items, k)),
-                                   "items": int(len(items)), "k": int(k)}
+                                   "items": len(items), "k": int(k)}
     return out
 
 
@@ -218,7 +218,12 @@ def _funnel(sets: dict[str, Profiles], order: list[str]) -> dict:
             r = rates["real"]
             if r is None:
                 continue
-            sim = lambda x: None if x is None else float(1.0 - abs(x - r))  # noqa: E731
             out[f"{b}|{a}"] = {"real_rate": r, "synth_rate": rates["synth"], "reference_rate": rates["reference"],
-                               "synth": sim(rates["synth"]), "ceiling": sim(rates["reference"])}
+                               "synth": _rate_similarity(r, rates["synth"]),
+                               "ceiling": _rate_similarity(r, rates["reference"])}
     return out
+
+
+def _rate_similarity(real: float, other: float | None) -> float | None:
+    """1 - TVD of two Bernoulli distributions: 1 - |p - q|."""
+    return None if other is None else float(1.0 - abs(other - real))

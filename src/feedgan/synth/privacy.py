@@ -79,7 +79,7 @@ def _equal_sizes(x: Profiles, y: Profiles, seed: int) -> tuple[Profiles, Profile
     """Subsample the larger of two sets to the size of the smaller (positions kept sorted)."""
     rng = np.random.default_rng(seed)
     n = min(x.n_users, y.n_users)
-    pick = lambda p: p if p.n_users == n else p.subset(np.sort(rng.choice(p.n_users, n, replace=False)))  # noqa: E731
+    pick = lambda p: p if p.n_users == n else p.subset(np.sort(rng.choice(p.n_users, n, replace=False)))
     return pick(x), pick(y)
 
 
