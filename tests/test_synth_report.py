@@ -1,0 +1,41 @@
+"""The synthetic-users report: every family of figures, the goals checked, a page with plots."""
+import pytest
+
+from feedgan.synth.report import GOALS, assess, check_goals, write_html
+from synth_standins import copy_sample, independent_sample, sim_profiles
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return sim_profiles(n_users=900, n_items=200, seed=3).split_users((0.5, 0.25, 0.25), seed=0)
+
+
+def fake_utility(ratio):
+    return lambda train, synth, test: {"models": {"ease": {"ratio": {"ndcg@20": ratio}},
+                                                  "itemknn": {"ratio": {"ndcg@20": ratio + 0.02}}}}
+
+
+def test_a_copy_of_train_fails_privacy_and_an_independent_sampler_passes_it(parts, tmp_path):
+    train, holdout, test = parts
+    copied = assess(train, holdout, copy_sample(train), test=test, utility=fake_utility(1.0))
+    assert copied["privacy"]["exact_copies"]["synth_rate"] > 0.9
+    assert copied["goals"]["membership_auc"]["met"] is False and copied["goals"]["tstr_ratio"]["value"] == 1.01
+    fresh = assess(train, holdout, independent_sample(train, holdout.n_users, seed=1))
+    assert fresh["goals"]["membership_auc"]["met"] is True  # it never saw anyone: ~0.5
+    assert fresh["goals"]["tstr_ratio"] == {"value": None, "goal": f">= {GOALS['tstr_ratio_min']}", "met": None}
+    assert set(fresh["seconds"]) == {"fidelity", "detection", "privacy"}
+    write_html(tmp_path / "report.html", copied, train, holdout, copy_sample(train), "copy")
+    page = (tmp_path / "report.html").read_text()
+    for heading in ("Goals", "Fidelity", "Two-sample test", "Privacy", "Utility", "Time"):
+        assert f"<h2>{heading}" in page
+    assert page.count("<img") == 1 and "activity_1_minus_tvd" in page
+
+
+def test_goals_read_the_worst_attack_and_the_mean_utility_ratio():
+    result = {"detection": {"synth": {"auc_mean": 0.61}},
+              "privacy": {"mia_distance": {"auc": 0.52}, "mia_shadow": {"auc": 0.57}},
+              "utility": {"models": {"a": {"ratio": {"ndcg@20": 0.8}}, "b": {"ratio": {"ndcg@20": 1.0}}}}}
+    goals = check_goals(result)
+    assert goals["membership_auc"]["value"] == 0.57 and goals["membership_auc"]["met"] is False
+    assert goals["two_sample_auc"]["met"] is False and goals["tstr_ratio"]["value"] == pytest.approx(0.9)
+    assert goals["tstr_ratio"]["met"] is True
