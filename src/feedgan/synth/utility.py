@@ -27,9 +27,10 @@ users, once on the synthetic users, and scores both on the same real test users 
 Augmentation of sparse users
 ----------------------------
 :func:`augmentation` asks whether synthetic users give sparse real users more signal. For each of
-``seeds`` seeds, every real user's pairs are cut by the same per-user holdout (a share ``holdout``
-held out as test items); *sparse users* have 1..``max_interactions`` training pairs and at least
-one test item. Each method adds up to ``m`` items to each sparse user's training row, the model is
+``seeds`` seeds, the real users' pairs are cut by the same per-user holdout (a share ``holdout``
+held out as test items): the ``test`` users' when given (users the generator never saw; the
+``train`` users then stay whole in the fitted matrix), else the ``train`` users'. *Sparse users*
+have 1..``max_interactions`` training pairs and at least one test item. Each method adds up to ``m`` items to each sparse user's training row, the model is
 refitted on the augmented matrix and the sparse users are scored on their test items:
 
 - ``generated``: the ``neighbours`` synthetic profiles nearest to the user by Jaccard similarity
@@ -336,7 +337,7 @@ def _popular_items(kept: sp.csr_matrix, users: np.ndarray, m: int) -> np.ndarray
     pop = np.asarray(kept.sum(0)).ravel()  # (n_items,)
     rank = np.empty(len(pop), dtype=np.float32)  # ties broken by item index, the same order for everyone
     rank[np.argsort(-pop, kind="stable")] = np.arange(len(pop), 0, -1)
-    return top_n(np.broadcast_to(rank, (len(users), len(pop))), m, exclude=kept[users])[0]
+    return top_n(np.tile(rank, (len(users), 1)), m, exclude=kept[users])[0]
 
 
 def _generated_items(known: sp.csr_matrix, S: sp.csr_matrix, m: int, neighbours: int,
