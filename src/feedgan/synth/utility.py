@@ -62,6 +62,7 @@ from ..data.dataset import Dataset, IdMap, Part
 from ..data.schema import DataError
 from ..data.split import TEST, TRAIN, split
 from ..eval.metrics import evaluate
+from ..eval.protocol import ModelSpec
 from ..ranking import ranking_metrics
 from ..rec.base import Recommender, registry, top_n
 from .profiles import Profiles
@@ -150,10 +151,8 @@ def _check_models(models: Iterable[str]) -> tuple[str, ...]:
 
 
 def _build(name: str, params: dict, seed: int) -> Recommender:
-    model = registry()[name](**{k: v for k, v in params.items() if k != "aux"})
-    if "seed" in model.get_params():
-        model.set_params(seed=seed)
-    return model
+    """A fresh model; unknown hyperparameters are one clear ValueError (ModelSpec.build)."""
+    return ModelSpec(registry()[name]).build(params, seed)
 
 
 def _fixed_params(models: tuple[str, ...], params: dict | None) -> dict[str, dict]:
@@ -190,6 +189,8 @@ def tstr(train: Profiles, synth: Profiles, test: Profiles, *, models: Iterable[s
     ``tune``: choose them instead on a validation fold-in of ``valid_users`` of the real train
     users, from at most ``max_trials`` settings of each benchmark grid."""
     models = _check_models(models)
+    if tune and params:
+        raise ValueError("pass params= (fixed hyperparameters) or tune=True (chosen on validation), not both")
     items = train.items
     X_real = _union(_catalogue_matrices(train, items, action, "real train"))
     X_synth = _union(_catalogue_matrices(synth, items, action, "synthetic"))
@@ -243,9 +244,8 @@ def _tuned(train: Profiles, items, action, models, seed: int, held_out: float, v
     for name in models:
         spec = specs.get(name)
         settings = spec.settings(max_trials, np.random.default_rng(seed)) if spec else [{}]
-        trials = [(evaluate(_build(name, p, seed).fit(X_fit), ds, "valid", ks=(K,))[f"ndcg@{K}"], i)
-                  for i, p in enumerate(settings)]
-        chosen[name] = settings[max(trials)[1]]
+        ndcg = [evaluate(_build(name, p, seed).fit(X_fit), ds, "valid", ks=(K,))[f"ndcg@{K}"] for p in settings]
+        chosen[name] = settings[int(np.argmax(ndcg))]  # the first best setting
     return chosen
 
 
