@@ -99,6 +99,8 @@ def test_tstr_refuses_bad_input_in_one_line(parts):
         tstr(train, train, test, action="buy")
     with pytest.raises(ValueError, match="unknown recommender\\(s\\) \\['svd'\\]"):
         tstr(train, train, test, models=("ease", "svd"))
+    with pytest.raises(ValueError, match="\\['bpr'\\] cannot fold in users unseen at fit"):
+        tstr(train, train, test, models=("ease", "bpr"))
     with pytest.raises(ValueError, match="ease has no hyperparameter\\(s\\) \\['lambda'\\]"):
         tstr(train, train, test, models=("ease",), params={"ease": {"lambda": 3.0}})
 

@@ -189,6 +189,10 @@ def tstr(train: Profiles, synth: Profiles, test: Profiles, *, models: Iterable[s
     ``tune``: choose them instead on a validation fold-in of ``valid_users`` of the real train
     users, from at most ``max_trials`` settings of each benchmark grid."""
     models = _check_models(models)
+    no_fold_in = [m for m in models if not registry()[m].fold_in]
+    if no_fold_in:
+        raise ValueError(f"{no_fold_in} cannot fold in users unseen at fit, and the real test users are scored "
+                         f"by fold-in; use models that can, e.g. {list(TSTR_MODELS)}")
     if tune and params:
         raise ValueError("pass params= (fixed hyperparameters) or tune=True (chosen on validation), not both")
     items = train.items
