@@ -216,9 +216,11 @@ def test_bench_without_aux_in_train(sim_log, tmp_path):
     res = invoke("bench", "--data", sim_log, "--target", "like", "--aux", "view", "--no-aux-in-train",
                  "--models", "seen-first", "--seeds", 1, "--runs-dir", tmp_path, "--no-progress")
     assert res.exit_code == 0, res.output
-    row = json.loads((next(tmp_path.glob("*-bench")) / "results.json").read_text())["rows"][0]
+    run = next(tmp_path.glob("*-bench"))
+    row = json.loads((run / "results.json").read_text())["rows"][0]
     # the held-out like's view is held out with it: the rule has nothing to find
     assert row["test"]["hitrate@10"]["mean"] < 0.2
+    assert "split, 1 seed)" in (run / "results.md").read_text()  # one seed is not "1 seeds"
 
 
 @pytest.mark.parametrize("args,needle", [

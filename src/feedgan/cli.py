@@ -423,7 +423,7 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
     show = [f"{m}@{k}" for m in (("hitrate", "recall", "ndcg") if o["target"] else ("precision", "recall", "ndcg"))
             for k in cut]
     what = f"target {o['target']}, aux {','.join(aux_w) or 'none'}, " if o["target"] else ""
-    title = f"{Path(data).name} ({what}{split} split, {seeds} seeds)"
+    title = f"{Path(data).name} ({what}{split} split, {seeds} seed{'s' if seeds != 1 else ''})"
     if o["save_models"] and not (run / "dataset").exists():
         first.save(run / "dataset")
     finished = list(done)
