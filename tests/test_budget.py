@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 import feedgan.eval.bench as bench
 from feedgan.eval.protocol import ModelSpec
 from feedgan.gan import TimeLimit
-from feedgan.rec.baselines import EASE, MostPopular
+from feedgan.rec.baselines import EASE, MostPopular, PureSVD
 from feedgan.rec.bpr import BPR
 from rec_contract import contract_dataset
 
@@ -67,11 +68,27 @@ def test_budget_parts_share_one_list_of_cuts():
 
 
 def test_a_deterministic_model_on_one_predefined_split_runs_once_and_the_table_says_so(ds):
-    specs = [ModelSpec(EASE, grid={"l2": [10.0]}), ModelSpec(BPR, fixed={"epochs": 2, "factors": 4, "batch_size": 64})]
+    specs = [ModelSpec(EASE, grid={"l2": [10.0]}), ModelSpec(BPR, fixed={"epochs": 2, "factors": 4, "batch_size": 64}),
+             ModelSpec(PureSVD, fixed={"factors": 4}, label="svd4")]
     rows = {r["model"]: r for r in bench.run_bench(lambda s: ds, specs, seeds=3, ks=(5,), metric="ndcg@5")}
     assert rows["ease"]["runs"] == 1 and rows["ease"]["deterministic"] and rows["ease"]["seeds"] == 3
+    # PureSVD's seed only starts the solver: the same subspace, the same scores
+    assert rows["svd4"]["runs"] == 1 and rows["svd4"]["deterministic"]
+    one, other = PureSVD(factors=4, seed=0).fit(ds), PureSVD(factors=4, seed=7).fit(ds)
+    users = np.arange(ds.n_users)
+    np.testing.assert_allclose(one.score(users, ds.history("test")), other.score(users, ds.history("test")),
+                               atol=1e-5)
     assert rows["bpr"]["runs"] == 3 and not rows["bpr"]["deterministic"]  # its seed changes the fit
     md = bench.results_markdown(list(rows.values()), ["ndcg@5"])
     ease_line = next(line for line in md.splitlines() if line.startswith("| ease |"))
     assert "| 1 (deterministic) |" in ease_line
     assert "| 3 |" in next(line for line in md.splitlines() if line.startswith("| bpr |"))
+
+
+def test_progress_lines_name_the_variant_not_its_class(ds, capsys):
+    from feedgan.progress import LineProgress
+
+    spec = ModelSpec(EASE, grid={"l2": [10.0]}, label="ease-variant")
+    bench.run_bench(lambda s: ds, [spec], seeds=1, ks=(5,), metric="ndcg@5", progress=LineProgress(every_s=0))
+    err = capsys.readouterr().err
+    assert "evaluate ease-variant on test" in err and "evaluate ease on" not in err

@@ -49,6 +49,24 @@ def test_inspect_counts_rows_read_and_merged_by_the_dedup_rule(tmp_path):
     assert re.search(r"rows read[\s│]+3\b", table) and re.search(r"rows kept \(merged, filtered\)[\s│]+2\b", table)
 
 
+def test_a_positional_rating_keeps_the_largest_of_repeated_rows_and_a_count_adds_up(tmp_path):
+    f = tmp_path / "ratings.csv"  # user,item,date,rating,votes; user 1 rated item 2 twice (3, then 2)
+    f.write_text("1,2,2020-01-01,3,0\n1,2,2020-02-01,2,1\n1,3,2020-01-05,5,0\n")
+
+    def inspect(mapping, *more):
+        res = invoke("data", "inspect", f, "--format", "csv", "--no-header", "--columns", mapping, "--json", *more)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    rated = inspect("user=0,item=1,rating=3", "--positive-threshold", 4)
+    assert rated["rows"] == 1 and rated["by_action"] == {"rate": 1}  # 3 and 2 stay 3: below the threshold
+    assert inspect("user=0,item=1,rating=3")["notes"]["dedup"] == "rate: max"
+    counted = inspect("user=0,item=1,weight=3")
+    assert counted["notes"]["dedup"] == "view: sum" and counted["by_action"] == {"view": 2}  # a count adds up
+    res = invoke("data", "inspect", f, "--format", "csv", "--no-header", "--columns", "user=0,item=1,rating=3,weight=4")
+    assert res.exit_code == 2 and "both rating= and weight=" in res.output
+
+
 def test_unknown_dedup_is_one_line_before_reading(tmp_path):
     res = invoke("data", "inspect", tmp_path / "missing.txt", "--dedup", "mean")
     assert res.exit_code != 0 and "unknown --dedup 'mean'" in res.output and "Traceback" not in res.output

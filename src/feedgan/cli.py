@@ -112,7 +112,8 @@ def _columns(spec: Optional[str], flag: str = "--columns",
 
 
 COLUMNS = typer.Option(None, help="column mapping by name or 0-based position, e.g. user=uid,item=post_id "
-                                  "or user=0,item=1,weight=3")
+                                  "or user=0,item=1,rating=3 (rating= a rating: repeats keep the largest; "
+                                  "weight= a count: repeats add up)")
 SEP = typer.Option(None, "--sep", help="csv/tsv/uir field separator: one character, or 'whitespace'")
 NO_HEADER = typer.Option(False, "--no-header", help="csv/tsv: the first line is data (map --columns by position)")
 DEDUP = typer.Option("auto", "--dedup", help="merge repeated (user, item, action) rows: auto (ratings max, counts "

@@ -48,7 +48,7 @@ ADVERSARIAL_BASE = {"easegan": "ease"}
 # A short EASE-GAN schedule (the benchmarks use the full one). Every iterative model chooses its
 # epoch on validation here, which also lets a tight budget stop its training early (TimeLimit).
 DEMO_FIXED = {"easegan": dict(epochs=6, eval_every=2, patience=2, batch_size=256),
-              "bpr": dict(eval_every=5, patience=3), "multvae": dict(eval_every=5, patience=3)}
+              "bpr": dict(eval_every=2, patience=4), "multvae": dict(eval_every=2, patience=4)}
 LEADERBOARD_SHARE = 0.75  # of the budget left after simulating (less the reserve); the per-action part the rest
 REPORT_RESERVE = 0.06     # of the budget, kept for the examples, saved models and the report at the end
 

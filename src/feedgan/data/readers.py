@@ -311,10 +311,17 @@ def _map_columns(df: pd.DataFrame, columns: dict[str, str | int] | None, source:
     df = df.rename(columns=lambda c: str(c).strip())  # a headerless file's columns are "0", "1", ...
     _check_header(source, list(df.columns))  # " user" and "user" (or two jsonl spellings) are one name now
     rename: dict[str, str] = {}
-    for ours, theirs in (columns or {}).items():
+    columns = dict(columns or {})
+    rated = "rating" in columns  # rating=COL: the weight column, read as a rating (action "rate")
+    if rated:
+        if "weight" in columns:
+            raise DataError("the mapping names both rating= and weight=", file=source,
+                            fix="map the column once: rating= for a rating, weight= for a count")
+        columns["weight"] = columns.pop("rating")
+    for ours, theirs in columns.items():
         if ours not in OURS:
-            raise DataError(f"unknown column name {ours!r} in the mapping; ours are {list(OURS)}", file=source,
-                            fix="map our names to yours, e.g. --columns user=uid,item=post_id")
+            raise DataError(f"unknown column name {ours!r} in the mapping; ours are {[*OURS, 'rating']}",
+                            file=source, fix="map our names to yours, e.g. --columns user=uid,item=post_id")
         if isinstance(theirs, int):
             if not 0 <= theirs < len(df.columns):
                 raise DataError(f"column position {theirs} (for {ours}) is out of range: the file has "
@@ -335,7 +342,7 @@ def _map_columns(df: pd.DataFrame, columns: dict[str, str | int] | None, source:
         _check_header_is_names(source, list(df.columns), [k for k, v in rename.items() if v in ("user", "item")])
     keep = [c for c in df.columns if c in rename or c.lower() not in OURS]
     weight_from = next((k for k, v in rename.items() if v == "weight"), "")
-    action = "rate" if weight_from.lower() == "rating" else "view"
+    action = "rate" if rated or weight_from.lower() == "rating" else "view"
     return df[keep].rename(columns=rename), action
 
 

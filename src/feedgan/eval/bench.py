@@ -204,7 +204,8 @@ def _bench_model(spec: ModelSpec, data: Callable[[int], Dataset], *, seeds: int,
     limit = TimeLimit(float("inf") if share_s is None else share_s)
     with limit:
         params = params_for(data(seed), seed)
-        seeded = "seed" in spec.build(params).get_params()
+        model = spec.build(params)
+        seeded = "seed" in model.get_params() and type(model).seed_matters
         runs: list[dict] = []
         chosen: list[dict] = []
         repeats = False

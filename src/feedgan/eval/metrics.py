@@ -20,7 +20,7 @@ MASKS = ("target", "all")
 
 def evaluate(model, dataset, part: str = "test", ks: Iterable[int] = (5, 10, 20), *, batch_size: int = 2048,
              history: sp.csr_matrix | None = None, action: str | None = None, mask: str = "target",
-             progress=None) -> dict[str, float]:
+             progress=None, label: str | None = None) -> dict[str, float]:
     """Full-ranking evaluation of a fitted model on ``dataset``'s ``part``.
 
     The history a user's list excludes (and, for fold-in models, the input) defaults to
@@ -31,7 +31,8 @@ def evaluate(model, dataset, part: str = "test", ks: Iterable[int] = (5, 10, 20)
     held-out pairs. The model then reads its target and auxiliary histories per action, and
     ``mask`` says which items are excluded from the lists: ``"target"`` the user's items of that
     action (the published multi-behaviour protocol), ``"all"`` every item the user touched through
-    any action (stricter: an item already viewed cannot be "predicted").
+    any action (stricter: an item already viewed cannot be "predicted"). ``label`` names the model
+    on the progress line (a variant such as ``ease-stacked`` rather than its class's ``ease``).
     """
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
@@ -53,7 +54,7 @@ def evaluate(model, dataset, part: str = "test", ks: Iterable[int] = (5, 10, 20)
     pop = np.asarray((dataset.matrix("train").getnnz(0))).ravel() / max(1, dataset.n_users)
     pop_sum = {k: 0.0 for k in ks}
     pop_slots = {k: 0 for k in ks}  # filled slots only (-1 = nothing left to recommend)
-    task = progress.add_task(f"evaluate {getattr(model, 'name', 'model')} on {part}", total=len(users)) \
+    task = progress.add_task(f"evaluate {label or getattr(model, 'name', 'model')} on {part}", total=len(users)) \
         if progress is not None else None
     for start in range(0, len(users), batch_size):
         u = users[start:start + batch_size]

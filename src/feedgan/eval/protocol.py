@@ -111,7 +111,7 @@ def refit_and_test(spec: ModelSpec, params: dict, dataset: Dataset, *, ks=(5, 10
     model = spec.build(params, seed).fit(dataset, parts=_fit_parts(dataset), **spec.fit_kwargs(params))
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    scores = evaluate(model, dataset, "test", ks, mask=masks[0], progress=progress)
+    scores = evaluate(model, dataset, "test", ks, mask=masks[0], progress=progress, label=spec.name)
     out = {"test": scores, "fit_s": fit_s, "eval_s": time.perf_counter() - t1, "model": model}
     if dataset.target_action is not None:
         for m in masks[1:]:

@@ -97,6 +97,9 @@ class Recommender:
 
     name: ClassVar[str] = "recommender"
     fold_in: ClassVar[bool] = True
+    # False where a ``seed`` hyperparameter cannot change the scores (it only starts a solver whose
+    # answer is unique): the same data then gives the same numbers under every seed
+    seed_matters: ClassVar[bool] = True
     # models that pick their own training length on validation (early stopping) get the dataset's
     # valid part as ``_fit(X, valid=...)`` when fitted on train alone
     uses_validation: ClassVar[bool] = False

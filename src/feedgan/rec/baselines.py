@@ -133,6 +133,8 @@ class PureSVD(Recommender):
 
     name = "puresvd"
 
+    seed_matters = False  # the seed only draws svds' start vector; the top-k subspace is the same
+
     def __init__(self, factors: int = 64, seed: int = 0):
         self.factors, self.seed = factors, seed
 
