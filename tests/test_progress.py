@@ -42,6 +42,7 @@ def test_train_off_a_terminal_prints_a_line_per_epoch_with_the_validation_score(
     ticks = re.findall(r"^(?:GAN|fit).*: (\d+)/(\d+), valid ([\d.]+), [\d.]+s(?:, eta \d+s)?$", res.output, re.M)
     assert [int(done) for done, _, _ in ticks] == list(range(1, int(ticks[-1][1]) + 1)), res.output
     assert re.search(r"^evaluate easegan on valid: \d+/\d+, [\d.]+s$", res.output, re.M)
+    assert re.search(r"^chosen on validation: epochs=\d+$", res.output, re.M)
 
 
 def test_line_progress_is_throttled_but_keeps_the_last_line(capsys):

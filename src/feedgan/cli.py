@@ -539,6 +539,7 @@ def train(
         t0 = time.perf_counter()
         rec.fit(ds, aux=aux_w or None, progress=prog)
         metrics["fit_s"] = time.perf_counter() - t0
+        metrics["selected"] = rec.selected_params()  # what validation chose inside the fit (an epoch count)
         metrics["valid"] = score(rec, ds, "valid", progress=prog)
         if final:
             chosen = {**rec.get_params(), **rec.selected_params()}
@@ -550,6 +551,9 @@ def train(
     ds.save(run / "dataset")
     rec.save(run / "models" / model)
     write_json(run / "metrics.json", metrics)
+    if metrics["selected"]:
+        console.print("chosen on validation: " + ", ".join(f"{k}={v}" for k, v in metrics["selected"].items()),
+                      highlight=False, markup=False)
     for part in ("valid", "test"):
         if part in metrics:
             console.print(_score_line(part, metrics[part]), highlight=False, soft_wrap=True)
