@@ -1,0 +1,149 @@
+"""Synthetic users on real data: every generator's fidelity, two-sample AUC, privacy and utility.
+
+    PYTHONPATH=src python benchmarks/synth.py --datasets sim,ml1m,lastfm,tmall --generators copy,independent,vae,gan
+
+Each data set's users are split by user into train / holdout / test (0.6 / 0.2 / 0.2, seeded); every
+generator is fitted on the train users only and samples as many users as the holdout holds; the report
+(:func:`feedgan.synth.report.assess`) scores them, with train-on-synthetic / test-on-real over the five
+recommenders and the shadow-model attack (which refits the generator on half the train users). Speed
+is measured beside it: fit seconds, seconds to sample 100k users, seconds for the report.
+Writes ``docs/benchmarks/synth-<data>.json`` and the tables between the markers of ``docs/synth.md``.
+The real data sets are read from ``../shared/data`` (``FEEDGAN_DATA`` overrides) and skipped when absent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from markers import write_section
+
+from feedgan.data.readers import read
+from feedgan.data.simulate import SimulationConfig, simulate
+from feedgan.io import atomic_open
+from feedgan.synth import Profiles
+from feedgan.synth.generators import GENERATORS
+from feedgan.synth.report import GOALS, assess
+from feedgan.synth.utility import tstr
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "synth.md"
+BEGIN, END = "<!-- synth-benchmark:begin -->", "<!-- synth-benchmark:end -->"
+DATASETS = {  # name -> (folder under the data root, reader format); "sim" is simulated here
+    "ml1m": ("movielens-1m/lightgcnpp-implicit-split", "lightgcn"),
+    "lastfm": ("lastfm-hetrec2011", "lastfm-hetrec"),
+    "tmall": ("tmall-mbcgcn", "multi-behaviour"),
+}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("FEEDGAN_DATA") or REPO.parent / "shared" / "data")
+
+
+def load(name: str, max_users: int | None) -> Profiles | None:
+    """The data set's users as Profiles (every part of a predefined split pooled), or None when absent."""
+    if name == "sim":
+        inter = simulate(SimulationConfig(n_users=10_000, n_items=3_700, seed=0)).interactions
+    else:
+        folder, fmt = DATASETS[name]
+        path = data_root() / folder
+        if not path.exists():
+            print(f"{name}: {path} not found, skipped", file=sys.stderr)
+            return None
+        inter = read(path, fmt)
+    p = Profiles.from_interactions(inter)
+    if max_users is not None and p.n_users > max_users:  # the first users, in the log's order
+        p = p.subset(list(range(max_users)))
+    return p
+
+
+def run(name: str, generators: list[str], seed: int, max_users: int | None, sample_n: int) -> dict | None:
+    profiles = load(name, max_users)
+    if profiles is None:
+        return None
+    train, holdout, test = profiles.split_users((0.6, 0.2, 0.2), seed=seed)
+    out = {"data": name, "seed": seed, "users": profiles.n_users, "items": profiles.n_items,
+           "actions": profiles.action_names, "friends": profiles.friends is not None,
+           "times": profiles.times is not None, "generators": {}}
+    for g in generators:
+        t0 = time.perf_counter()
+        gen = GENERATORS[g]().fit(train, seed=seed)
+        fit_s = time.perf_counter() - t0
+        synth = gen.sample(holdout.n_users, seed=seed + 1)
+        t0 = time.perf_counter()
+        gen.sample(sample_n, seed=seed + 2)
+        sample_s = time.perf_counter() - t0
+
+        def fit_sample(p: Profiles, g=g) -> Profiles:
+            return GENERATORS[g]().fit(p, seed=seed + 3).sample(p.n_users, seed=seed + 4)
+
+        t0 = time.perf_counter()
+        result = assess(train, holdout, synth, test=test, fit_sample=fit_sample, seed=seed,
+                        utility=lambda tr, sy, te: tstr(tr, sy, te, seed=seed),
+                        log=lambda line, g=g: print(f"{name} {g}: {line}", file=sys.stderr, flush=True))
+        result["speed"] = {"fit_s": fit_s, f"sample_{sample_n}_s": sample_s,
+                           "report_s": time.perf_counter() - t0}
+        out["generators"][g] = result
+        print(f"{name} {g}: fit {fit_s:.1f}s, sample {sample_n:,} in {sample_s:.1f}s, goals "
+              + json.dumps({k: v["value"] for k, v in result["goals"].items()}), file=sys.stderr, flush=True)
+    return out
+
+
+def _cell(v, fmt="{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def table(res: dict) -> list[str]:
+    """One markdown table per data set: a row per generator."""
+    lines = [f"### {res['data']}: {res['users']:,} users, {res['items']:,} items, actions "
+             f"{', '.join(res['actions'])}{', friends' if res['friends'] else ''}{', times' if res['times'] else ''}",
+             "", "| generator | TSTR ratio (mean NDCG@20) | membership AUC (worst attack) | two-sample AUC "
+             "| activity 1-TVD (ceiling) | popularity 1-TVD (ceiling) | exact copies (natural) | fit s "
+             "| sample s | report s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for g, r in res["generators"].items():
+        goals, fid, cp, sp = r["goals"], r["fidelity"], r["privacy"]["exact_copies"], r["speed"]
+        act, pop = fid["activity_1_minus_tvd"], fid["popularity_1_minus_tvd"]
+        sample_key = next(k for k in sp if k.startswith("sample_"))
+        lines.append(f"| {g} | {_cell(goals['tstr_ratio']['value'])} | {_cell(goals['membership_auc']['value'])} "
+                     f"| {_cell(goals['two_sample_auc']['value'])} | {act['synth']:.3f} ({act['ceiling']:.3f}) "
+                     f"| {pop['synth']:.3f} ({pop['ceiling']:.3f}) | {cp['synth_rate']:.3f} ({cp['natural_rate']:.3f}) "
+                     f"| {sp['fit_s']:.1f} | {sp[sample_key]:.1f} | {sp['report_s']:.1f} |")
+    return lines + [""]
+
+
+def write_docs(results: list[dict], command: str) -> None:
+    lines = ["", f"Goals: TSTR ratio >= {GOALS['tstr_ratio_min']}, membership-inference AUC <= "
+             f"{GOALS['mia_auc_max']}, two-sample AUC <= {GOALS['two_sample_auc_max']}. One seed per data set "
+             f"(the split and every generator); reproduce with `{command}`.", ""]
+    for res in results:
+        lines += table(res)
+    write_section(DOC, BEGIN, END, lines, "synth-benchmark")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="sim,ml1m,lastfm,tmall")
+    ap.add_argument("--generators", default=",".join(GENERATORS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-users", type=int, default=None, help="cap each data set's users (a quick run)")
+    ap.add_argument("--sample-n", type=int, default=100_000, help="users sampled for the sampling-speed figure")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ as it is")
+    args = ap.parse_args()
+    results = []
+    for name in args.datasets.split(","):
+        res = run(name, args.generators.split(","), args.seed, args.max_users, args.sample_n)
+        if res is None:
+            continue
+        results.append(res)
+        if not args.no_write:
+            with atomic_open(REPO / "docs" / "benchmarks" / f"synth-{name}.json") as fh:
+                fh.write(json.dumps(res, indent=2, default=str) + "\n")
+    if results and not args.no_write:
+        write_docs(results, "PYTHONPATH=src python benchmarks/synth.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
