@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/synth.py --datasets sim,ml1m,lastfm,tmall --generators copy,independent,vae,gan
 
 Each data set's users are split by user into train / holdout / test (0.6 / 0.2 / 0.2, seeded); every
-generator is fitted on the train users only and samples as many users as the holdout holds; the report
+generator is fitted on the train users only and samples as many users as train holds; the report
 (:func:`feedgan.synth.report.assess`) scores them, with train-on-synthetic / test-on-real over the five
 recommenders and the shadow-model attack (which refits the generator on half the train users). Speed
 is measured beside it: fit seconds, seconds to sample 100k users, seconds for the report.
@@ -72,7 +72,7 @@ def run(name: str, generators: list[str], seed: int, max_users: int | None, samp
         t0 = time.perf_counter()
         gen = GENERATORS[g]().fit(train, seed=seed)
         fit_s = time.perf_counter() - t0
-        synth = gen.sample(holdout.n_users, seed=seed + 1)
+        synth = gen.sample(train.n_users, seed=seed + 1)  # as many as it learned from: TSTR compares like with like
         t0 = time.perf_counter()
         gen.sample(sample_n, seed=seed + 2)
         sample_s = time.perf_counter() - t0
