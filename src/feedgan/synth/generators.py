@@ -1,0 +1,509 @@
+"""Generators of whole synthetic users: fit on real train users, sample new ones.
+
+Every generator follows one contract::
+
+    gen = GENERATORS["vae"](epochs=50).fit(train, seed=0)   # train: Profiles (real train users)
+    synth = gen.sample(10_000, seed=1)                         # Profiles: users "synth-0000001", ...
+    gen.save("runs/x/generator"); same = Generator.load("runs/x/generator")   # JSON + safetensors
+
+A sample has the train catalogue (the same ``items``, in the same columns) and the same actions;
+``times`` when the train users had timestamps; ``friends`` among the sampled users when they had a
+friend graph. Everything random comes from ``seed`` (numpy ``default_rng`` and a CPU
+``torch.Generator``), so a fitted generator, or its saved copy, gives the same users for the same seed.
+
+The generators
+--------------
+* ``copy``: resamples real train users under new ids (rows, times and the friend edges among the
+  picked users unchanged). The privacy control: every privacy test must catch it.
+* ``independent``: the floor. A user's events per action are one real train user's counts (drawn
+  at random); the items of each action are drawn without replacement by that action's item popularity,
+  independently of each other and of the other actions.
+* ``vae``: Mult-VAE (:class:`feedgan.rec.multvae.MultVAE`, its network and training) on the union of
+  the actions; a user is ``z ~ N(0, I)`` (the prior: no real user's code is reused) decoded to item
+  probabilities, from which ``k`` items are drawn without replacement, ``k`` a real train user's
+  activity. The prior decoder is only a generator if the KL term is weighted like an ELBO, so the
+  KL weight anneals to 1 (not the recommender's 0.2).
+* ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
+  Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
+
+``vae`` and ``gan`` make a user's *union* profile (the items touched); the actions on each touched
+item are then drawn from the train funnel: action ``a`` with probability
+``P(a | item touched) = (n_ia + m * g_a) / (n_i + m)`` (``n_i`` train users touched item ``i``, ``n_ia``
+of them did ``a``, ``g_a`` the global share, ``m`` = ``smoothing``), independently per action; a pair
+that drew none gets the item's most likely action. Per-user action habits are not modelled.
+
+Timestamps (when train has them): a user's first event time is a real user's first event time; the
+touched items come in random order, the gap from one item's first event to the next is drawn from
+the real gaps (pooled over train users), and action ``a`` on an item happens a real offset (pooled
+per action) after that item's first event. Friends (when train has them): each user's degree is a
+real train user's degree (at most ``n - 1``), and the edges are a plain configuration model among
+the sampled users (stubs paired at random; self-loops and repeats dropped), so degrees match and
+who befriends whom carries no signal.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.numpy import save_file
+
+from ..data.schema import TS_MAX, TS_MIN, DataError
+from ..io import ArtifactError, atomic_path, read_json, read_safetensors, write_json
+from ..params import check_params
+from .profiles import Profiles
+
+FORMAT = "feedgan-synth-generator"
+POOL_MAX = 200_000  # time gaps / offsets kept from train (a random subset beyond this)
+CHUNK = 4096  # users per decoded batch when sampling (CHUNK x n_items floats at a time)
+
+
+def synth_ids(n: int) -> np.ndarray:
+    """(n,) ids ``synth-0000001`` ... (object array of str)."""
+    return np.array([f"synth-{i:07d}" for i in range(1, n + 1)], dtype=object)
+
+
+def top_k_rows(logits: torch.Tensor, k: np.ndarray, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per row ``r`` of ``logits`` (B, I), ``k[r]`` distinct items drawn without replacement with
+    probabilities ``softmax(logits[r])`` (Gumbel top-k). Returns CSR ``indptr`` (B + 1,), ``indices``.
+    Items with logit ``-inf`` are never drawn: ``k`` must not exceed the finite ones."""
+    k = np.asarray(k, dtype=np.int64)
+    indptr = np.r_[0, np.cumsum(k)]
+    if logits.shape[0] == 0 or k.max(initial=0) == 0:
+        return indptr, np.zeros(0, dtype=np.int64)
+    noise = torch.empty(logits.shape).exponential_(generator=gen).clamp_min_(1e-30)  # (B, I) Exp(1)
+    keys = logits.float().cpu() - noise.log()  # + Gumbel(0, 1)
+    top = torch.topk(keys, int(k.max()), dim=1).indices.numpy()  # (B, k_max), best first
+    keep = np.arange(top.shape[1])[None, :] < k[:, None]
+    return indptr, top[keep]
+
+
+def _csr(indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Binary float32 CSR from row pointers and column indices (no repeats within a row)."""
+    m = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=shape)
+    m.sort_indices()
+    return m
+
+
+def _pool(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most POOL_MAX of ``values`` (int64), a random subset when there are more."""
+    values = np.asarray(values, dtype=np.int64)
+    return values if len(values) <= POOL_MAX else rng.choice(values, POOL_MAX, replace=False)
+
+
+def _draw(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return pool[rng.integers(len(pool), size=n)] if len(pool) else np.zeros(n, dtype=np.int64)
+
+
+class Generator:
+    """Base class: fit on train :class:`Profiles`, sample new users (see the module docstring).
+
+    Subclasses set ``name``, take their hyperparameters in the constructor (stored as given: the
+    saved copy is rebuilt from them) and implement ``_fit_model(train, seed, progress)``,
+    ``_draw_actions(n, rng, gen)`` and ``_state()`` / ``_set_state(arrays)``. What every generator
+    learns from train (catalogue, activity, funnel, time and degree pools) is fitted here.
+    """
+
+    name: ClassVar[str] = "generator"
+    smoothing: float = 5.0  # funnel smoothing toward the global action rates (a pseudo-count of users)
+
+    def get_params(self) -> dict:
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def fit(self, train: Profiles, *, seed: int = 0, progress=None) -> "Generator":
+        """Learn from the real train users ``train``; returns ``self``."""
+        if train.n_users == 0 or train.union().nnz == 0:
+            raise DataError(f"{self.name}: cannot fit a generator on no interactions",
+                            fix="give it train users with at least one interaction")
+        rng = np.random.default_rng(seed)
+        self.items_, self.actions_ = train.items, train.action_names
+        self.counts_ = np.stack([train.actions[a].getnnz(1) for a in self.actions_], 1).astype(np.int64)  # (U, A)
+        union = train.union()
+        self.activity_ = union.getnnz(1).astype(np.int64)  # (U,) items touched per user
+        self.activity_ = self.activity_[self.activity_ > 0]
+        self.funnel_ = self._funnel(train, union)
+        self._fit_times(train, rng)
+        self.degrees_ = None if train.friends is None else train.friends.getnnz(1).astype(np.int64)
+        self._fit_model(train, seed, progress)
+        return self
+
+    def _fit_model(self, train: Profiles, seed: int, progress) -> None:
+        """What the subclass learns beyond the shared pieces."""
+
+    def _funnel(self, train: Profiles, union: sp.csr_matrix) -> np.ndarray:
+        """(n_items, n_actions) smoothed P(action | item touched), see the module docstring."""
+        touched = np.asarray(union.sum(0)).ravel()  # (I,) n_i
+        did = np.stack([np.asarray(train.actions[a].sum(0)).ravel() for a in self.actions_], 1)  # (I, A) n_ia
+        share = did.sum(0) / max(touched.sum(), 1.0)  # (A,) g_a
+        m = float(self.smoothing)
+        return ((did + m * share) / (touched[:, None] + m)).astype(np.float32)
+
+    def _fit_times(self, train: Profiles, rng: np.random.Generator) -> None:
+        """Pools of first-event times, item-to-item gaps and per-action offsets (module docstring)."""
+        self.starts_ = self.gaps_ = None
+        self.offsets_ = {}
+        if train.times is None:
+            return
+        n_items = train.n_items
+        events = [(a, train.times[a].tocoo()) for a in self.actions_]  # (user, item, t) per action
+        key = np.concatenate([c.row.astype(np.int64) * n_items + c.col for _, c in events])
+        t = np.concatenate([c.data for _, c in events]).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        key_s, t_s = key[order], t[order]
+        head = np.r_[True, key_s[1:] != key_s[:-1]]
+        pair = np.flatnonzero(head)  # one (user, item): its first event time
+        first_key, first_t = key_s[pair], np.minimum.reduceat(t_s, pair)
+        user = first_key // n_items
+        by = np.lexsort((first_t, user))  # each user's items in time order
+        user, first_t_u = user[by], first_t[by]
+        new_user = np.r_[True, user[1:] != user[:-1]]
+        self.starts_ = _pool(first_t_u[new_user], rng)
+        self.gaps_ = _pool(np.diff(first_t_u)[~new_user[1:]], rng)
+        for a, c in events:
+            k = c.row.astype(np.int64) * n_items + c.col
+            self.offsets_[a] = _pool(c.data.astype(np.int64) - first_t[np.searchsorted(first_key, k)], rng)
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "items_"):
+            raise RuntimeError(f"{self.name}: call fit (or load) before sample")
+
+    def sample(self, n: int, *, seed: int = 0) -> Profiles:
+        """``n`` new users over the train catalogue (see the module docstring)."""
+        self._check_fitted()
+        if int(n) != n or n < 1:
+            raise ValueError(f"{self.name}: the number of users to sample must be a positive integer, got {n!r}")
+        n = int(n)
+        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(int(seed))
+        actions = self._draw_actions(n, rng, gen)
+        times = self._draw_times(actions, rng) if self.starts_ is not None else None
+        friends = self._draw_friends(n, rng) if self.degrees_ is not None else None
+        return Profiles(synth_ids(n), self.items_, actions, times, friends)
+
+    def _draw_actions(self, n: int, rng: np.random.Generator, gen: torch.Generator) -> dict[str, sp.csr_matrix]:
+        raise NotImplementedError
+
+    def _draw_activity(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n,) items touched per user, resampled from the train users' activity."""
+        k = _draw(self.activity_, n, rng)
+        return np.minimum(k, len(self.items_))
+
+    def _assign_actions(self, union: sp.csr_matrix, rng: np.random.Generator) -> dict[str, sp.csr_matrix]:
+        """Actions on each touched (user, item) of ``union`` from the funnel (module docstring)."""
+        p = self.funnel_[union.indices]  # (nnz, A)
+        did = rng.random(p.shape) < p
+        none = ~did.any(1)
+        did[np.flatnonzero(none), p[none].argmax(1)] = True  # every touched pair keeps one action
+        rows = np.repeat(np.arange(union.shape[0]), np.diff(union.indptr))
+        out = {}
+        for j, a in enumerate(self.actions_):
+            m = sp.csr_matrix((np.ones(did[:, j].sum(), dtype=np.float32), (rows[did[:, j]], union.indices[did[:, j]])),
+                              shape=union.shape)
+            m.sort_indices()
+            out[a] = m
+        return out
+
+    def _draw_times(self, actions: dict[str, sp.csr_matrix], rng: np.random.Generator) -> dict[str, sp.csr_matrix]:
+        """Timestamps on the same pattern as ``actions`` (module docstring)."""
+        union = sum(actions.values()).tocsr()  # (n, I); every touched pair once
+        union.sort_indices()
+        n, n_items = union.shape
+        rows = np.repeat(np.arange(n), np.diff(union.indptr))  # (nnz,)
+        order = np.lexsort((rng.random(len(rows)), rows))  # each user's items in a random order
+        gaps = _draw(self.gaps_, len(rows), rng)
+        gaps[union.indptr[:-1][np.diff(union.indptr) > 0]] = 0  # a user's first item starts the clock
+        elapsed = np.cumsum(gaps)
+        elapsed -= np.repeat(elapsed[union.indptr[:-1]] if len(elapsed) else np.zeros(n, np.int64),
+                             np.diff(union.indptr))  # running sum within each user
+        first = np.empty(len(rows), dtype=np.int64)
+        first[order] = np.repeat(_draw(self.starts_, n, rng), np.diff(union.indptr)) + elapsed
+        key = rows.astype(np.int64) * n_items + union.indices  # sorted: CSR order
+        out = {}
+        for a, m in actions.items():
+            r = np.repeat(np.arange(n), np.diff(m.indptr))
+            t = first[np.searchsorted(key, r.astype(np.int64) * n_items + m.indices)]
+            t = np.clip(t + _draw(self.offsets_.get(a, np.zeros(0, np.int64)), m.nnz, rng), TS_MIN, TS_MAX - 1)
+            out[a] = sp.csr_matrix((t.astype(np.float64), m.indices.copy(), m.indptr.copy()), shape=m.shape)
+        return out
+
+    def _draw_friends(self, n: int, rng: np.random.Generator) -> sp.csr_matrix:
+        """(n, n) symmetric binary: a configuration model on degrees resampled from train."""
+        deg = np.minimum(_draw(self.degrees_, n, rng), n - 1)
+        stubs = rng.permutation(np.repeat(np.arange(n), deg))
+        stubs = stubs[: len(stubs) // 2 * 2].reshape(-1, 2)
+        stubs = stubs[stubs[:, 0] != stubs[:, 1]]
+        m = sp.coo_matrix((np.ones(len(stubs), dtype=np.float32), (stubs[:, 0], stubs[:, 1])), shape=(n, n))
+        m = (m + m.T).tocsr()
+        m.data[:] = 1.0
+        return m
+
+    # -- persistence: JSON + safetensors, never pickle --------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted generator to the folder ``path`` (``generator.json`` + ``arrays.safetensors``)."""
+        self._check_fitted()
+        path = Path(path)
+        arrays = {"counts": self.counts_, "activity": self.activity_, "funnel": self.funnel_}
+        if self.starts_ is not None:
+            arrays.update(starts=self.starts_, gaps=self.gaps_)
+            arrays.update({f"offsets.{j}": self.offsets_[a] for j, a in enumerate(self.actions_)})
+        if self.degrees_ is not None:
+            arrays["degrees"] = self.degrees_
+        arrays.update({f"model.{k}": v for k, v in self._state().items()})
+        meta = {"format": FORMAT, "version": 1, "name": self.name, "params": self.get_params(),
+                "items": self.items_.tolist(), "actions": self.actions_, "times": self.starts_ is not None,
+                "friends": self.degrees_ is not None}
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path / "arrays.safetensors") as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        write_json(path / "generator.json", meta)  # last: a folder with it is complete
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Generator":
+        """A generator written by :meth:`save` (any kind when called on :class:`Generator`)."""
+        path = Path(path)
+        meta = read_json(path / "generator.json", missing=f"{path}: no generator.json; is it a `synth fit` run?")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("name") not in GENERATORS:
+            raise ArtifactError(path / "generator.json", "not a feedgan synthetic-user generator")
+        kind = GENERATORS[meta["name"]]
+        if cls is not Generator and kind is not cls:
+            raise ArtifactError(path / "generator.json", f"holds a {meta['name']!r} generator, not {cls.name!r}",
+                                fix=f"load it with Generator.load or {kind.__name__}.load")
+        gen = kind(**check_params(kind, meta["params"], owner=kind.name))
+        arrays = read_safetensors(path / "arrays.safetensors")
+        items = meta["items"]
+        gen.items_ = (np.array(items, dtype=np.int64) if all(isinstance(i, int) for i in items)
+                      else np.array(items, dtype=object))
+        gen.actions_ = list(meta["actions"])
+        gen.counts_, gen.activity_, gen.funnel_ = arrays["counts"], arrays["activity"], arrays["funnel"]
+        gen.starts_ = gen.gaps_ = None
+        gen.offsets_ = {}
+        if meta["times"]:
+            gen.starts_, gen.gaps_ = arrays["starts"], arrays["gaps"]
+            gen.offsets_ = {a: arrays[f"offsets.{j}"] for j, a in enumerate(gen.actions_)}
+        gen.degrees_ = arrays["degrees"] if meta["friends"] else None
+        gen._set_state({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        return gen
+
+
+class CopyGenerator(Generator):
+    """Real train users under new ids: the privacy control (it must fail every privacy test)."""
+
+    name = "copy"
+
+    def _fit_model(self, train, seed, progress):
+        self.train_ = train
+
+    def sample(self, n: int, *, seed: int = 0) -> Profiles:
+        self._check_fitted()
+        if int(n) != n or n < 1:
+            raise ValueError(f"{self.name}: the number of users to sample must be a positive integer, got {n!r}")
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(self.train_.n_users, int(n), replace=n > self.train_.n_users)
+        picked = self.train_.subset(rows)
+        picked.users, picked.notes = synth_ids(int(n)), {}
+        if picked.friends is not None:  # the c-th copy of a user befriends the c-th copies of their friends
+            copy_no = _occurrence(rows)
+            f = picked.friends.tocoo()
+            same = copy_no[f.row] == copy_no[f.col]
+            picked.friends = sp.csr_matrix((f.data[same], (f.row[same], f.col[same])), shape=f.shape)
+        return picked
+
+    def _state(self):
+        t = self.train_
+        out = {"n_users": np.array([t.n_users], dtype=np.int64)}
+        for j, a in enumerate(self.actions_):
+            m = t.actions[a].copy()
+            m.sort_indices()
+            out[f"{j}.indptr"], out[f"{j}.indices"] = m.indptr.astype(np.int64), m.indices.astype(np.int64)
+            if t.times is not None:
+                out[f"{j}.times"] = _aligned_times(m, t.times[a])
+        if t.friends is not None:
+            out["friends.indptr"] = t.friends.indptr.astype(np.int64)
+            out["friends.indices"] = t.friends.indices.astype(np.int64)
+        return out
+
+    def _set_state(self, arrays):
+        n = int(arrays["n_users"][0])
+        shape = (n, len(self.items_))
+        actions = {a: _csr(arrays[f"{j}.indptr"], arrays[f"{j}.indices"], shape) for j, a in enumerate(self.actions_)}
+        times = None
+        if "0.times" in arrays:
+            times = {a: sp.csr_matrix((arrays[f"{j}.times"].astype(np.float64), actions[a].indices.copy(),
+                                       actions[a].indptr.copy()), shape=shape) for j, a in enumerate(self.actions_)}
+        friends = _csr(arrays["friends.indptr"], arrays["friends.indices"], (n, n)) if "friends.indptr" in arrays else None
+        self.train_ = Profiles(np.arange(n), self.items_, actions, times, friends)
+
+
+def _occurrence(rows: np.ndarray) -> np.ndarray:
+    """(n,) how many times each entry's value occurred before it in ``rows`` (0 for the first)."""
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    start = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
+    run = np.arange(len(rows)) - np.repeat(start, np.diff(np.r_[start, len(rows)]))
+    out = np.empty(len(rows), dtype=np.int64)
+    out[order] = run
+    return out
+
+
+def _aligned_times(m: sp.csr_matrix, times: sp.csr_matrix) -> np.ndarray:
+    """(m.nnz,) the timestamps of ``times`` at the entries of ``m`` (same pattern), in ``m``'s order."""
+    t = times.tocoo()
+    n_items = m.shape[1]
+    key = t.row.astype(np.int64) * n_items + t.col
+    order = np.argsort(key)
+    want = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)).astype(np.int64) * n_items + m.indices
+    return t.data[order][np.searchsorted(key[order], want)].astype(np.int64)
+
+
+class IndependentGenerator(Generator):
+    """The floor: a real user's events per action, each action's items drawn by its popularity alone."""
+
+    name = "independent"
+
+    def _fit_model(self, train, seed, progress):
+        self.popularity_ = np.stack([np.asarray(train.actions[a].sum(0)).ravel() for a in self.actions_]
+                                    ).astype(np.float32)  # (A, I) train users per item and action
+
+    def _draw_actions(self, n, rng, gen):
+        rows = self.counts_[rng.integers(len(self.counts_), size=n)]  # (n, A) a real user's counts
+        out = {}
+        for j, a in enumerate(self.actions_):
+            pop = torch.from_numpy(self.popularity_[j])
+            k = np.minimum(rows[:, j], int((pop > 0).sum()))
+            logits = pop.log()  # (I,); -inf where nobody did a
+            parts = [top_k_rows(logits.expand(len(kk), -1), kk, gen) for kk in np.array_split(k, max(1, n // CHUNK))]
+            out[a] = _stack(parts, len(self.items_))
+        return out
+
+    def _state(self):
+        return {"popularity": self.popularity_}
+
+    def _set_state(self, arrays):
+        self.popularity_ = arrays["popularity"]
+
+
+def _stack(parts: list[tuple[np.ndarray, np.ndarray]], n_items: int) -> sp.csr_matrix:
+    """One CSR from consecutive row blocks given as (indptr, indices)."""
+    indptr, indices, offset = [np.zeros(1, dtype=np.int64)], [], 0
+    for p, idx in parts:
+        indptr.append(p[1:] + offset)
+        indices.append(idx)
+        offset += p[-1]
+    indptr = np.concatenate(indptr)
+    return _csr(indptr, np.concatenate(indices) if indices else np.zeros(0, np.int64), (len(indptr) - 1, n_items))
+
+
+class ProfileGenerator(Generator):
+    """Generators of union profiles: ``k`` items per user from per-user item logits, then actions
+    from the funnel. Subclasses implement ``_logits(n, gen) -> (n, n_items)`` (a torch tensor)
+    or override ``_union``."""
+
+    def _draw_actions(self, n, rng, gen):
+        k = self._draw_activity(n, rng)
+        return self._assign_actions(self._union(k, gen), rng)
+
+    def _union(self, k: np.ndarray, gen: torch.Generator) -> sp.csr_matrix:
+        parts = []
+        for kk in np.array_split(k, max(1, len(k) // CHUNK)):
+            with torch.inference_mode():
+                parts.append(top_k_rows(self._logits(len(kk), kk, gen), kk, gen))
+        return _stack(parts, len(self.items_))
+
+    def _logits(self, n: int, k: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class VAEGenerator(ProfileGenerator):
+    """Mult-VAE decoding prior codes ``z ~ N(0, I)`` (see the module docstring)."""
+
+    name = "vae"
+
+    def __init__(self, hidden: int = 600, latent: int = 200, epochs: int = 100, batch_size: int = 500,
+                 lr: float = 1e-3, dropout: float = 0.5, beta_max: float = 1.0, anneal_epochs: int = 50,
+                 smoothing: float = 5.0, device: str = "cpu"):
+        self.hidden, self.latent, self.epochs, self.batch_size, self.lr = hidden, latent, epochs, batch_size, lr
+        self.dropout, self.beta_max, self.anneal_epochs = dropout, beta_max, anneal_epochs
+        self.smoothing, self.device = smoothing, device
+
+    def _fit_model(self, train, seed, progress):
+        from ..rec.multvae import MultVAE
+
+        X = train.union()
+        steps = max(1, -(-int((X.getnnz(1) > 0).sum()) // self.batch_size))  # per epoch
+        vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
+                      anneal_steps=self.anneal_epochs * steps, epochs=self.epochs, batch_size=self.batch_size,
+                      lr=self.lr, seed=seed, device=self.device)
+        self.net_ = vae.fit(X, progress=progress).network_.cpu().eval()
+
+    def _logits(self, n, k, gen):
+        z = torch.randn(n, self.net_.latent, generator=gen)  # (n, latent) from the prior
+        return self.net_.decode(z)  # (n, I)
+
+    def _state(self):
+        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _set_state(self, arrays):
+        from ..rec.multvae import MultVAE
+
+        vae = MultVAE(hidden=self.hidden, latent=self.latent)
+        vae._set_state({f"network.{k}": v for k, v in arrays.items()})
+        self.net_ = vae.network_.cpu().eval()
+
+
+class GANGenerator(ProfileGenerator):
+    """The profile GAN of :mod:`feedgan.synth.gan`: noise + activity bucket -> exactly k items."""
+
+    name = "gan"
+
+    def __init__(self, noise_dim: int = 64, n_buckets: int = 4, g_hidden: int = 256, d_hidden: int = 256,
+                 epochs: int = 100, batch_size: int = 128, lr: float = 2e-4, tau: float = 0.5,
+                 smoothing: float = 5.0):
+        self.noise_dim, self.n_buckets, self.g_hidden, self.d_hidden = noise_dim, n_buckets, g_hidden, d_hidden
+        self.epochs, self.batch_size, self.lr, self.tau, self.smoothing = epochs, batch_size, lr, tau, smoothing
+
+    def _fit_model(self, train, seed, progress):
+        from .gan import bucket_edges, fit_profile_gan
+
+        self.edges_ = bucket_edges(self.activity_, self.n_buckets).astype(np.float64)
+        self.G_ = fit_profile_gan(train.union(), edges=self.edges_, n_buckets=self.n_buckets,
+                                  noise_dim=self.noise_dim, g_hidden=self.g_hidden, d_hidden=self.d_hidden,
+                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, tau=self.tau,
+                                  seed=seed, progress=progress)
+
+    def _logits(self, n, k, gen):
+        from .gan import buckets
+
+        z = torch.randn(n, self.noise_dim, generator=gen)  # (n, noise_dim)
+        return self.G_(torch.cat([z, buckets(k, self.edges_, self.n_buckets)], 1))  # (n, I)
+
+    def _state(self):
+        return {"edges": self.edges_, **{f"G.{k}": v.detach().cpu().numpy() for k, v in self.G_.state_dict().items()}}
+
+    def _set_state(self, arrays):
+        from .gan import ProfileG
+
+        self.edges_ = arrays["edges"]
+        self.G_ = ProfileG(self.noise_dim, self.n_buckets, self.g_hidden, len(self.items_))
+        self.G_.load_state_dict({k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
+                                 if k.startswith("G.")})
+        self.G_.eval()
+
+
+GENERATORS: dict[str, type[Generator]] = {g.name: g for g in (CopyGenerator, IndependentGenerator, VAEGenerator,
+                                                              GANGenerator)}
