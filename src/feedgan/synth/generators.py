@@ -58,6 +58,7 @@ from .profiles import Profiles
 
 FORMAT = "feedgan-synth-generator"
 POOL_MAX = 200_000  # time gaps / offsets kept from train (a random subset beyond this)
+TIME_BUCKETS = 8  # activity buckets of the time pools: a heavy user gets a heavy user's rhythm
 CHUNK = 4096  # users per decoded batch when sampling (CHUNK x n_items floats at a time)
 
 
@@ -98,6 +99,25 @@ def _draw(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return pool[rng.integers(len(pool), size=n)] if len(pool) else np.zeros(n, dtype=np.int64)
 
 
+def _bucketed(name: str, values: np.ndarray, bucket: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A pool of ``values`` sorted by ``bucket`` (at most POOL_MAX, a random subset beyond), as
+    ``{name: values, name.at: (TIME_BUCKETS + 1,) where each bucket starts}``."""
+    keep = np.arange(len(values)) if len(values) <= POOL_MAX else rng.choice(len(values), POOL_MAX, replace=False)
+    order = keep[np.argsort(bucket[keep], kind="stable")]
+    at = np.searchsorted(bucket[order], np.arange(TIME_BUCKETS + 1))
+    return {name: values[order].astype(np.int64), f"{name}.at": at.astype(np.int64)}
+
+
+def _draw_bucketed(pool: dict, name: str, bucket: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(len(bucket),) one value per entry, from the pool of its bucket (the whole pool when that is empty)."""
+    values, at = pool[name], pool[f"{name}.at"]
+    if len(values) == 0:
+        return np.zeros(len(bucket), dtype=np.int64)
+    lo, size = at[bucket], at[bucket + 1] - at[bucket]
+    lo, size = np.where(size > 0, lo, 0), np.where(size > 0, size, len(values))
+    return values[lo + (rng.random(len(bucket)) * size).astype(np.int64)]
+
+
 class Generator:
     """Base class: fit on train :class:`Profiles`, sample new users (see the module docstring).
 
@@ -114,7 +134,8 @@ class Generator:
         import inspect
 
         sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return {name: getattr(self, name) for name, p in sig.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -149,9 +170,9 @@ class Generator:
         return ((did + m * share) / (touched[:, None] + m)).astype(np.float32)
 
     def _fit_times(self, train: Profiles, rng: np.random.Generator) -> None:
-        """Pools of first-event times, item-to-item gaps and per-action offsets (module docstring)."""
-        self.starts_ = self.gaps_ = None
-        self.offsets_ = {}
+        """Pools of first-event times and item-to-item gaps (by activity bucket), per-action offsets,
+        and the log's period (module docstring)."""
+        self.times_ = None
         if train.times is None:
             return
         n_items = train.n_items
@@ -160,18 +181,21 @@ class Generator:
         t = np.concatenate([c.data for _, c in events]).astype(np.int64)
         order = np.argsort(key, kind="stable")
         key_s, t_s = key[order], t[order]
-        head = np.r_[True, key_s[1:] != key_s[:-1]]
-        pair = np.flatnonzero(head)  # one (user, item): its first event time
-        first_key, first_t = key_s[pair], np.minimum.reduceat(t_s, pair)
+        pair = np.flatnonzero(np.r_[True, key_s[1:] != key_s[:-1]])  # one (user, item) each
+        first_key, first_t = key_s[pair], np.minimum.reduceat(t_s, pair)  # its first event time
         user = first_key // n_items
         by = np.lexsort((first_t, user))  # each user's items in time order
-        user, first_t_u = user[by], first_t[by]
+        user, t_u = user[by], first_t[by]
         new_user = np.r_[True, user[1:] != user[:-1]]
-        self.starts_ = _pool(first_t_u[new_user], rng)
-        self.gaps_ = _pool(np.diff(first_t_u)[~new_user[1:]], rng)
-        for a, c in events:
+        k_u = np.diff(np.r_[np.flatnonzero(new_user), len(user)])  # items per user with times
+        edges = np.quantile(k_u, np.linspace(0, 1, TIME_BUCKETS + 1)[1:-1])
+        bucket = np.repeat(np.searchsorted(edges, k_u, side="right"), k_u)  # (pairs,) the user's bucket
+        self.times_ = {"edges": edges.astype(np.float64), "period": np.array([t.min(), t.max()], dtype=np.int64),
+                       **_bucketed("starts", t_u[new_user], bucket[new_user], rng),
+                       **_bucketed("gaps", np.diff(t_u)[~new_user[1:]], bucket[1:][~new_user[1:]], rng)}
+        for j, (a, c) in enumerate(events):
             k = c.row.astype(np.int64) * n_items + c.col
-            self.offsets_[a] = _pool(c.data.astype(np.int64) - first_t[np.searchsorted(first_key, k)], rng)
+            self.times_[f"offsets.{j}"] = _pool(c.data.astype(np.int64) - first_t[np.searchsorted(first_key, k)], rng)
 
     # -- sampling ---------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -186,7 +210,7 @@ class Generator:
         n = int(n)
         rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(int(seed))
         actions = self._draw_actions(n, rng, gen)
-        times = self._draw_times(actions, rng) if self.starts_ is not None else None
+        times = self._draw_times(actions, rng) if self.times_ is not None else None
         friends = self._draw_friends(n, rng) if self.degrees_ is not None else None
         return Profiles(synth_ids(n), self.items_, actions, times, friends)
 
@@ -215,24 +239,33 @@ class Generator:
 
     def _draw_times(self, actions: dict[str, sp.csr_matrix], rng: np.random.Generator) -> dict[str, sp.csr_matrix]:
         """Timestamps on the same pattern as ``actions`` (module docstring)."""
+        tm = self.times_
         union = sum(actions.values()).tocsr()  # (n, I); every touched pair once
         union.sort_indices()
         n, n_items = union.shape
-        rows = np.repeat(np.arange(n), np.diff(union.indptr))  # (nnz,)
-        order = np.lexsort((rng.random(len(rows)), rows))  # each user's items in a random order
-        gaps = _draw(self.gaps_, len(rows), rng)
-        gaps[union.indptr[:-1][np.diff(union.indptr) > 0]] = 0  # a user's first item starts the clock
+        k = np.diff(union.indptr)  # (n,) items per user
+        rows = np.repeat(np.arange(n), k)  # (nnz,)
+        bucket = np.searchsorted(tm["edges"], k, side="right")  # (n,) activity bucket
+        gaps = _draw_bucketed(tm, "gaps", bucket[rows], rng)  # (nnz,)
+        gaps[union.indptr[:-1][k > 0]] = 0  # a user's first item starts the clock
         elapsed = np.cumsum(gaps)
-        elapsed -= np.repeat(elapsed[union.indptr[:-1]] if len(elapsed) else np.zeros(n, np.int64),
-                             np.diff(union.indptr))  # running sum within each user
+        elapsed -= np.repeat(elapsed[union.indptr[:-1][k > 0]], k[k > 0])  # running sum within each user
+        span = np.zeros(n, dtype=np.int64)
+        span[k > 0] = elapsed[union.indptr[1:][k > 0] - 1]
+        t_min, t_max = tm["period"]
+        squeeze = np.minimum(1.0, (t_max - t_min) / np.maximum(span, 1))  # (n,) a longer timeline is compressed
+        elapsed = (elapsed * squeeze[rows]).astype(np.int64)
+        span = (span * squeeze).astype(np.int64)
+        start = np.clip(_draw_bucketed(tm, "starts", bucket, rng), t_min, t_max - span)  # it ends inside the period
+        order = np.lexsort((rng.random(len(rows)), rows))  # each user's items in a random order
         first = np.empty(len(rows), dtype=np.int64)
-        first[order] = np.repeat(_draw(self.starts_, n, rng), np.diff(union.indptr)) + elapsed
+        first[order] = np.repeat(start, k) + elapsed
         key = rows.astype(np.int64) * n_items + union.indices  # sorted: CSR order
         out = {}
-        for a, m in actions.items():
-            r = np.repeat(np.arange(n), np.diff(m.indptr))
-            t = first[np.searchsorted(key, r.astype(np.int64) * n_items + m.indices)]
-            t = np.clip(t + _draw(self.offsets_.get(a, np.zeros(0, np.int64)), m.nnz, rng), TS_MIN, TS_MAX - 1)
+        for j, (a, m) in enumerate(actions.items()):
+            r = np.repeat(np.arange(n), np.diff(m.indptr)).astype(np.int64)
+            t = first[np.searchsorted(key, r * n_items + m.indices)]
+            t = np.clip(t + _draw(tm[f"offsets.{self.actions_.index(a)}"], m.nnz, rng), TS_MIN, TS_MAX - 1)
             out[a] = sp.csr_matrix((t.astype(np.float64), m.indices.copy(), m.indptr.copy()), shape=m.shape)
         return out
 
@@ -259,14 +292,13 @@ class Generator:
         self._check_fitted()
         path = Path(path)
         arrays = {"counts": self.counts_, "activity": self.activity_, "funnel": self.funnel_}
-        if self.starts_ is not None:
-            arrays.update(starts=self.starts_, gaps=self.gaps_)
-            arrays.update({f"offsets.{j}": self.offsets_[a] for j, a in enumerate(self.actions_)})
+        if self.times_ is not None:
+            arrays.update({f"times.{k}": v for k, v in self.times_.items()})
         if self.degrees_ is not None:
             arrays["degrees"] = self.degrees_
         arrays.update({f"model.{k}": v for k, v in self._state().items()})
         meta = {"format": FORMAT, "version": 1, "name": self.name, "params": self.get_params(),
-                "items": self.items_.tolist(), "actions": self.actions_, "times": self.starts_ is not None,
+                "items": self.items_.tolist(), "actions": self.actions_, "times": self.times_ is not None,
                 "friends": self.degrees_ is not None}
         path.mkdir(parents=True, exist_ok=True)
         with atomic_path(path / "arrays.safetensors") as tmp:
@@ -291,11 +323,7 @@ class Generator:
                       else np.array(items, dtype=object))
         gen.actions_ = list(meta["actions"])
         gen.counts_, gen.activity_, gen.funnel_ = arrays["counts"], arrays["activity"], arrays["funnel"]
-        gen.starts_ = gen.gaps_ = None
-        gen.offsets_ = {}
-        if meta["times"]:
-            gen.starts_, gen.gaps_ = arrays["starts"], arrays["gaps"]
-            gen.offsets_ = {a: arrays[f"offsets.{j}"] for j, a in enumerate(gen.actions_)}
+        gen.times_ = {k[len("times."):]: v for k, v in arrays.items() if k.startswith("times.")} or None
         gen.degrees_ = arrays["degrees"] if meta["friends"] else None
         gen._set_state({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
         return gen
@@ -313,8 +341,9 @@ class CopyGenerator(Generator):
         self._check_fitted()
         if int(n) != n or n < 1:
             raise ValueError(f"{self.name}: the number of users to sample must be a positive integer, got {n!r}")
-        rng = np.random.default_rng(seed)
-        rows = rng.choice(self.train_.n_users, int(n), replace=n > self.train_.n_users)
+        rng, n_real = np.random.default_rng(seed), self.train_.n_users
+        tiles = [rng.permutation(n_real) for _ in range(int(n) // n_real)]  # every user once per tile
+        rows = np.concatenate([*tiles, rng.choice(n_real, int(n) % n_real, replace=False)])
         picked = self.train_.subset(rows)
         picked.users, picked.notes = synth_ids(int(n)), {}
         if picked.friends is not None:  # the c-th copy of a user befriends the c-th copies of their friends
