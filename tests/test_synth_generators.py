@@ -11,7 +11,7 @@ from feedgan.data.readers import read, write_table
 from feedgan.data.simulate import SimulationConfig, simulate
 from feedgan.io import ArtifactError
 from feedgan.synth import Profiles
-from feedgan.synth.generators import GENERATORS, Generator, IndependentGenerator, VAEGenerator
+from feedgan.synth.generators import GENERATORS, Generator, IndependentGenerator, VAEGenerator, weighted_rows
 
 QUICK = {"vae": {"epochs": 15, "hidden": 64, "latent": 16, "anneal_epochs": 5},
          "gan": {"epochs": 15, "g_hidden": 64, "d_hidden": 64, "noise_dim": 16}}
@@ -143,6 +143,17 @@ def test_vae_and_gan_learn_co_occurrence_beyond_popularity(fitted, train):
     floor = together(fitted["independent"].sample(1000, seed=0))
     assert together(fitted["copy"].sample(1000, seed=0)) > floor
     assert together(fitted["vae"].sample(1000, seed=0)) > floor
+
+
+def test_weighted_draws_without_replacement_have_the_exact_probabilities():
+    rng = np.random.default_rng(0)
+    indptr, items = weighted_rows(np.array([2.0, 1.0, 1.0, 0.0]), np.full(60_000, 2), rng)
+    pairs = np.sort(items.reshape(-1, 2), 1)
+    assert np.array_equal(np.diff(indptr), np.full(60_000, 2)) and (pairs[:, 0] != pairs[:, 1]).all()
+    assert abs(np.mean((pairs == [1, 2]).all(1)) - 1 / 6) < 0.006  # 1/4 * 1/3 twice; item 3 never
+    assert items.max() == 2
+    _, items = weighted_rows(np.array([1e-7, 1.0, 1.0]), np.full(5, 3), rng)  # the whole support, one rare item
+    assert sorted(items.tolist()) == [0] * 5 + [1] * 5 + [2] * 5
 
 
 def test_fit_and_load_refuse_bad_input(train, tmp_path):

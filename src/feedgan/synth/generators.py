@@ -82,6 +82,52 @@ def top_k_rows(logits: torch.Tensor, k: np.ndarray, gen: torch.Generator) -> tup
     return indptr, top[keep]
 
 
+def weighted_rows(weights: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per user ``r``, ``k[r]`` distinct items drawn without replacement with probabilities
+    proportional to ``weights`` (I,), shared by every user. Returns CSR ``indptr``, ``indices``.
+
+    A user's items are the first ``k[r]`` distinct ones of an i.i.d. sequence of draws from
+    ``weights``, which is exactly successive sampling without replacement; the sequence of a user
+    still short of ``k[r]`` distinct items is extended (4x longer each round). Cost ~ O(k log I) per
+    user instead of O(I) for Gumbel top-k (which takes over for a user whose sequence would pass
+    16 x I draws: nearly the whole support, rare items among it)."""
+    k = np.minimum(np.asarray(k, dtype=np.int64), int((weights > 0).sum()))
+    cdf = np.cumsum(weights, dtype=np.float64)
+    n, n_items = len(k), len(weights)
+    chosen = [np.zeros(0, dtype=np.int64)] * n
+    todo = np.flatnonzero(k > 0)
+    owner, draws = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)  # the sequences so far, by user
+    m = 2 * k + 8  # draws added per user this round
+    while len(todo):
+        extra = np.repeat(todo, m[todo])
+        new = np.minimum(np.searchsorted(cdf, rng.random(len(extra)) * cdf[-1], side="right"), n_items - 1)
+        owner, draws = np.concatenate([owner, extra]), np.concatenate([draws, new])
+        order = np.argsort(owner, kind="stable")  # each user's sequence, in draw order
+        owner, draws = owner[order], draws[order]
+        _, first = np.unique(owner * n_items + draws, return_index=True)
+        first.sort()  # first occurrences, by user then draw order
+        u, item = owner[first], draws[first]
+        start = np.searchsorted(u, todo)
+        have = np.searchsorted(u, todo, side="right") - start
+        done = have >= k[todo]
+        for r, s0 in zip(todo[done], start[done]):
+            chosen[r] = item[s0:s0 + k[r]]
+        keep = np.isin(owner, todo[~done])
+        owner, draws, todo = owner[keep], draws[keep], todo[~done]
+        m = m * 4
+        slow = todo[m[todo] > 16 * n_items]  # nearly the whole support, rare items among it: top-k is cheaper
+        if len(slow):
+            logits = torch.from_numpy(np.log(weights.astype(np.float32))).expand(len(slow), -1)
+            ip, idx = top_k_rows(logits, k[slow], torch.Generator().manual_seed(int(rng.integers(2**62))))
+            for j, r in enumerate(slow):
+                chosen[r] = idx[ip[j]:ip[j + 1]]
+            todo = todo[m[todo] <= 16 * n_items]
+            keep = np.isin(owner, todo)
+            owner, draws = owner[keep], draws[keep]
+    lengths = np.array([len(c) for c in chosen], dtype=np.int64)
+    return np.r_[0, np.cumsum(lengths)], np.concatenate(chosen) if n else np.zeros(0, dtype=np.int64)
+
+
 def _csr(indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     """Binary float32 CSR from row pointers and column indices (no repeats within a row)."""
     m = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=shape)
@@ -413,11 +459,7 @@ class IndependentGenerator(Generator):
         rows = self.counts_[rng.integers(len(self.counts_), size=n)]  # (n, A) a real user's counts
         out = {}
         for j, a in enumerate(self.actions_):
-            pop = torch.from_numpy(self.popularity_[j])
-            k = np.minimum(rows[:, j], int((pop > 0).sum()))
-            logits = pop.log()  # (I,); -inf where nobody did a
-            parts = [top_k_rows(logits.expand(len(kk), -1), kk, gen) for kk in np.array_split(k, max(1, n // CHUNK))]
-            out[a] = _stack(parts, len(self.items_))
+            out[a] = _csr(*weighted_rows(self.popularity_[j], rows[:, j], rng), (n, len(self.items_)))
         return out
 
     def _state(self):
