@@ -11,7 +11,13 @@ from feedgan.data.readers import read, write_table
 from feedgan.data.simulate import SimulationConfig, simulate
 from feedgan.io import ArtifactError
 from feedgan.synth import Profiles
-from feedgan.synth.generators import GENERATORS, Generator, IndependentGenerator, VAEGenerator, weighted_rows
+from feedgan.synth.generators import (
+    GENERATORS,
+    Generator,
+    IndependentGenerator,
+    VAEGenerator,
+    weighted_rows,
+)
 
 QUICK = {"vae": {"epochs": 15, "hidden": 64, "latent": 16, "anneal_epochs": 5},
          "gan": {"epochs": 15, "g_hidden": 64, "d_hidden": 64, "noise_dim": 16}}
@@ -35,12 +41,12 @@ def fitted(train):
 def ks(a, b) -> float:
     """Two-sample Kolmogorov-Smirnov distance."""
     grid = np.union1d(a, b)
-    cdf = lambda x: np.searchsorted(np.sort(x), grid, side="right") / len(x)  # noqa: E731
+    cdf = lambda x: np.searchsorted(np.sort(x), grid, side="right") / len(x)
     return float(np.abs(cdf(a) - cdf(b)).max())
 
 
 def same(p: Profiles, q: Profiles) -> bool:
-    mats = lambda d: [] if d is None else [d[a] for a in sorted(d)]  # noqa: E731
+    mats = lambda d: [] if d is None else [d[a] for a in sorted(d)]
     pairs = list(zip(mats(p.actions), mats(q.actions))) + list(zip(mats(p.times), mats(q.times)))
     if (p.friends is None) != (q.friends is None) or (p.times is None) != (q.times is None):
         return False
@@ -189,7 +195,7 @@ def test_cli_fit_then_sample_end_to_end(sim, tmp_path):
     assert run.name.endswith("-synth-gan") and (run / "generator" / "generator.json").exists()
     split = json.loads((run / "split.json").read_text())
     n_users = sim.frame["user"].nunique()
-    assert sorted(sum(split.values(), [])) == sorted(sim.frame["user"].unique().tolist())
+    assert sorted(u for part in split.values() for u in part) == sorted(sim.frame["user"].unique().tolist())
     assert abs(len(split["train"]) - 0.6 * n_users) <= 1 and abs(len(split["test"]) - 0.2 * n_users) <= 1
     out = tmp_path / "synth.parquet"
     res = runner.invoke(app, ["synth", "sample", str(run), "-n", "500", "--out", str(out), "--seed", "1"])

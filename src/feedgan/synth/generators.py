@@ -13,16 +13,18 @@ friend graph. Everything random comes from ``seed`` (numpy ``default_rng`` and a
 
 The generators
 --------------
-* ``copy``: resamples real train users under new ids (rows, times and the friend edges among the
-  picked users unchanged). The privacy control: every privacy test must catch it.
+* ``copy``: resamples real train users under new ids (rows and times unchanged): every train user
+  once per ``n_train`` sampled (a random order, the remainder without replacement); the ``c``-th copy
+  of a user is friends with the ``c``-th copies of their real friends. The privacy control: every
+  privacy test must catch it.
 * ``independent``: the floor. A user's events per action are one real train user's counts (drawn
   at random); the items of each action are drawn without replacement by that action's item popularity,
   independently of each other and of the other actions.
 * ``vae``: Mult-VAE (:class:`feedgan.rec.multvae.MultVAE`, its network and training) on the union of
-  the actions; a user is ``z ~ N(0, I)`` (the prior: no real user's code is reused) decoded to item
-  probabilities, from which ``k`` items are drawn without replacement, ``k`` a real train user's
-  activity. The prior decoder is only a generator if the KL term is weighted like an ELBO, so the
-  KL weight anneals to 1 (not the recommender's 0.2).
+  the actions; a user is a code ``z`` drawn from a Gaussian fitted to the train users' codes (their
+  aggregate posterior's mean and covariance: no real user's own code is reused; ``prior="standard"``
+  takes ``N(0, I)``), decoded to item probabilities, from which ``k`` items are drawn without
+  replacement, ``k`` a real train user's activity.
 * ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
   Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
 
@@ -32,17 +34,19 @@ item are then drawn from the train funnel: action ``a`` with probability
 of them did ``a``, ``g_a`` the global share, ``m`` = ``smoothing``), independently per action; a pair
 that drew none gets the item's most likely action. Per-user action habits are not modelled.
 
-Timestamps (when train has them): a user's first event time is a real user's first event time; the
-touched items come in random order, the gap from one item's first event to the next is drawn from
-the real gaps (pooled over train users), and action ``a`` on an item happens a real offset (pooled
-per action) after that item's first event. Friends (when train has them): each user's degree is a
-real train user's degree (at most ``n - 1``), and the edges are a plain configuration model among
-the sampled users (stubs paired at random; self-loops and repeats dropped), so degrees match and
-who befriends whom carries no signal.
+Timestamps (when train has them): users are put in ``TIME_BUCKETS`` buckets by activity (quantiles
+of the train users'), so a heavy user gets a heavy user's rhythm. A user's first event time is drawn
+from the first event times of the train users in their bucket; their touched items come in random
+order, the gap from one item's first event to the next is drawn from the gaps of that bucket's train
+users, and action ``a`` on an item happens a real offset (pooled per action) after that item's first
+event. A timeline longer than the log's period is compressed to fit, and a user's start is moved so
+the timeline ends inside the period. Friends (when train has them): each user's degree is a real
+train user's degree (at most ``n - 1``), and the edges are a plain configuration model among the
+sampled users (stubs paired at random; self-loops and repeats dropped), so degrees match and who
+befriends whom carries no signal.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import ClassVar
 
@@ -501,40 +505,60 @@ class ProfileGenerator(Generator):
 
 
 class VAEGenerator(ProfileGenerator):
-    """Mult-VAE decoding prior codes ``z ~ N(0, I)`` (see the module docstring)."""
+    """Mult-VAE decoding codes drawn from a fitted Gaussian (see the module docstring).
+
+    ``prior="aggregate"`` (default) draws ``z ~ N(m, S)``, the mean and covariance of the train users'
+    aggregate posterior (``S = Cov(mu_u) + mean(diag sigma_u^2)``): two moments of the whole train
+    set, no user's own code. ``prior="standard"`` draws ``z ~ N(0, I)``, which only matches the
+    codes when the KL weight ``beta_max`` is near 1.
+    """
 
     name = "vae"
 
     def __init__(self, hidden: int = 600, latent: int = 200, epochs: int = 100, batch_size: int = 500,
-                 lr: float = 1e-3, dropout: float = 0.5, beta_max: float = 1.0, anneal_epochs: int = 50,
-                 smoothing: float = 5.0, device: str = "cpu"):
+                 lr: float = 1e-3, dropout: float = 0.5, beta_max: float = 0.2, anneal_epochs: int = 50,
+                 prior: str = "aggregate", smoothing: float = 5.0, device: str = "cpu"):
         self.hidden, self.latent, self.epochs, self.batch_size, self.lr = hidden, latent, epochs, batch_size, lr
-        self.dropout, self.beta_max, self.anneal_epochs = dropout, beta_max, anneal_epochs
+        self.dropout, self.beta_max, self.anneal_epochs, self.prior = dropout, beta_max, anneal_epochs, prior
         self.smoothing, self.device = smoothing, device
 
     def _fit_model(self, train, seed, progress):
-        from ..rec.multvae import MultVAE
+        from ..rec.multvae import MultVAE, _Batch
 
+        if self.prior not in ("aggregate", "standard"):
+            raise ValueError(f"{self.name}: prior must be 'aggregate' or 'standard', got {self.prior!r}")
         X = train.union()
-        steps = max(1, -(-int((X.getnnz(1) > 0).sum()) // self.batch_size))  # per epoch
+        X = X[X.getnnz(1) > 0]
+        steps = max(1, -(-X.shape[0] // self.batch_size))  # per epoch
         vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
                       anneal_steps=self.anneal_epochs * steps, epochs=self.epochs, batch_size=self.batch_size,
                       lr=self.lr, seed=seed, device=self.device)
         self.net_ = vae.fit(X, progress=progress).network_.cpu().eval()
+        self.z_mean_, self.z_chol_ = np.zeros(self.latent, np.float32), np.eye(self.latent, dtype=np.float32)
+        if self.prior == "aggregate":
+            with torch.inference_mode():
+                mu, logvar = self.net_.encode(_Batch(X, np.arange(X.shape[0]), torch.device("cpu")).normalised())
+            cov = torch.cov(mu.T.double()).reshape(self.latent, self.latent) + torch.diag(logvar.exp().mean(0).double())
+            self.z_mean_ = mu.mean(0).numpy().astype(np.float32)  # (latent,)
+            self.z_chol_ = torch.linalg.cholesky(cov + 1e-6 * torch.eye(self.latent, dtype=torch.float64)
+                                                 ).float().numpy()  # (latent, latent) lower
 
     def _logits(self, n, k, gen):
-        z = torch.randn(n, self.net_.latent, generator=gen)  # (n, latent) from the prior
+        eps = torch.randn(n, self.net_.latent, generator=gen)  # (n, latent)
+        z = torch.from_numpy(self.z_mean_) + eps @ torch.from_numpy(self.z_chol_).T
         return self.net_.decode(z)  # (n, I)
 
     def _state(self):
-        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        return {"z_mean": self.z_mean_, "z_chol": self.z_chol_,
+                **{f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}}
 
     def _set_state(self, arrays):
         from ..rec.multvae import MultVAE
 
         vae = MultVAE(hidden=self.hidden, latent=self.latent)
-        vae._set_state({f"network.{k}": v for k, v in arrays.items()})
+        vae._set_state({f"network.{k[4:]}": v for k, v in arrays.items() if k.startswith("net.")})
         self.net_ = vae.network_.cpu().eval()
+        self.z_mean_, self.z_chol_ = arrays["z_mean"], arrays["z_chol"]
 
 
 class GANGenerator(ProfileGenerator):
