@@ -8,7 +8,9 @@ quick sanity figures against the holdout users (the full report is ``feedgan syn
 Prints one JSON line per generator: ``fit_s``, ``sample_100k_s`` and, on 3000 sampled users against
 the holdout users: the activity KS distance, the item-popularity correlation and ``pair_lift``, the
 share of a sample's co-occurring item pairs that co-occur at least twice as often as chance in train
-(the popularity floor is near the chance level; real users sit well above it).
+(the popularity floor is near the chance level; real users sit well above it), and
+``nearest_jaccard``, the mean Jaccard similarity of a sampled user to their nearest train user
+(``copy`` scores 1; the holdout users' figure is the natural level).
 """
 from __future__ import annotations
 
@@ -55,6 +57,14 @@ def pair_lift(train: Profiles, sample: Profiles) -> float:
     return float((c * lifted).sum() / max(c.sum(), 1))
 
 
+def nearest_jaccard(train: Profiles, sample: Profiles, n: int = 1000) -> float:
+    """Mean Jaccard similarity of each of ``n`` sampled users to their nearest train user."""
+    X, Y = train.union().astype(np.float32), sample.union()[:n].astype(np.float32)
+    inter = (Y @ X.T).toarray()
+    union = np.asarray(Y.sum(1)) + np.asarray(X.sum(1)).T - inter
+    return float((inter / np.maximum(union, 1)).max(1).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="sim")
@@ -68,7 +78,8 @@ def main() -> None:
     train, holdout, _ = real.split_users(SPLIT_FRACTIONS, seed=0)
     params = dict(p.split("=", 1) for p in args.param)
     base = {"data": args.data, "train_users": train.n_users, "items": train.n_items,
-            "pair_lift_holdout": round(pair_lift(train, holdout), 4)}
+            "pair_lift_holdout": round(pair_lift(train, holdout), 4),
+            "nearest_jaccard_holdout": round(nearest_jaccard(train, holdout), 4)}
     for name in args.generators.split(","):
         cls = GENERATORS[name]
         from feedgan.params import parse_params
@@ -86,7 +97,8 @@ def main() -> None:
                           f"sample_{args.n // 1000}k_s": round(sample_s, 1),
                           "activity_ks": round(ks(s.activity(), holdout.activity()), 3),
                           "popularity_corr": round(float(np.corrcoef(pop_h, pop_s)[0, 1]), 3),
-                          "pair_lift": round(pair_lift(train, s), 4)}), flush=True)
+                          "pair_lift": round(pair_lift(train, s), 4),
+                          "nearest_jaccard": round(nearest_jaccard(train, s), 4)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from feedgan.synth.generators import (
     weighted_rows,
 )
 
-QUICK = {"vae": {"epochs": 15, "hidden": 64, "latent": 16, "anneal_epochs": 5},
+QUICK = {"vae": {"epochs": 200, "hidden": 128, "latent": 16, "anneal_epochs": 50},
          "gan": {"epochs": 15, "g_hidden": 64, "d_hidden": 64, "noise_dim": 16}}
 
 
@@ -131,7 +131,7 @@ def test_independent_item_popularity_tracks_train(fitted, train):
     assert np.corrcoef(shuffled, synth)[0, 1] < 0.5
 
 
-def test_vae_and_gan_learn_co_occurrence_beyond_popularity(fitted, train):
+def test_vae_learns_co_occurrence_beyond_popularity(fitted, train):
     """A user's items hang together: pairs of items that go together in train go together in the sample
     more often than under the popularity floor."""
     X = train.union().toarray()
@@ -148,7 +148,7 @@ def test_vae_and_gan_learn_co_occurrence_beyond_popularity(fitted, train):
 
     floor = together(fitted["independent"].sample(1000, seed=0))
     assert together(fitted["copy"].sample(1000, seed=0)) > floor
-    assert together(fitted["vae"].sample(1000, seed=0)) > floor
+    assert together(fitted["vae"].sample(1000, seed=0)) > floor + 0.05  # 0.34 against 0.21
 
 
 def test_weighted_draws_without_replacement_have_the_exact_probabilities():

@@ -10,10 +10,14 @@ its activity bucket ``c`` (one-hot over ``n_buckets`` quantile buckets of ``k``)
     fake = hard + soft - soft.detach()                               (straight-through)
 
 so D only ever sees sparse 0/1 profiles with real activity, and G's gradient flows through the
-items near its cut-off. Sampling draws the same hard top-k (Gumbel top-k of G's logits). G's last
+items near its cut-off. G's loss adds ``pop_weight * KL(p_train || mean_b softmax(logits_b))``, the
+train item popularity against the batch's mean item distribution: the adversarial signal alone lets
+G's users crowd onto a subset of the catalogue (item-popularity correlation 0.3 on the simulator). Sampling draws the same hard top-k (Gumbel top-k of G's logits). G's last
 bias starts at the log item popularity, so training starts from the popularity sampler and learns
-who goes with whom. D reads ``[x, c]`` and, before its last layer, the minibatch standard deviation
-of its hidden features (Karras et al. 2018), so a G that gives every user the same items is caught.
+who goes with whom. D reads ``[x, c]`` and, before its last layers, the batch mean and standard
+deviation of its hidden features (minibatch features, after Salimans et al. 2016 and Karras et al.
+2018): real and fake batches are judged apart, so a G whose users crowd onto a few items, or all
+look alike, is caught.
 """
 from __future__ import annotations
 
@@ -55,17 +59,19 @@ class ProfileG(nn.Module):
 
 
 class ProfileD(nn.Module):
-    """[x, c] (B, n_items + n_buckets) -> one logit per profile, with a minibatch-stddev feature."""
+    """[x, c] (B, n_items + n_buckets) -> one logit per profile. Besides each profile's features
+    it reads the batch's mean and spread of them: a batch of real profiles and a batch of fakes are
+    judged apart, so D sees whether the fakes' item popularity and diversity match the real ones."""
 
     def __init__(self, n_in: int, hidden: int):
         super().__init__()
         self.inp = nn.Sequential(nn.Linear(n_in, hidden), nn.LeakyReLU(0.2))
-        self.out = nn.Sequential(nn.Linear(hidden + 1, hidden // 2), nn.LeakyReLU(0.2), nn.Linear(hidden // 2, 1))
+        self.out = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.inp(x)  # (B, hidden)
-        spread = h.std(0, unbiased=False).mean().expand(h.shape[0], 1)  # (B, 1) how different the batch is
-        return self.out(torch.cat([h, spread], 1)).squeeze(1)  # (B,)
+        batch = torch.cat([h.mean(0), h.std(0, unbiased=False)]).expand(h.shape[0], -1)  # (B, 2 * hidden)
+        return self.out(torch.cat([h, batch], 1)).squeeze(1)  # (B,)
 
 
 def bucket_edges(k: np.ndarray, n_buckets: int) -> np.ndarray:
@@ -83,12 +89,14 @@ class ProfileTask(GANTask):
     """Real union profiles with their activity and bucket; fakes of the same activity."""
 
     def __init__(self, X: sp.csr_matrix, edges: np.ndarray, n_buckets: int, noise_dim: int, tau: float,
-                 steps_per_epoch: int):
+                 pop_weight: float, steps_per_epoch: int):
         k = np.minimum(X.getnnz(1), X.shape[1] - 1)  # the cut needs a (k+1)-th item
         self.X = torch.from_numpy(X.toarray()) if X.shape[0] * X.shape[1] <= DENSE_LIMIT else X
         self.k = torch.from_numpy(k.astype(np.int64))
         self.cond = buckets(k, edges, n_buckets)
-        self.noise_dim, self.tau, self.steps_per_epoch = noise_dim, tau, steps_per_epoch
+        self.noise_dim, self.tau, self.pop_weight, self.steps_per_epoch = noise_dim, tau, pop_weight, steps_per_epoch
+        pop = np.asarray(X.sum(0)).ravel()
+        self.popularity = torch.from_numpy((pop / pop.sum()).astype(np.float32))  # (I,) share of touches
 
     def real_batch(self, n, generator):
         idx = torch.randint(len(self.k), (n,), generator=generator)
@@ -98,21 +106,32 @@ class ProfileTask(GANTask):
     def fake(self, G, batch, generator):
         cond = batch["cond"]
         z = torch.randn(cond.shape[0], self.noise_dim, generator=generator).to(cond.device)
-        return straight_through_top_k(G(torch.cat([z, cond], 1)), batch["k"], generator, self.tau)
+        logits = G(torch.cat([z, cond], 1))  # (n, I)
+        batch["logits"] = logits  # for g_extra_loss: the same draw
+        return straight_through_top_k(logits, batch["k"], generator, self.tau)
 
     def d_input(self, sample, batch):
         return torch.cat([sample, batch["cond"]], 1)  # (n, I + n_buckets)
 
+    def g_extra_loss(self, fake, batch):
+        """``pop_weight * KL(train popularity || the batch's mean softmax(logits))``: G's users, taken
+        together, should touch items as often as the real ones do."""
+        if not self.pop_weight:
+            return None
+        mean_p = torch.softmax(batch["logits"], 1).mean(0).clamp_min(1e-12)  # (I,)
+        pop = self.popularity.to(mean_p.device)
+        return self.pop_weight * (pop * (pop.clamp_min(1e-12).log() - mean_p.log())).sum()
+
 
 def fit_profile_gan(X: sp.csr_matrix, *, edges: np.ndarray, n_buckets: int, noise_dim: int, g_hidden: int,
-                    d_hidden: int, epochs: int, batch_size: int, lr: float, tau: float, seed: int,
-                    progress=None) -> ProfileG:
+                    d_hidden: int, epochs: int, batch_size: int, lr: float, tau: float, pop_weight: float,
+                    r1_gamma: float, seed: int, progress=None) -> ProfileG:
     """Train G and D on the union profiles ``X`` (n_users, n_items) of the users with a history;
     returns the EMA generator (CPU, eval mode)."""
     X = sp.csr_matrix(X[X.getnnz(1) > 0], dtype=np.float32)
     n_users, n_items = X.shape
     steps = max(1, math.ceil(n_users / batch_size))
-    task = ProfileTask(X, edges, n_buckets, noise_dim, tau, steps)
+    task = ProfileTask(X, edges, n_buckets, noise_dim, tau, pop_weight, steps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         G, D = ProfileG(noise_dim, n_buckets, g_hidden, n_items), ProfileD(n_items + n_buckets, d_hidden)
@@ -122,6 +141,7 @@ def fit_profile_gan(X: sp.csr_matrix, *, edges: np.ndarray, n_buckets: int, nois
         G.net[-1].weight.mul_(0.1)
     cfg = GANConfig(loss="nonsaturating", lr_g=lr, lr_d=lr, betas=(0.5, 0.999), batch_size=batch_size,
                     epochs=epochs, tick_every=steps, checkpoint_every=None, ema_decay=0.995, ema_warmup=True,
+                    r1_gamma=r1_gamma,
                     seed=seed, device="cpu")
     trainer = GANTrainer(G, D, task, cfg)
     trainer.fit(progress=progress)

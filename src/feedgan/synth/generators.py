@@ -567,10 +567,11 @@ class GANGenerator(ProfileGenerator):
     name = "gan"
 
     def __init__(self, noise_dim: int = 64, n_buckets: int = 4, g_hidden: int = 256, d_hidden: int = 256,
-                 epochs: int = 100, batch_size: int = 128, lr: float = 2e-4, tau: float = 0.5,
-                 smoothing: float = 5.0):
+                 epochs: int = 60, batch_size: int = 128, lr: float = 2e-4, tau: float = 0.5, pop_weight: float = 3.0,
+                 r1_gamma: float = 1.0, smoothing: float = 5.0):
         self.noise_dim, self.n_buckets, self.g_hidden, self.d_hidden = noise_dim, n_buckets, g_hidden, d_hidden
-        self.epochs, self.batch_size, self.lr, self.tau, self.smoothing = epochs, batch_size, lr, tau, smoothing
+        self.epochs, self.batch_size, self.lr, self.tau, self.pop_weight = epochs, batch_size, lr, tau, pop_weight
+        self.r1_gamma, self.smoothing = r1_gamma, smoothing
 
     def _fit_model(self, train, seed, progress):
         from .gan import bucket_edges, fit_profile_gan
@@ -579,7 +580,7 @@ class GANGenerator(ProfileGenerator):
         self.G_ = fit_profile_gan(train.union(), edges=self.edges_, n_buckets=self.n_buckets,
                                   noise_dim=self.noise_dim, g_hidden=self.g_hidden, d_hidden=self.d_hidden,
                                   epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, tau=self.tau,
-                                  seed=seed, progress=progress)
+                                  pop_weight=self.pop_weight, r1_gamma=self.r1_gamma, seed=seed, progress=progress)
 
     def _logits(self, n, k, gen):
         from .gan import buckets
