@@ -10,14 +10,19 @@ its activity bucket ``c`` (one-hot over ``n_buckets`` quantile buckets of ``k``)
     fake = hard + soft - soft.detach()                               (straight-through)
 
 so D only ever sees sparse 0/1 profiles with real activity, and G's gradient flows through the
-items near its cut-off. G's loss adds ``pop_weight * KL(p_train || mean_b softmax(logits_b))``, the
-train item popularity against the batch's mean item distribution: the adversarial signal alone lets
-G's users crowd onto a subset of the catalogue (item-popularity correlation 0.3 on the simulator). Sampling draws the same hard top-k (Gumbel top-k of G's logits). G's last
+items near its cut-off. Sampling draws the same hard top-k (Gumbel top-k of G's logits). G's last
 bias starts at the log item popularity, so training starts from the popularity sampler and learns
-who goes with whom. D reads ``[x, c]`` and, before its last layers, the batch mean and standard
-deviation of its hidden features (minibatch features, after Salimans et al. 2016 and Karras et al.
-2018): real and fake batches are judged apart, so a G whose users crowd onto a few items, or all
-look alike, is caught.
+who goes with whom.
+
+D reads ``[x, c]`` and, before its last layers, the batch mean and standard deviation of its hidden
+features (minibatch features, after Salimans et al. 2016 and Karras et al. 2018): real and fake
+batches are judged apart, so a G whose users all look alike is caught. Two more terms keep the
+game on the catalogue: G's loss adds ``pop_weight * KL(p_train || mean_b softmax(logits_b))`` (the
+train item popularity against the batch's mean item distribution) and D gets an R1 penalty. On the
+simulator (60 epochs), without them G's users crowd onto part of the catalogue (item-popularity
+correlation 0.3 with train at pop_weight 1 and no R1); pop_weight 10 holds popularity but leaves
+the co-occurrence of the popularity sampler; pop_weight 3 with R1 (gamma 1) gives both (popularity
+correlation 0.95, item pairs lifted as often as in real holdout users).
 """
 from __future__ import annotations
 

@@ -121,7 +121,8 @@ def weighted_rows(weights: np.ndarray, k: np.ndarray, rng: np.random.Generator) 
         m = m * 4
         slow = todo[m[todo] > 16 * n_items]  # nearly the whole support, rare items among it: top-k is cheaper
         if len(slow):
-            logits = torch.from_numpy(np.log(weights.astype(np.float32))).expand(len(slow), -1)
+            with np.errstate(divide="ignore"):  # log 0 = -inf: never drawn
+                logits = torch.from_numpy(np.log(weights.astype(np.float32))).expand(len(slow), -1)
             ip, idx = top_k_rows(logits, k[slow], torch.Generator().manual_seed(int(rng.integers(2**62))))
             for j, r in enumerate(slow):
                 chosen[r] = idx[ip[j]:ip[j + 1]]
