@@ -47,6 +47,7 @@ befriends whom carries no signal.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import ClassVar
 
@@ -182,8 +183,6 @@ class Generator:
     smoothing: float = 5.0  # funnel smoothing toward the global action rates (a pseudo-count of users)
 
     def get_params(self) -> dict:
-        import inspect
-
         sig = inspect.signature(type(self).__init__)
         return {name: getattr(self, name) for name, p in sig.parameters.items()
                 if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
@@ -251,14 +250,18 @@ class Generator:
     # -- sampling ---------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "items_"):
-            raise RuntimeError(f"{self.name}: call fit (or load) before sample")
+            raise RuntimeError(f"{self.name}: call fit (or load) before sample or save")
 
-    def sample(self, n: int, *, seed: int = 0) -> Profiles:
-        """``n`` new users over the train catalogue (see the module docstring)."""
+    def _check_sample(self, n) -> int:
+        """``n`` as an int, once the generator is fitted and ``n`` is a positive integer."""
         self._check_fitted()
         if int(n) != n or n < 1:
             raise ValueError(f"{self.name}: the number of users to sample must be a positive integer, got {n!r}")
-        n = int(n)
+        return int(n)
+
+    def sample(self, n: int, *, seed: int = 0) -> Profiles:
+        """``n`` new users over the train catalogue (see the module docstring)."""
+        n = self._check_sample(n)
         rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(int(seed))
         actions = self._draw_actions(n, rng, gen)
         times = self._draw_times(actions, rng) if self.times_ is not None else None
@@ -389,14 +392,12 @@ class CopyGenerator(Generator):
         self.train_ = train
 
     def sample(self, n: int, *, seed: int = 0) -> Profiles:
-        self._check_fitted()
-        if int(n) != n or n < 1:
-            raise ValueError(f"{self.name}: the number of users to sample must be a positive integer, got {n!r}")
+        n = self._check_sample(n)
         rng, n_real = np.random.default_rng(seed), self.train_.n_users
-        tiles = [rng.permutation(n_real) for _ in range(int(n) // n_real)]  # every user once per tile
-        rows = np.concatenate([*tiles, rng.choice(n_real, int(n) % n_real, replace=False)])
+        tiles = [rng.permutation(n_real) for _ in range(n // n_real)]  # every user once per tile
+        rows = np.concatenate([*tiles, rng.choice(n_real, n % n_real, replace=False)])
         picked = self.train_.subset(rows)
-        picked.users, picked.notes = synth_ids(int(n)), {}
+        picked.users, picked.notes = synth_ids(n), {}
         if picked.friends is not None:  # the c-th copy of a user befriends the c-th copies of their friends
             copy_no = _occurrence(rows)
             f = picked.friends.tocoo()
