@@ -23,6 +23,7 @@ from .avatars.cli import avatars_app
 from .data.schema import DataError
 from .ranking import METRICS
 from .progress import console
+from .synth.cli import synth_app
 from .progress import fail as _fail
 
 
@@ -97,6 +98,7 @@ app = typer.Typer(cls=_Boundary, add_completion=False, no_args_is_help=True, pre
 data_app = typer.Typer(no_args_is_help=True, help="Read, inspect, simulate and convert interaction logs.")
 app.add_typer(data_app, name="data")
 app.add_typer(avatars_app, name="avatars")
+app.add_typer(synth_app, name="synth")
 
 
 def _columns(spec: Optional[str], flag: str = "--columns",

@@ -1,0 +1,161 @@
+"""``feedgan synth``: fit a synthetic-user generator on real users, sample new ones.
+
+    feedgan synth fit ratings.csv --generator gan --seed 0           # -> runs/00001-synth-gan/
+    feedgan synth fit ml-1m/ --format lightgcn --generator vae -p epochs=50
+    feedgan synth sample runs/00001-synth-gan -n 10000 --out synth.parquet --seed 1
+
+A fit run folder holds ``generator/`` (the fitted generator, data only), ``config.yaml`` (the data
+options, the generator and its parameters, the seed) and ``split.json``: the real users split by
+user into train / holdout / test (fractions 0.6 / 0.2 / 0.2, from the seed). The generator saw
+the train users only; a later report reads the same split from there.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..data.schema import DataError
+from ..progress import console
+
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+PARTS = ("train", "holdout", "test")
+
+synth_app = typer.Typer(no_args_is_help=True, help="Synthetic users: fit a generator on real train users, sample "
+                                                   "new users in the readers' schema.")
+
+
+def _generator_class(name: str):
+    from .generators import GENERATORS
+
+    if name not in GENERATORS:
+        raise DataError(f"unknown --generator {name!r}", fix=f"use one of {', '.join(GENERATORS)}")
+    return GENERATORS[name]
+
+
+def _params(cls, items: list[str]) -> dict:
+    """``["epochs=50"]`` -> {"epochs": 50}, each value parsed by the type the constructor takes."""
+    from ..params import ParamError, parse_params
+
+    texts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParamError(f"bad --param {item!r}; write it as name=value, e.g. --param epochs=50")
+        texts[key.strip()] = value
+    return parse_params(cls, texts, owner=cls.name)
+
+
+def real_profiles(data: str | Path, format: str = "auto", columns: Optional[str] = None, sep: Optional[str] = None,
+                  no_header: bool = False, social: Optional[str | Path] = None):
+    """Every real user of the log as :class:`~feedgan.synth.Profiles` (impressions left out)."""
+    from ..cli import _columns
+    from ..data.readers import read
+    from .profiles import Profiles
+
+    inter = read(Path(data), format, columns=_columns(columns), sep=sep, header=not no_header, social=social)
+    return Profiles.from_interactions(inter)
+
+
+def split_parts(profiles, split: dict) -> dict:
+    """``{"train": Profiles, "holdout": ..., "test": ...}``: the users of ``split.json`` (by id)."""
+    import numpy as np
+    import pandas as pd
+
+    index = pd.Index(profiles.users)
+    out = {}
+    for part in PARTS:
+        rows = index.get_indexer(pd.Index(split[part], dtype=profiles.users.dtype))
+        if (rows < 0).any():
+            raise DataError(f"{int((rows < 0).sum())} {part} users of the run are not in the data",
+                            fix="give the data the run was fitted on")
+        out[part] = profiles.subset(np.sort(rows))
+    return out
+
+
+def load_run(run: str | Path, runs_dir: str | Path = "runs"):
+    """``(folder, generator, config, split)`` of a ``synth fit`` run (folder or number)."""
+    from ..config import load_yaml
+    from ..io import read_json
+    from ..runs import find_run
+    from .generators import Generator
+
+    folder = find_run(run, runs_dir)
+    missing = f"{folder}: no split.json; is it a `feedgan synth fit` run?"
+    return folder, Generator.load(folder / "generator"), load_yaml(folder / "config.yaml"), \
+        read_json(folder / "split.json", missing=missing)
+
+
+@synth_app.command("fit")
+def fit_cmd(
+    data: Path = typer.Argument(..., help="real log file or folder"),
+    generator: str = typer.Option(..., "--generator", "-g", help="gan, vae, independent or copy"),
+    format: str = typer.Option("auto", "--format", "-f", help="reader format (see `feedgan data inspect --help`)"),
+    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
+    sep: Optional[str] = typer.Option(None, "--sep", help="csv/tsv field separator"),
+    no_header: bool = typer.Option(False, "--no-header", help="csv/tsv: the first line is data"),
+    social: Optional[Path] = typer.Option(None, help="friend graph file (src,dst) for a plain table"),
+    param: list[str] = typer.Option([], "--param", "-p", help="generator hyperparameter name=value (repeatable)"),
+    seed: int = typer.Option(0, help="split and training seed"),
+    runs_dir: Path = typer.Option(Path("runs")),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+):
+    """Split the real users 0.6 / 0.2 / 0.2 by user, fit the generator on the train users, save the run."""
+    from ..config import save_yaml
+    from ..io import write_json
+    from ..progress import progress_bar
+    from ..runs import new_run_dir
+
+    cls = _generator_class(generator)
+    gen = cls(**_params(cls, param))
+    profiles = real_profiles(data, format, columns, sep, no_header, social)
+    train, holdout, test = profiles.split_users(SPLIT_FRACTIONS, seed=seed)
+    console.print(f"[bold]synth fit {generator}[/] on {data}: {train.n_users:,} train users, {train.n_items:,} items, "
+                  f"actions {', '.join(train.action_names)}")
+    with progress_bar(progress) as prog:
+        t0 = time.perf_counter()
+        gen.fit(train, seed=seed, progress=prog)
+        fit_s = time.perf_counter() - t0
+    run = new_run_dir(runs_dir, f"synth-{generator}")  # only now: a failed fit leaves no run folder
+    gen.save(run / "generator")
+    write_json(run / "split.json", {p: part.users.tolist() for p, part in zip(PARTS, (train, holdout, test))})
+    save_yaml(run / "config.yaml", {"data": {"path": str(data), "format": format, "columns": columns, "sep": sep,
+                                             "no_header": no_header, "social": None if social is None else str(social)},
+                                    "generator": generator, "params": gen.get_params(), "seed": seed,
+                                    "split": dict(zip(PARTS, SPLIT_FRACTIONS))})
+    write_json(run / "fit.json", {"fit_s": fit_s, "users": {p: q.n_users for p, q in
+                                                            zip(PARTS, (train, holdout, test))}})
+    console.print(f"fitted in {fit_s:.1f}s; saved {run}")
+
+
+@synth_app.command("sample")
+def sample_cmd(
+    run: str = typer.Argument(..., help="a `synth fit` run folder or number"),
+    n: int = typer.Option(10_000, "-n", "--users", min=1, help="synthetic users to draw"),
+    out: Path = typer.Option(..., "--out", "-o", help=".parquet, .csv, .tsv or .jsonl"),
+    social_out: Optional[Path] = typer.Option(None, help="where the friend graph (src,dst) goes, when the "
+                                                         "generator makes one (default: OUT with .friends.csv)"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    runs_dir: Path = typer.Option(Path("runs")),
+):
+    """Draw synthetic users from a fitted generator and write them in the readers' schema."""
+    from ..data.readers import write_table
+    from ..io import atomic_open
+
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson"):
+        raise DataError(f"cannot write a {out.suffix or 'suffix-less'} file", file=out,
+                        fix="use a .parquet, .csv, .tsv or .jsonl path")
+    folder, gen, _, _ = load_run(run, runs_dir)
+    t0 = time.perf_counter()
+    synth = gen.sample(n, seed=seed)
+    inter = synth.to_interactions(source=str(folder))
+    write_table(inter, out)
+    msg = f"wrote {synth.n_users:,} users, {len(inter):,} interactions to {out}"
+    if inter.social is not None:
+        social_out = social_out or out.with_name(out.stem + ".friends.csv")
+        with atomic_open(social_out) as fh:
+            inter.social[["src", "dst"]].to_csv(fh, index=False)
+        msg += f", {len(inter.social):,} friend pairs to {social_out}"
+    console.print(f"{msg} in {time.perf_counter() - t0:.1f}s")

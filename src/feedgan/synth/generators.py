@@ -1,0 +1,607 @@
+"""Generators of whole synthetic users: fit on real train users, sample new ones.
+
+Every generator follows one contract::
+
+    gen = GENERATORS["vae"](epochs=50).fit(train, seed=0)   # train: Profiles (real train users)
+    synth = gen.sample(10_000, seed=1)                         # Profiles: users "synth-0000001", ...
+    gen.save("runs/x/generator"); same = Generator.load("runs/x/generator")   # JSON + safetensors
+
+A sample has the train catalogue (the same ``items``, in the same columns) and the same actions;
+``times`` when the train users had timestamps; ``friends`` among the sampled users when they had a
+friend graph. Everything random comes from ``seed`` (numpy ``default_rng`` and a CPU
+``torch.Generator``), so a fitted generator, or its saved copy, gives the same users for the same seed.
+
+The generators
+--------------
+* ``copy``: resamples real train users under new ids (rows and times unchanged): every train user
+  once per ``n_train`` sampled (a random order, the remainder without replacement); the ``c``-th copy
+  of a user is friends with the ``c``-th copies of their real friends. The privacy control: every
+  privacy test must catch it.
+* ``independent``: the floor. A user's events per action are one real train user's counts (drawn
+  at random); the items of each action are drawn without replacement by that action's item popularity,
+  independently of each other and of the other actions.
+* ``vae``: Mult-VAE (:class:`feedgan.rec.multvae.MultVAE`, its network and training) on the union of
+  the actions; a user is a code ``z`` drawn from a Gaussian fitted to the train users' codes (their
+  aggregate posterior's mean and covariance: no real user's own code is reused; ``prior="standard"``
+  takes ``N(0, I)``), decoded to item probabilities, from which ``k`` items are drawn without
+  replacement, ``k`` a real train user's activity.
+* ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
+  Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
+
+``vae`` and ``gan`` make a user's *union* profile (the items touched); the actions on each touched
+item are then drawn from the train funnel: action ``a`` with probability
+``P(a | item touched) = (n_ia + m * g_a) / (n_i + m)`` (``n_i`` train users touched item ``i``, ``n_ia``
+of them did ``a``, ``g_a`` the global share, ``m`` = ``smoothing``), independently per action; a pair
+that drew none gets the item's most likely action. Per-user action habits are not modelled.
+
+Timestamps (when train has them): users are put in ``TIME_BUCKETS`` buckets by activity (quantiles
+of the train users'), so a heavy user gets a heavy user's rhythm. A user's first event time is drawn
+from the first event times of the train users in their bucket; their touched items come in random
+order, the gap from one item's first event to the next is drawn from the gaps of that bucket's train
+users, and action ``a`` on an item happens a real offset (pooled per action) after that item's first
+event. A timeline longer than the log's period is compressed to fit, and a user's start is moved so
+the timeline ends inside the period. Friends (when train has them): each user's degree is a real
+train user's degree (at most ``n - 1``), and the edges are a plain configuration model among the
+sampled users (stubs paired at random; self-loops and repeats dropped), so degrees match and who
+befriends whom carries no signal.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.numpy import save_file
+
+from ..data.schema import TS_MAX, TS_MIN, DataError
+from ..io import ArtifactError, atomic_path, read_json, read_safetensors, write_json
+from ..params import check_params
+from .profiles import Profiles
+
+FORMAT = "feedgan-synth-generator"
+POOL_MAX = 200_000  # time gaps / offsets kept from train (a random subset beyond this)
+TIME_BUCKETS = 8  # activity buckets of the time pools: a heavy user gets a heavy user's rhythm
+CHUNK = 4096  # users per decoded batch when sampling (CHUNK x n_items floats at a time)
+
+
+def synth_ids(n: int) -> np.ndarray:
+    """(n,) ids ``synth-0000001`` ... (object array of str)."""
+    return np.array([f"synth-{i:07d}" for i in range(1, n + 1)], dtype=object)
+
+
+def top_k_rows(logits: torch.Tensor, k: np.ndarray, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per row ``r`` of ``logits`` (B, I), ``k[r]`` distinct items drawn without replacement with
+    probabilities ``softmax(logits[r])`` (Gumbel top-k). Returns CSR ``indptr`` (B + 1,), ``indices``.
+    Items with logit ``-inf`` are never drawn: ``k`` must not exceed the finite ones."""
+    k = np.asarray(k, dtype=np.int64)
+    indptr = np.r_[0, np.cumsum(k)]
+    if logits.shape[0] == 0 or k.max(initial=0) == 0:
+        return indptr, np.zeros(0, dtype=np.int64)
+    noise = torch.empty(logits.shape).exponential_(generator=gen).clamp_min_(1e-30)  # (B, I) Exp(1)
+    keys = logits.float().cpu() - noise.log()  # + Gumbel(0, 1)
+    top = torch.topk(keys, int(k.max()), dim=1).indices.numpy()  # (B, k_max), best first
+    keep = np.arange(top.shape[1])[None, :] < k[:, None]
+    return indptr, top[keep]
+
+
+def weighted_rows(weights: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per user ``r``, ``k[r]`` distinct items drawn without replacement with probabilities
+    proportional to ``weights`` (I,), shared by every user. Returns CSR ``indptr``, ``indices``.
+
+    A user's items are the first ``k[r]`` distinct ones of an i.i.d. sequence of draws from
+    ``weights``, which is exactly successive sampling without replacement; the sequence of a user
+    still short of ``k[r]`` distinct items is extended (4x longer each round). Cost ~ O(k log I) per
+    user instead of O(I) for Gumbel top-k (which takes over for a user whose sequence would pass
+    16 x I draws: nearly the whole support, rare items among it)."""
+    k = np.minimum(np.asarray(k, dtype=np.int64), int((weights > 0).sum()))
+    cdf = np.cumsum(weights, dtype=np.float64)
+    n, n_items = len(k), len(weights)
+    chosen = [np.zeros(0, dtype=np.int64)] * n
+    todo = np.flatnonzero(k > 0)
+    owner, draws = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)  # the sequences so far, by user
+    m = 2 * k + 8  # draws added per user this round
+    while len(todo):
+        extra = np.repeat(todo, m[todo])
+        new = np.minimum(np.searchsorted(cdf, rng.random(len(extra)) * cdf[-1], side="right"), n_items - 1)
+        owner, draws = np.concatenate([owner, extra]), np.concatenate([draws, new])
+        order = np.argsort(owner, kind="stable")  # each user's sequence, in draw order
+        owner, draws = owner[order], draws[order]
+        _, first = np.unique(owner * n_items + draws, return_index=True)
+        first.sort()  # first occurrences, by user then draw order
+        u, item = owner[first], draws[first]
+        start = np.searchsorted(u, todo)
+        have = np.searchsorted(u, todo, side="right") - start
+        done = have >= k[todo]
+        for r, s0 in zip(todo[done], start[done]):
+            chosen[r] = item[s0:s0 + k[r]]
+        keep = np.isin(owner, todo[~done])
+        owner, draws, todo = owner[keep], draws[keep], todo[~done]
+        m = m * 4
+        slow = todo[m[todo] > 16 * n_items]  # nearly the whole support, rare items among it: top-k is cheaper
+        if len(slow):
+            with np.errstate(divide="ignore"):  # log 0 = -inf: never drawn
+                logits = torch.from_numpy(np.log(weights.astype(np.float32))).expand(len(slow), -1)
+            ip, idx = top_k_rows(logits, k[slow], torch.Generator().manual_seed(int(rng.integers(2**62))))
+            for j, r in enumerate(slow):
+                chosen[r] = idx[ip[j]:ip[j + 1]]
+            todo = todo[m[todo] <= 16 * n_items]
+            keep = np.isin(owner, todo)
+            owner, draws = owner[keep], draws[keep]
+    lengths = np.array([len(c) for c in chosen], dtype=np.int64)
+    return np.r_[0, np.cumsum(lengths)], np.concatenate(chosen) if n else np.zeros(0, dtype=np.int64)
+
+
+def _csr(indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Binary float32 CSR from row pointers and column indices (no repeats within a row)."""
+    m = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=shape)
+    m.sort_indices()
+    return m
+
+
+def _pool(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most POOL_MAX of ``values`` (int64), a random subset when there are more."""
+    values = np.asarray(values, dtype=np.int64)
+    return values if len(values) <= POOL_MAX else rng.choice(values, POOL_MAX, replace=False)
+
+
+def _draw(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return pool[rng.integers(len(pool), size=n)] if len(pool) else np.zeros(n, dtype=np.int64)
+
+
+def _bucketed(name: str, values: np.ndarray, bucket: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A pool of ``values`` sorted by ``bucket`` (at most POOL_MAX, a random subset beyond), as
+    ``{name: values, name.at: (TIME_BUCKETS + 1,) where each bucket starts}``."""
+    keep = np.arange(len(values)) if len(values) <= POOL_MAX else rng.choice(len(values), POOL_MAX, replace=False)
+    order = keep[np.argsort(bucket[keep], kind="stable")]
+    at = np.searchsorted(bucket[order], np.arange(TIME_BUCKETS + 1))
+    return {name: values[order].astype(np.int64), f"{name}.at": at.astype(np.int64)}
+
+
+def _draw_bucketed(pool: dict, name: str, bucket: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(len(bucket),) one value per entry, from the pool of its bucket (the whole pool when that is empty)."""
+    values, at = pool[name], pool[f"{name}.at"]
+    if len(values) == 0:
+        return np.zeros(len(bucket), dtype=np.int64)
+    lo, size = at[bucket], at[bucket + 1] - at[bucket]
+    lo, size = np.where(size > 0, lo, 0), np.where(size > 0, size, len(values))
+    return values[lo + (rng.random(len(bucket)) * size).astype(np.int64)]
+
+
+class Generator:
+    """Base class: fit on train :class:`Profiles`, sample new users (see the module docstring).
+
+    Subclasses set ``name``, take their hyperparameters in the constructor (stored as given: the
+    saved copy is rebuilt from them) and implement ``_fit_model(train, seed, progress)``,
+    ``_draw_actions(n, rng, gen)`` and ``_state()`` / ``_set_state(arrays)``. What every generator
+    learns from train (catalogue, activity, funnel, time and degree pools) is fitted here.
+    """
+
+    name: ClassVar[str] = "generator"
+    smoothing: float = 5.0  # funnel smoothing toward the global action rates (a pseudo-count of users)
+
+    def get_params(self) -> dict:
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name, p in sig.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def fit(self, train: Profiles, *, seed: int = 0, progress=None) -> "Generator":
+        """Learn from the real train users ``train``; returns ``self``."""
+        if train.n_users == 0 or train.union().nnz == 0:
+            raise DataError(f"{self.name}: cannot fit a generator on no interactions",
+                            fix="give it train users with at least one interaction")
+        rng = np.random.default_rng(seed)
+        self.items_, self.actions_ = train.items, train.action_names
+        self.counts_ = np.stack([train.actions[a].getnnz(1) for a in self.actions_], 1).astype(np.int64)  # (U, A)
+        union = train.union()
+        self.activity_ = union.getnnz(1).astype(np.int64)  # (U,) items touched per user
+        self.activity_ = self.activity_[self.activity_ > 0]
+        self.funnel_ = self._funnel(train, union)
+        self._fit_times(train, rng)
+        self.degrees_ = None if train.friends is None else train.friends.getnnz(1).astype(np.int64)
+        self._fit_model(train, seed, progress)
+        return self
+
+    def _fit_model(self, train: Profiles, seed: int, progress) -> None:
+        """What the subclass learns beyond the shared pieces."""
+
+    def _funnel(self, train: Profiles, union: sp.csr_matrix) -> np.ndarray:
+        """(n_items, n_actions) smoothed P(action | item touched), see the module docstring."""
+        touched = np.asarray(union.sum(0)).ravel()  # (I,) n_i
+        did = np.stack([np.asarray(train.actions[a].sum(0)).ravel() for a in self.actions_], 1)  # (I, A) n_ia
+        share = did.sum(0) / max(touched.sum(), 1.0)  # (A,) g_a
+        m = float(self.smoothing)
+        return ((did + m * share) / (touched[:, None] + m)).astype(np.float32)
+
+    def _fit_times(self, train: Profiles, rng: np.random.Generator) -> None:
+        """Pools of first-event times and item-to-item gaps (by activity bucket), per-action offsets,
+        and the log's period (module docstring)."""
+        self.times_ = None
+        if train.times is None:
+            return
+        n_items = train.n_items
+        events = [(a, train.times[a].tocoo()) for a in self.actions_]  # (user, item, t) per action
+        key = np.concatenate([c.row.astype(np.int64) * n_items + c.col for _, c in events])
+        t = np.concatenate([c.data for _, c in events]).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        key_s, t_s = key[order], t[order]
+        pair = np.flatnonzero(np.r_[True, key_s[1:] != key_s[:-1]])  # one (user, item) each
+        first_key, first_t = key_s[pair], np.minimum.reduceat(t_s, pair)  # its first event time
+        user = first_key // n_items
+        by = np.lexsort((first_t, user))  # each user's items in time order
+        user, t_u = user[by], first_t[by]
+        new_user = np.r_[True, user[1:] != user[:-1]]
+        k_u = np.diff(np.r_[np.flatnonzero(new_user), len(user)])  # items per user with times
+        edges = np.quantile(k_u, np.linspace(0, 1, TIME_BUCKETS + 1)[1:-1])
+        bucket = np.repeat(np.searchsorted(edges, k_u, side="right"), k_u)  # (pairs,) the user's bucket
+        self.times_ = {"edges": edges.astype(np.float64), "period": np.array([t.min(), t.max()], dtype=np.int64),
+                       **_bucketed("starts", t_u[new_user], bucket[new_user], rng),
+                       **_bucketed("gaps", np.diff(t_u)[~new_user[1:]], bucket[1:][~new_user[1:]], rng)}
+        for j, (a, c) in enumerate(events):
+            k = c.row.astype(np.int64) * n_items + c.col
+            self.times_[f"offsets.{j}"] = _pool(c.data.astype(np.int64) - first_t[np.searchsorted(first_key, k)], rng)
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "items_"):
+            raise RuntimeError(f"{self.name}: call fit (or load) before sample or save")
+
+    def _check_sample(self, n) -> int:
+        """``n`` as an int, once the generator is fitted and ``n`` is a positive integer."""
+        self._check_fitted()
+        if int(n) != n or n < 1:
+            raise ValueError(f"{self.name}: the number of users to sample must be a positive integer, got {n!r}")
+        return int(n)
+
+    def sample(self, n: int, *, seed: int = 0) -> Profiles:
+        """``n`` new users over the train catalogue (see the module docstring)."""
+        n = self._check_sample(n)
+        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(int(seed))
+        actions = self._draw_actions(n, rng, gen)
+        times = self._draw_times(actions, rng) if self.times_ is not None else None
+        friends = self._draw_friends(n, rng) if self.degrees_ is not None else None
+        return Profiles(synth_ids(n), self.items_, actions, times, friends)
+
+    def _draw_actions(self, n: int, rng: np.random.Generator, gen: torch.Generator) -> dict[str, sp.csr_matrix]:
+        raise NotImplementedError
+
+    def _draw_activity(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n,) items touched per user, resampled from the train users' activity."""
+        k = _draw(self.activity_, n, rng)
+        return np.minimum(k, len(self.items_))
+
+    def _assign_actions(self, union: sp.csr_matrix, rng: np.random.Generator) -> dict[str, sp.csr_matrix]:
+        """Actions on each touched (user, item) of ``union`` from the funnel (module docstring)."""
+        p = self.funnel_[union.indices]  # (nnz, A)
+        did = rng.random(p.shape) < p
+        none = ~did.any(1)
+        did[np.flatnonzero(none), p[none].argmax(1)] = True  # every touched pair keeps one action
+        rows = np.repeat(np.arange(union.shape[0]), np.diff(union.indptr))
+        out = {}
+        for j, a in enumerate(self.actions_):
+            m = sp.csr_matrix((np.ones(did[:, j].sum(), dtype=np.float32), (rows[did[:, j]], union.indices[did[:, j]])),
+                              shape=union.shape)
+            m.sort_indices()
+            out[a] = m
+        return out
+
+    def _draw_times(self, actions: dict[str, sp.csr_matrix], rng: np.random.Generator) -> dict[str, sp.csr_matrix]:
+        """Timestamps on the same pattern as ``actions`` (module docstring)."""
+        tm = self.times_
+        union = sum(actions.values()).tocsr()  # (n, I); every touched pair once
+        union.sort_indices()
+        n, n_items = union.shape
+        k = np.diff(union.indptr)  # (n,) items per user
+        rows = np.repeat(np.arange(n), k)  # (nnz,)
+        bucket = np.searchsorted(tm["edges"], k, side="right")  # (n,) activity bucket
+        gaps = _draw_bucketed(tm, "gaps", bucket[rows], rng)  # (nnz,)
+        gaps[union.indptr[:-1][k > 0]] = 0  # a user's first item starts the clock
+        elapsed = np.cumsum(gaps)
+        elapsed -= np.repeat(elapsed[union.indptr[:-1][k > 0]], k[k > 0])  # running sum within each user
+        span = np.zeros(n, dtype=np.int64)
+        span[k > 0] = elapsed[union.indptr[1:][k > 0] - 1]
+        t_min, t_max = tm["period"]
+        squeeze = np.minimum(1.0, (t_max - t_min) / np.maximum(span, 1))  # (n,) a longer timeline is compressed
+        elapsed = (elapsed * squeeze[rows]).astype(np.int64)
+        span = (span * squeeze).astype(np.int64)
+        start = np.clip(_draw_bucketed(tm, "starts", bucket, rng), t_min, t_max - span)  # it ends inside the period
+        order = np.lexsort((rng.random(len(rows)), rows))  # each user's items in a random order
+        first = np.empty(len(rows), dtype=np.int64)
+        first[order] = np.repeat(start, k) + elapsed
+        key = rows.astype(np.int64) * n_items + union.indices  # sorted: CSR order
+        out = {}
+        for j, (a, m) in enumerate(actions.items()):
+            r = np.repeat(np.arange(n), np.diff(m.indptr)).astype(np.int64)
+            t = first[np.searchsorted(key, r * n_items + m.indices)]
+            t = np.clip(t + _draw(tm[f"offsets.{self.actions_.index(a)}"], m.nnz, rng), TS_MIN, TS_MAX - 1)
+            out[a] = sp.csr_matrix((t.astype(np.float64), m.indices.copy(), m.indptr.copy()), shape=m.shape)
+        return out
+
+    def _draw_friends(self, n: int, rng: np.random.Generator) -> sp.csr_matrix:
+        """(n, n) symmetric binary: a configuration model on degrees resampled from train."""
+        deg = np.minimum(_draw(self.degrees_, n, rng), n - 1)
+        stubs = rng.permutation(np.repeat(np.arange(n), deg))
+        stubs = stubs[: len(stubs) // 2 * 2].reshape(-1, 2)
+        stubs = stubs[stubs[:, 0] != stubs[:, 1]]
+        m = sp.coo_matrix((np.ones(len(stubs), dtype=np.float32), (stubs[:, 0], stubs[:, 1])), shape=(n, n))
+        m = (m + m.T).tocsr()
+        m.data[:] = 1.0
+        return m
+
+    # -- persistence: JSON + safetensors, never pickle --------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted generator to the folder ``path`` (``generator.json`` + ``arrays.safetensors``)."""
+        self._check_fitted()
+        path = Path(path)
+        arrays = {"counts": self.counts_, "activity": self.activity_, "funnel": self.funnel_}
+        if self.times_ is not None:
+            arrays.update({f"times.{k}": v for k, v in self.times_.items()})
+        if self.degrees_ is not None:
+            arrays["degrees"] = self.degrees_
+        arrays.update({f"model.{k}": v for k, v in self._state().items()})
+        meta = {"format": FORMAT, "version": 1, "name": self.name, "params": self.get_params(),
+                "items": self.items_.tolist(), "actions": self.actions_, "times": self.times_ is not None,
+                "friends": self.degrees_ is not None}
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path / "arrays.safetensors") as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        write_json(path / "generator.json", meta)  # last: a folder with it is complete
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Generator":
+        """A generator written by :meth:`save` (any kind when called on :class:`Generator`)."""
+        path = Path(path)
+        meta = read_json(path / "generator.json", missing=f"{path}: no generator.json; is it a `synth fit` run?")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("name") not in GENERATORS:
+            raise ArtifactError(path / "generator.json", "not a feedgan synthetic-user generator")
+        kind = GENERATORS[meta["name"]]
+        if cls is not Generator and kind is not cls:
+            raise ArtifactError(path / "generator.json", f"holds a {meta['name']!r} generator, not {cls.name!r}",
+                                fix=f"load it with Generator.load or {kind.__name__}.load")
+        gen = kind(**check_params(kind, meta["params"], owner=kind.name))
+        arrays = read_safetensors(path / "arrays.safetensors")
+        items = meta["items"]
+        gen.items_ = (np.array(items, dtype=np.int64) if all(isinstance(i, int) for i in items)
+                      else np.array(items, dtype=object))
+        gen.actions_ = list(meta["actions"])
+        gen.counts_, gen.activity_, gen.funnel_ = arrays["counts"], arrays["activity"], arrays["funnel"]
+        gen.times_ = {k[len("times."):]: v for k, v in arrays.items() if k.startswith("times.")} or None
+        gen.degrees_ = arrays["degrees"] if meta["friends"] else None
+        gen._set_state({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        return gen
+
+
+class CopyGenerator(Generator):
+    """Real train users under new ids: the privacy control (it must fail every privacy test)."""
+
+    name = "copy"
+
+    def _fit_model(self, train, seed, progress):
+        self.train_ = train
+
+    def sample(self, n: int, *, seed: int = 0) -> Profiles:
+        n = self._check_sample(n)
+        rng, n_real = np.random.default_rng(seed), self.train_.n_users
+        tiles = [rng.permutation(n_real) for _ in range(n // n_real)]  # every user once per tile
+        rows = np.concatenate([*tiles, rng.choice(n_real, n % n_real, replace=False)])
+        picked = self.train_.subset(rows)
+        picked.users, picked.notes = synth_ids(n), {}
+        if picked.friends is not None:  # the c-th copy of a user befriends the c-th copies of their friends
+            copy_no = _occurrence(rows)
+            f = picked.friends.tocoo()
+            same = copy_no[f.row] == copy_no[f.col]
+            picked.friends = sp.csr_matrix((f.data[same], (f.row[same], f.col[same])), shape=f.shape)
+        return picked
+
+    def _state(self):
+        t = self.train_
+        out = {"n_users": np.array([t.n_users], dtype=np.int64)}
+        for j, a in enumerate(self.actions_):
+            m = t.actions[a].copy()
+            m.sort_indices()
+            out[f"{j}.indptr"], out[f"{j}.indices"] = m.indptr.astype(np.int64), m.indices.astype(np.int64)
+            if t.times is not None:
+                out[f"{j}.times"] = _aligned_times(m, t.times[a])
+        if t.friends is not None:
+            out["friends.indptr"] = t.friends.indptr.astype(np.int64)
+            out["friends.indices"] = t.friends.indices.astype(np.int64)
+        return out
+
+    def _set_state(self, arrays):
+        n = int(arrays["n_users"][0])
+        shape = (n, len(self.items_))
+        actions = {a: _csr(arrays[f"{j}.indptr"], arrays[f"{j}.indices"], shape) for j, a in enumerate(self.actions_)}
+        times = None
+        if "0.times" in arrays:
+            times = {a: sp.csr_matrix((arrays[f"{j}.times"].astype(np.float64), actions[a].indices.copy(),
+                                       actions[a].indptr.copy()), shape=shape) for j, a in enumerate(self.actions_)}
+        friends = _csr(arrays["friends.indptr"], arrays["friends.indices"], (n, n)) if "friends.indptr" in arrays else None
+        self.train_ = Profiles(np.arange(n), self.items_, actions, times, friends)
+
+
+def _occurrence(rows: np.ndarray) -> np.ndarray:
+    """(n,) how many times each entry's value occurred before it in ``rows`` (0 for the first)."""
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    start = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
+    run = np.arange(len(rows)) - np.repeat(start, np.diff(np.r_[start, len(rows)]))
+    out = np.empty(len(rows), dtype=np.int64)
+    out[order] = run
+    return out
+
+
+def _aligned_times(m: sp.csr_matrix, times: sp.csr_matrix) -> np.ndarray:
+    """(m.nnz,) the timestamps of ``times`` at the entries of ``m`` (same pattern), in ``m``'s order."""
+    t = times.tocoo()
+    n_items = m.shape[1]
+    key = t.row.astype(np.int64) * n_items + t.col
+    order = np.argsort(key)
+    want = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)).astype(np.int64) * n_items + m.indices
+    return t.data[order][np.searchsorted(key[order], want)].astype(np.int64)
+
+
+class IndependentGenerator(Generator):
+    """The floor: a real user's events per action, each action's items drawn by its popularity alone."""
+
+    name = "independent"
+
+    def _fit_model(self, train, seed, progress):
+        self.popularity_ = np.stack([np.asarray(train.actions[a].sum(0)).ravel() for a in self.actions_]
+                                    ).astype(np.float32)  # (A, I) train users per item and action
+
+    def _draw_actions(self, n, rng, gen):
+        rows = self.counts_[rng.integers(len(self.counts_), size=n)]  # (n, A) a real user's counts
+        out = {}
+        for j, a in enumerate(self.actions_):
+            out[a] = _csr(*weighted_rows(self.popularity_[j], rows[:, j], rng), (n, len(self.items_)))
+        return out
+
+    def _state(self):
+        return {"popularity": self.popularity_}
+
+    def _set_state(self, arrays):
+        self.popularity_ = arrays["popularity"]
+
+
+def _stack(parts: list[tuple[np.ndarray, np.ndarray]], n_items: int) -> sp.csr_matrix:
+    """One CSR from consecutive row blocks given as (indptr, indices)."""
+    indptr, indices, offset = [np.zeros(1, dtype=np.int64)], [], 0
+    for p, idx in parts:
+        indptr.append(p[1:] + offset)
+        indices.append(idx)
+        offset += p[-1]
+    indptr = np.concatenate(indptr)
+    return _csr(indptr, np.concatenate(indices) if indices else np.zeros(0, np.int64), (len(indptr) - 1, n_items))
+
+
+class ProfileGenerator(Generator):
+    """Generators of union profiles: ``k`` items per user from per-user item logits, then actions
+    from the funnel. Subclasses implement ``_logits(n, gen) -> (n, n_items)`` (a torch tensor)
+    or override ``_union``."""
+
+    def _draw_actions(self, n, rng, gen):
+        k = self._draw_activity(n, rng)
+        return self._assign_actions(self._union(k, gen), rng)
+
+    def _union(self, k: np.ndarray, gen: torch.Generator) -> sp.csr_matrix:
+        parts = []
+        for kk in np.array_split(k, max(1, len(k) // CHUNK)):
+            with torch.inference_mode():
+                parts.append(top_k_rows(self._logits(len(kk), kk, gen), kk, gen))
+        return _stack(parts, len(self.items_))
+
+    def _logits(self, n: int, k: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class VAEGenerator(ProfileGenerator):
+    """Mult-VAE decoding codes drawn from a fitted Gaussian (see the module docstring).
+
+    ``prior="aggregate"`` (default) draws ``z ~ N(m, S)``, the mean and covariance of the train users'
+    aggregate posterior (``S = Cov(mu_u) + mean(diag sigma_u^2)``): two moments of the whole train
+    set, no user's own code. ``prior="standard"`` draws ``z ~ N(0, I)``, which only matches the
+    codes when the KL weight ``beta_max`` is near 1.
+    """
+
+    name = "vae"
+
+    def __init__(self, hidden: int = 600, latent: int = 200, epochs: int = 100, batch_size: int = 500,
+                 lr: float = 1e-3, dropout: float = 0.5, beta_max: float = 0.2, anneal_epochs: int = 50,
+                 prior: str = "aggregate", smoothing: float = 5.0, device: str = "cpu"):
+        self.hidden, self.latent, self.epochs, self.batch_size, self.lr = hidden, latent, epochs, batch_size, lr
+        self.dropout, self.beta_max, self.anneal_epochs, self.prior = dropout, beta_max, anneal_epochs, prior
+        self.smoothing, self.device = smoothing, device
+
+    def _fit_model(self, train, seed, progress):
+        from ..rec.multvae import MultVAE, _Batch
+
+        if self.prior not in ("aggregate", "standard"):
+            raise ValueError(f"{self.name}: prior must be 'aggregate' or 'standard', got {self.prior!r}")
+        X = train.union()
+        X = X[X.getnnz(1) > 0]
+        steps = max(1, -(-X.shape[0] // self.batch_size))  # per epoch
+        vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
+                      anneal_steps=self.anneal_epochs * steps, epochs=self.epochs, batch_size=self.batch_size,
+                      lr=self.lr, seed=seed, device=self.device)
+        self.net_ = vae.fit(X, progress=progress).network_.cpu().eval()
+        self.z_mean_, self.z_chol_ = np.zeros(self.latent, np.float32), np.eye(self.latent, dtype=np.float32)
+        if self.prior == "aggregate":
+            with torch.inference_mode():
+                mu, logvar = self.net_.encode(_Batch(X, np.arange(X.shape[0]), torch.device("cpu")).normalised())
+            cov = torch.cov(mu.T.double()).reshape(self.latent, self.latent) + torch.diag(logvar.exp().mean(0).double())
+            self.z_mean_ = mu.mean(0).numpy().astype(np.float32)  # (latent,)
+            self.z_chol_ = torch.linalg.cholesky(cov + 1e-6 * torch.eye(self.latent, dtype=torch.float64)
+                                                 ).float().numpy()  # (latent, latent) lower
+
+    def _logits(self, n, k, gen):
+        eps = torch.randn(n, self.net_.latent, generator=gen)  # (n, latent)
+        z = torch.from_numpy(self.z_mean_) + eps @ torch.from_numpy(self.z_chol_).T
+        return self.net_.decode(z)  # (n, I)
+
+    def _state(self):
+        return {"z_mean": self.z_mean_, "z_chol": self.z_chol_,
+                **{f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}}
+
+    def _set_state(self, arrays):
+        from ..rec.multvae import MultVAE
+
+        vae = MultVAE(hidden=self.hidden, latent=self.latent)
+        vae._set_state({f"network.{k[4:]}": v for k, v in arrays.items() if k.startswith("net.")})
+        self.net_ = vae.network_.cpu().eval()
+        self.z_mean_, self.z_chol_ = arrays["z_mean"], arrays["z_chol"]
+
+
+class GANGenerator(ProfileGenerator):
+    """The profile GAN of :mod:`feedgan.synth.gan`: noise + activity bucket -> exactly k items."""
+
+    name = "gan"
+
+    def __init__(self, noise_dim: int = 64, n_buckets: int = 4, g_hidden: int = 256, d_hidden: int = 256,
+                 epochs: int = 60, batch_size: int = 128, lr: float = 2e-4, tau: float = 0.5, pop_weight: float = 3.0,
+                 r1_gamma: float = 1.0, smoothing: float = 5.0):
+        self.noise_dim, self.n_buckets, self.g_hidden, self.d_hidden = noise_dim, n_buckets, g_hidden, d_hidden
+        self.epochs, self.batch_size, self.lr, self.tau, self.pop_weight = epochs, batch_size, lr, tau, pop_weight
+        self.r1_gamma, self.smoothing = r1_gamma, smoothing
+
+    def _fit_model(self, train, seed, progress):
+        from .gan import bucket_edges, fit_profile_gan
+
+        self.edges_ = bucket_edges(self.activity_, self.n_buckets).astype(np.float64)
+        self.G_ = fit_profile_gan(train.union(), edges=self.edges_, n_buckets=self.n_buckets,
+                                  noise_dim=self.noise_dim, g_hidden=self.g_hidden, d_hidden=self.d_hidden,
+                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, tau=self.tau,
+                                  pop_weight=self.pop_weight, r1_gamma=self.r1_gamma, seed=seed, progress=progress)
+
+    def _logits(self, n, k, gen):
+        from .gan import buckets
+
+        z = torch.randn(n, self.noise_dim, generator=gen)  # (n, noise_dim)
+        return self.G_(torch.cat([z, buckets(k, self.edges_, self.n_buckets)], 1))  # (n, I)
+
+    def _state(self):
+        return {"edges": self.edges_, **{f"G.{k}": v.detach().cpu().numpy() for k, v in self.G_.state_dict().items()}}
+
+    def _set_state(self, arrays):
+        from .gan import ProfileG
+
+        self.edges_ = arrays["edges"]
+        self.G_ = ProfileG(self.noise_dim, self.n_buckets, self.g_hidden, len(self.items_))
+        self.G_.load_state_dict({k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
+                                 if k.startswith("G.")})
+        self.G_.eval()
+
+
+GENERATORS: dict[str, type[Generator]] = {g.name: g for g in (CopyGenerator, IndependentGenerator, VAEGenerator,
+                                                              GANGenerator)}
