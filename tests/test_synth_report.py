@@ -39,3 +39,30 @@ def test_goals_read_the_worst_attack_and_the_mean_utility_ratio():
     assert goals["membership_auc"]["value"] == 0.57 and goals["membership_auc"]["met"] is False
     assert goals["two_sample_auc"]["met"] is False and goals["tstr_ratio"]["value"] == pytest.approx(0.9)
     assert goals["tstr_ratio"]["met"] is True
+
+
+def test_cli_report_scores_a_fitted_run_and_writes_its_page(tmp_path):
+    from typer.testing import CliRunner
+
+    from feedgan.cli import app
+    from feedgan.data.readers import write_table
+    from feedgan.data.simulate import SimulationConfig, simulate
+
+    runner = CliRunner()
+    data = tmp_path / "log.csv"
+    write_table(simulate(SimulationConfig(n_users=400, n_items=150, seed=2)).interactions, data)
+    runs = tmp_path / "runs"
+    res = runner.invoke(app, ["synth", "fit", str(data), "--generator", "independent", "--runs-dir", str(runs),
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["synth", "report", "1", "--runs-dir", str(runs), "--no-utility", "--shadow"])
+    assert res.exit_code == 0, res.output
+    run = runs / "00001-synth-independent"
+    import json
+
+    result = json.loads((run / "report.json").read_text())
+    assert result["users"]["synthetic"] == result["users"]["train"]  # as many as it learned from
+    assert "auc" in result["privacy"]["mia_shadow"] and result["goals"]["tstr_ratio"]["met"] is None
+    assert "membership auc:" in res.output and (run / "report.html").exists()
+    bad = runner.invoke(app, ["synth", "report", "1", "--runs-dir", str(runs), "--real", str(tmp_path / "no.csv")])
+    assert bad.exit_code == 2 and "no.csv" in bad.output and "Traceback" not in bad.output

@@ -159,3 +159,47 @@ def sample_cmd(
             inter.social[["src", "dst"]].to_csv(fh, index=False)
         msg += f", {len(inter.social):,} friend pairs to {social_out}"
     console.print(f"{msg} in {time.perf_counter() - t0:.1f}s")
+
+
+@synth_app.command("report")
+def report_cmd(
+    run: str = typer.Argument(..., help="a `synth fit` run folder or number"),
+    real: Optional[Path] = typer.Option(None, "--real", help="the real log the run was fitted on (default: the "
+                                                            "path in the run's config)"),
+    n: Optional[int] = typer.Option(None, "-n", "--users", min=1, help="synthetic users to score (default: as "
+                                                                       "many as the train users)"),
+    utility: bool = typer.Option(True, "--utility/--no-utility", help="train on synthetic, test on real (five "
+                                                                      "recommenders; the slowest part)"),
+    shadow: bool = typer.Option(False, "--shadow/--no-shadow", help="also the shadow-model membership attack "
+                                                                    "(refits the generator on half the train users)"),
+    seed: int = typer.Option(0, help="sampling and scoring seed"),
+    runs_dir: Path = typer.Option(Path("runs")),
+):
+    """Score a fitted generator's users against the real ones: fidelity, a two-sample test, privacy and
+    utility; writes report.json and report.html into the run folder."""
+    from ..io import write_json
+    from .report import assess, write_html
+    from .utility import tstr
+
+    folder, gen, config, split = load_run(run, runs_dir)
+    d = config["data"]
+    profiles = real_profiles(real or d["path"], d["format"], d["columns"], d["sep"], d["no_header"], d["social"])
+    parts = split_parts(profiles, split)
+    train, holdout, test = parts["train"], parts["holdout"], parts["test"]
+    synth = gen.sample(n or train.n_users, seed=seed)
+    console.print(f"[bold]synth report[/] {folder}: {synth.n_users:,} synthetic users against {holdout.n_users:,} "
+                  f"holdout and {train.n_users:,} train users")
+
+    def fit_sample(p):
+        return type(gen)(**gen.get_params()).fit(p, seed=seed + 1).sample(p.n_users, seed=seed + 2)
+
+    result = assess(train, holdout, synth, test=test, seed=seed,
+                    utility=(lambda tr, sy, te: tstr(tr, sy, te, seed=seed)) if utility else None,
+                    fit_sample=fit_sample if shadow else None, log=lambda line: console.print(line, markup=False))
+    write_json(folder / "report.json", result)
+    write_html(folder / "report.html", result, train, holdout, synth, f"synthetic users: {folder.name}")
+    for name, g in result["goals"].items():
+        met = {True: "met", False: "not met", None: "not measured"}[g["met"]]
+        value = "-" if g["value"] is None else f"{g['value']:.3f}"
+        console.print(f"{name.replace('_', ' ')}: {value} (goal {g['goal']}): {met}", markup=False)
+    console.print(f"wrote {folder / 'report.json'} and {folder / 'report.html'}")
