@@ -474,7 +474,7 @@ def _log_line(line: str) -> None:
     console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
-def _params(cls, items: list[str]) -> dict:
+def _params(cls, items: list[str], example: str = "l2=500") -> dict:
     """``["l2=5e2", "g_hidden=400,400"]`` -> {"l2": 500.0, "g_hidden": (400, 400)}: each value parsed
     by the type ``cls``'s constructor takes it as (see :mod:`feedgan.params`)."""
     from .params import ParamError, parse_params
@@ -483,7 +483,7 @@ def _params(cls, items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ParamError(f"bad --param {item!r}; write it as name=value, e.g. --param l2=500")
+            raise ParamError(f"bad --param {item!r}; write it as name=value, e.g. --param {example}")
         texts[key.strip()] = value
     return parse_params(cls, texts, owner=cls.name)
 

@@ -7,11 +7,12 @@ import scipy.sparse as sp
 
 
 def binary(m: sp.spmatrix) -> sp.csr_matrix:
-    """``m`` as float32 CSR with every stored non-zero set to 1 (duplicates summed first), indices sorted."""
-    m = sp.csr_matrix(m, dtype=np.float32)
+    """A float32 CSR copy of ``m`` with every non-zero set to 1 (duplicates summed first, stored zeros
+    dropped), indices sorted; ``m`` itself is left as it was."""
+    m = sp.csr_matrix(m, dtype=np.float32, copy=True)
     m.sum_duplicates()
-    m.data[:] = 1.0
     m.eliminate_zeros()
+    m.data[:] = 1.0
     m.sort_indices()
     return m
 

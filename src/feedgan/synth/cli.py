@@ -37,15 +37,9 @@ def _generator_class(name: str):
 
 def _params(cls, items: list[str]) -> dict:
     """``["epochs=50"]`` -> {"epochs": 50}, each value parsed by the type the constructor takes."""
-    from ..params import ParamError, parse_params
+    from ..cli import _params as parse
 
-    texts = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParamError(f"bad --param {item!r}; write it as name=value, e.g. --param epochs=50")
-        texts[key.strip()] = value
-    return parse_params(cls, texts, owner=cls.name)
+    return parse(cls, items, example="epochs=50")
 
 
 def real_profiles(data: str | Path, format: str = "auto", columns: Optional[str] = None, sep: Optional[str] = None,

@@ -30,6 +30,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from ..sparse import binary
 from .detect import ONE_THREAD
 from .fidelity import same_catalogue
 from .profiles import Profiles
@@ -44,7 +45,7 @@ def nearest_distances(a: sp.csr_matrix, b: sp.csr_matrix, k: int = 1) -> np.ndar
 
     Both are binary (users, items) CSR. Works in row blocks: ``a_block @ b.T`` gives the
     intersections (block, len(b)), the row sizes give the unions; memory stays at ``CHUNK_CELLS``."""
-    a, b = _binary(a), _binary(b)
+    a, b = binary(a), binary(b)
     k = min(k, b.shape[0])
     na, nb = a.getnnz(1).astype(np.float32), b.getnnz(1).astype(np.float32)
     bt = b.T.tocsc()
@@ -60,16 +61,9 @@ def nearest_distances(a: sp.csr_matrix, b: sp.csr_matrix, k: int = 1) -> np.ndar
     return out
 
 
-def _binary(m: sp.spmatrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(m, dtype=np.float32, copy=True)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
 def _row_keys(m: sp.csr_matrix) -> list[bytes]:
     """One hashable key per row: its sorted item positions (equal keys = identical profiles)."""
-    m = _binary(m)
+    m = binary(m)
     m.sort_indices()
     idx = m.indices.astype(np.int64)
     return [idx[m.indptr[r]:m.indptr[r + 1]].tobytes() for r in range(m.shape[0])]

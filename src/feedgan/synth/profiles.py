@@ -22,14 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.schema import EXPOSURE, DataError, Interactions, validate
-
-
-def _binary(m: sp.spmatrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(m, dtype=np.float32)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    m.eliminate_zeros()
-    return m
+from ..sparse import binary
 
 
 @dataclass
@@ -66,7 +59,7 @@ class Profiles:
 
     def union(self) -> sp.csr_matrix:
         """(n_users, n_items) binary: the user did any action on the item."""
-        return _binary(sum(self.actions.values()))
+        return binary(sum(self.actions.values()))
 
     def activity(self) -> np.ndarray:
         """(n_users,) events per user, over every action."""
@@ -104,7 +97,7 @@ class Profiles:
         act = f["action"].astype(str).to_numpy()
         for a in pd.unique(act[keep]):
             sel = keep & (act == a)
-            actions[str(a)] = _binary(sp.coo_matrix((np.ones(sel.sum()), (u[sel], i[sel])),
+            actions[str(a)] = binary(sp.coo_matrix((np.ones(sel.sum()), (u[sel], i[sel])),
                                                     shape=(len(users), len(items))))
             if times is not None:  # the latest event of each (user, item, action)
                 times[str(a)] = _latest(u[sel], i[sel], f["timestamp"].to_numpy()[sel], (len(users), len(items)))
@@ -114,7 +107,7 @@ class Profiles:
             d = pd.Index(users).get_indexer(inter.social["dst"])
             ok = (s >= 0) & (d >= 0) & (s != d)
             m = sp.coo_matrix((np.ones(ok.sum()), (s[ok], d[ok])), shape=(len(users), len(users)))
-            friends = _binary(m + m.T)
+            friends = binary(m + m.T)
         return cls(users, items, actions, times, friends, {"rows_off_catalogue": int((~keep).sum())})
 
     def to_interactions(self, source: str = "<synthetic>") -> Interactions:

@@ -65,6 +65,7 @@ from ..eval.metrics import evaluate
 from ..eval.protocol import ModelSpec
 from ..ranking import ranking_metrics
 from ..rec.base import Recommender, registry, top_n
+from ..sparse import binary
 from .profiles import Profiles
 
 K = 20
@@ -98,19 +99,11 @@ def _catalogue_matrices(p: Profiles, items: np.ndarray, action: str | None, what
                         fix="pass action= one of those, or None for the union of actions")
     names = [action] if action is not None else p.action_names
     move = sp.csr_matrix((np.ones(len(col), np.float32), (np.arange(len(col)), col)), shape=(len(col), len(items)))
-    return {a: _binary(p.actions[a] @ move) for a in names}
-
-
-def _binary(m: sp.spmatrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(m, dtype=np.float32)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    m.eliminate_zeros()
-    return m
+    return {a: binary(p.actions[a] @ move) for a in names}
 
 
 def _union(mats: dict[str, sp.csr_matrix]) -> sp.csr_matrix:
-    return _binary(sum(mats.values()))
+    return binary(sum(mats.values()))
 
 
 def _holdout(mats: dict[str, sp.csr_matrix], share: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -126,7 +119,7 @@ def _holdout(mats: dict[str, sp.csr_matrix], share: float, seed: int) -> tuple[s
 
     def part(code):
         sel = codes == code
-        return _binary(sp.coo_matrix((np.ones(sel.sum()), (u[sel], i[sel])), shape=(n_users, n_items)))
+        return binary(sp.coo_matrix((np.ones(sel.sum()), (u[sel], i[sel])), shape=(n_users, n_items)))
 
     return part(TRAIN), part(TEST)
 
@@ -377,7 +370,7 @@ def _augmented(kept: sp.csr_matrix, users: np.ndarray, added: np.ndarray) -> sp.
     cols = added.ravel()
     ok = cols >= 0
     extra = sp.csr_matrix((np.ones(ok.sum(), np.float32), (rows[ok], cols[ok])), shape=kept.shape)
-    return _binary(kept + extra)
+    return binary(kept + extra)
 
 
 def _paired(base: list[np.ndarray], aug: list[np.ndarray], n_users: int) -> dict:
