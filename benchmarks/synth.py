@@ -22,12 +22,13 @@ from pathlib import Path
 from markers import write_section
 
 from feedgan.data.readers import read
+from feedgan.data.schema import DataError
 from feedgan.data.simulate import SimulationConfig, simulate
 from feedgan.io import atomic_open
 from feedgan.synth import Profiles
 from feedgan.synth.generators import GENERATORS
 from feedgan.synth.report import GOALS, assess
-from feedgan.synth.utility import tstr
+from feedgan.synth.utility import augmentation, tstr
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "synth.md"
@@ -86,6 +87,10 @@ def run(name: str, generators: list[str], seed: int, max_users: int | None, samp
                         log=lambda line, g=g: print(f"{name} {g}: {line}", file=sys.stderr, flush=True))
         result["speed"] = {"fit_s": fit_s, f"sample_{sample_n}_s": sample_s,
                            "report_s": time.perf_counter() - t0}
+        try:  # sparse real users (at most 5 items) given generated items, against the two controls
+            result["augmentation"] = augmentation(train, synth, test=test, seed=seed)
+        except DataError as e:
+            result["augmentation"] = {"skipped": str(e)}
         out["generators"][g] = result
         print(f"{name} {g}: fit {fit_s:.1f}s, sample {sample_n:,} in {sample_s:.1f}s, goals "
               + json.dumps({k: v["value"] for k, v in result["goals"].items()}), file=sys.stderr, flush=True)
@@ -102,7 +107,8 @@ def table(res: dict) -> list[str]:
              f"{', '.join(res['actions'])}{', friends' if res['friends'] else ''}{', times' if res['times'] else ''}",
              "", "| generator | TSTR ratio (mean NDCG@20) | membership AUC (worst attack) | two-sample AUC "
              "| activity 1-TVD (ceiling) | popularity 1-TVD (ceiling) | exact copies (natural) | fit s "
-             "| sample s | report s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| sample s | report s | augmentation: EASE ΔRecall@20 generated / self-training / popularity |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for g, r in res["generators"].items():
         goals, fid, cp, sp = r["goals"], r["fidelity"], r["privacy"]["exact_copies"], r["speed"]
         act, pop = fid["activity_1_minus_tvd"], fid["popularity_1_minus_tvd"]
@@ -110,8 +116,18 @@ def table(res: dict) -> list[str]:
         lines.append(f"| {g} | {_cell(goals['tstr_ratio']['value'])} | {_cell(goals['membership_auc']['value'])} "
                      f"| {_cell(goals['two_sample_auc']['value'])} | {act['synth']:.3f} ({act['ceiling']:.3f}) "
                      f"| {pop['synth']:.3f} ({pop['ceiling']:.3f}) | {cp['synth_rate']:.3f} ({cp['natural_rate']:.3f}) "
-                     f"| {sp['fit_s']:.1f} | {sp[sample_key]:.1f} | {sp['report_s']:.1f} |")
+                     f"| {sp['fit_s']:.1f} | {sp[sample_key]:.1f} | {sp['report_s']:.1f} | {_augment(r)} |")
     return lines + [""]
+
+
+def _augment(r: dict) -> str:
+    """EASE's mean delta Recall@20 (p-value) for each way of filling sparse users, or why it was skipped."""
+    aug = r.get("augmentation")
+    if not aug or "skipped" in aug:
+        return "skipped: no sparse users" if aug else "-"
+    ease = aug["models"]["ease"]
+    return " / ".join(f"{ease[m]['mean_delta']:+.3f} (p {ease[m]['p_value']:.2f})"
+                      for m in ("generated", "self-training", "popularity"))
 
 
 def write_docs() -> None:
