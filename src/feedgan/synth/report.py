@@ -85,7 +85,9 @@ def write_html(path, result: dict, train: Profiles, holdout: Profiles, synth: Pr
     sections = [("Goals", _goals_html(result["goals"])),
                 ("Users", page.table_html([result["users"]], list(result["users"])))]
     sections.append(("Fidelity (synthetic vs holdout; ceiling: train vs holdout)",
-                     page.table_html(_fidelity_rows(result["fidelity"]), ["figure", "synthetic", "ceiling"])
+                     "<p>Similarities (1 = the same distribution) beside the ceiling, train vs holdout; raw figures "
+                     "(Gini, long-tail share, funnel rates) beside the holdout's own and train's.</p>"
+                     + page.table_html(_fidelity_rows(result["fidelity"]), ["figure", "synthetic", "ceiling", "real"])
                      + page.figure_html(_distributions(train, holdout, synth), "distributions")))
     det = result["detection"]
     sections.append(("Two-sample test (ROC-AUC, 0.5 = indistinguishable)",
@@ -94,8 +96,17 @@ def write_html(path, result: dict, train: Profiles, holdout: Profiles, synth: Pr
                                      ["set", "auc", "std"])))
     sections.append(("Privacy", page.table_html(_flat_rows(result["privacy"]), ["figure", "value"])))
     if "utility" in result:
+        u = result["utility"]
+        rows = [{"model": name, **{f"{side} {m}": _num(r.get(side, {}).get(m)) for m in ("ndcg@20", "recall@20")
+                                   for side in ("real", "synth", "ratio")}} for name, r in u["models"].items()]
+        cols = ["model", "real ndcg@20", "synth ndcg@20", "ratio ndcg@20", "real recall@20", "synth recall@20",
+                "ratio recall@20"]
+        tau = ", ".join(f"{m} {_num(v)}" for m, v in u.get("kendall_tau", {}).items())
         sections.append(("Utility: train on synthetic, test on real",
-                         page.table_html(_flat_rows(result["utility"]), ["figure", "value"])))
+                         f"<p>Each model fitted on the real train users and on the synthetic users "
+                         f"({html.escape(str(u.get('hyperparameters', '')))}), scored on {u.get('test_users', '?')} "
+                         f"real test users by fold-in. Kendall tau of the models' order: {html.escape(tau)}.</p>"
+                         + page.table_html(rows, cols)))
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
     sections.append(("Time", f"<p>{html.escape(seconds)}</p>"))
     page.write_report(path, title, sections)
@@ -115,12 +126,13 @@ def _fidelity_rows(fid: dict) -> list[dict]:
     rows = []
     for key, v in fid.items():
         if isinstance(v, dict) and "synth" in v and not isinstance(v["synth"], dict):
-            rows.append({"figure": key, "synthetic": _num(v["synth"]), "ceiling": _num(v.get("ceiling"))})
+            rows.append({"figure": key, "synthetic": _num(v["synth"]),
+                         "ceiling": _num(v.get("ceiling", v.get("reference"))), "real": _num(v.get("real"))})
         elif isinstance(v, dict):  # a family (e.g. the funnel rates): one row per member
             for sub, w in v.items():
                 if isinstance(w, dict) and "synth" in w:
                     rows.append({"figure": f"{key} {sub}", "synthetic": _num(w["synth"]),
-                                 "ceiling": _num(w.get("ceiling"))})
+                                 "ceiling": _num(w.get("ceiling", w.get("reference"))), "real": _num(w.get("real"))})
     return rows
 
 
