@@ -138,7 +138,8 @@ def write_docs() -> None:
     for path in sorted((REPO / "docs" / "benchmarks").glob("synth-*.json")):
         res = json.loads(path.read_text())
         if "generators" in res:
-            lines += table(res)[:1] + ["", f"Reproduce: `{res.get('command', '')}`"] + table(res)[1:]
+            heading, *rest = table(res)
+            lines += [heading, "", f"Reproduce: `{res.get('command', '')}`", *rest]
     write_section(DOC, BEGIN, END, lines, "synth-benchmark")
 
 

@@ -1,4 +1,6 @@
 """The synthetic-users report: every family of figures, the goals checked, a page with plots."""
+import json
+
 import pytest
 
 from feedgan.synth.report import GOALS, assess, check_goals, write_html
@@ -58,8 +60,6 @@ def test_cli_report_scores_a_fitted_run_and_writes_its_page(tmp_path):
     res = runner.invoke(app, ["synth", "report", "1", "--runs-dir", str(runs), "--no-utility", "--shadow"])
     assert res.exit_code == 0, res.output
     run = runs / "00001-synth-independent"
-    import json
-
     result = json.loads((run / "report.json").read_text())
     assert result["users"]["synthetic"] == result["users"]["train"]  # as many as it learned from
     assert "auc" in result["privacy"]["mia_shadow"] and result["goals"]["tstr_ratio"]["met"] is None

@@ -22,7 +22,7 @@ from rich.table import Table
 from .avatars.cli import avatars_app
 from .data.schema import DataError
 from .ranking import METRICS
-from .progress import console
+from .progress import console, print_line
 from .synth.cli import synth_app
 from .progress import fail as _fail
 
@@ -346,19 +346,20 @@ def bench(
     the last), so a stopped run keeps what it did and ``--resume RUN`` finishes it."""
     opts = {k: v for k, v in locals().items() if k not in ("resume", "progress", "runs_dir")}
     if resume is not None:
-        run, opts, done = _resume_bench(resume, runs_dir, opts)
+        run, opts, previous = _resume_bench(resume, runs_dir, opts)
     elif data is None:
         raise typer.BadParameter("give the log to benchmark with --data (or --resume RUN)", param_hint="--data")
     else:
-        run, done = None, []
-    _bench(opts, run, done, runs_dir, progress)
+        run, previous = None, {}
+    _bench(opts, run, previous, runs_dir, progress)
 
 
 BENCH_OPTIONS = "bench.json"  # a bench run's own options, for --resume
 
 
-def _resume_bench(spec: str, runs_dir: Path, given: dict) -> tuple[Path, dict, list[dict]]:
-    """The folder, saved options and finished rows of the bench run ``spec``."""
+def _resume_bench(spec: str, runs_dir: Path, given: dict) -> tuple[Path, dict, dict]:
+    """The folder, saved options and results so far (results.json: finished rows, data counts;
+    empty before the first row) of the bench run ``spec``."""
     from .io import read_json
     from .runs import find_run
 
@@ -368,15 +369,16 @@ def _resume_bench(spec: str, runs_dir: Path, given: dict) -> tuple[Path, dict, l
     if given["data"] is not None and Path(given["data"]) != Path(saved["data"]):
         raise DataError(f"--data {given['data']} is not the data of {run} ({saved['data']})",
                         fix="drop --data with --resume (the run's own options are used)")
-    results = read_json(run / "results.json") if (run / "results.json").exists() else {"rows": []}
+    results = read_json(run / "results.json") if (run / "results.json").exists() else {}
     if results.get("complete"):
         raise DataError(f"{run} is complete: every model has its rows", fix="start a new run without --resume")
     for key in ("data", "social"):
         saved[key] = None if saved.get(key) is None else Path(saved[key])
-    return run, saved, results["rows"]
+    return run, saved, results
 
 
-def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, progress: Optional[bool]) -> None:
+def _bench(opts: dict, run: Optional[Path], previous: dict, runs_dir: Path, progress: Optional[bool]) -> None:
+    """A bench run into a new folder (``run`` None), or finishing ``run`` from its ``previous`` results."""
     from dataclasses import replace
 
     from .config import save_yaml
@@ -408,6 +410,7 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
     first = prepare(inter, cfg)
     _check_actions(first, aux_w)
     stats = first.stats()
+    done: list[dict] = []  # rows of models a resumed run already finished
     if run is None:
         run = new_run_dir(runs_dir, "bench")
         write_json(run / BENCH_OPTIONS, {k: str(v) if isinstance(v, Path) else v for k, v in o.items()})
@@ -415,11 +418,11 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
                                         "ks": cut, "max_trials": o["max_trials"]})
         console.print(f"[bold]bench[/] {data} -> {run}")
     else:
-        saved = _recorded_interactions(run)
+        saved = previous.get("data", {}).get("interactions")
         if saved is not None and saved != stats["interactions"]:
             raise DataError(f"the data behind {run} changed since the run started ({saved:,} interactions then, "
                             f"{stats['interactions']:,} now)", fix="start a new run without --resume")
-        done = [r for r in done if r["model"] in names]
+        done = [r for r in previous.get("rows", []) if r["model"] in names]
         have = [n for n in names if n in {r["model"] for r in done}]
         console.print(f"[bold]bench[/] resuming {run}: {len(done)} of {len(names)} models done"
                       + (f" ({', '.join(have)})" if have else ""))
@@ -456,22 +459,9 @@ def _bench(opts: dict, run: Optional[Path], done: list[dict], runs_dir: Path, pr
     with progress_bar(progress) as prog:
         run_bench(make_dataset, [available[n] for n in names], seeds=seeds, metric=o["metric"], ks=cut,
                   max_trials=o["max_trials"], seed=seed, progress=prog, keep_models=o["save_models"],
-                  done=done, on_row=on_row, log=_log_line)
+                  done=done, on_row=on_row, log=print_line)
     md = write(finished, complete=True)
-    console.print(md, soft_wrap=True, markup=False, highlight=False)
-
-
-def _recorded_interactions(run: Path) -> Optional[int]:
-    """The interaction count a bench run recorded for its data (None before its first row)."""
-    from .io import read_json
-
-    path = run / "results.json"
-    return read_json(path)["data"]["interactions"] if path.exists() else None
-
-
-def _log_line(line: str) -> None:
-    """One progress line kept whole in a log (never wrapped at the console's width)."""
-    console.print(line, soft_wrap=True, markup=False, highlight=False)
+    print_line(md)
 
 
 def _params(cls, items: list[str], example: str = "l2=500") -> dict:

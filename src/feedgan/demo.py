@@ -26,7 +26,7 @@ from .data.simulate import SimulationConfig, simulate
 from .eval import report
 from .eval.bench import Budget, model_specs, public_rows, run_bench, save_models
 from .io import write_json
-from .progress import console, progress_bar
+from .progress import console, print_line, progress_bar
 from .runs import new_run_dir
 
 LEADERBOARD_METRICS = ["precision@10", "recall@20", "ndcg@20", "mrr@20", "coverage@20"]
@@ -107,7 +107,7 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None, spent_s: float = 0.0
     with progress_bar(progress) as prog:
         leaderboard = run_bench(make_dataset, specs, seeds=cfg.seeds, metric=cfg.metric, max_trials=cfg.max_trials,
                                 budget=budget.part(LEADERBOARD_SHARE, reserve=reserve), seed=cfg.seed,
-                                progress=prog, keep_models=True, log=log)
+                                progress=prog, keep_models=True, log=print_line)
 
     _print_leaderboard(leaderboard, cfg)
     per_action = None
@@ -151,11 +151,6 @@ def process_age_s() -> float:
         return 0.0
 
 
-def log(line: str) -> None:
-    """One progress line that a log keeps whole (no wrapping at the console's width)."""
-    console.print(line, soft_wrap=True, markup=False, highlight=False)
-
-
 def _per_action(sim, full_log, cfg, progress, budget: Budget) -> dict:
     """Likes predicted from views (a per-action leaderboard), and P(like | shown) with its
     calibration, on the same simulated network."""
@@ -170,7 +165,7 @@ def _per_action(sim, full_log, cfg, progress, budget: Budget) -> dict:
         rows = run_bench(lambda s: first if s == cfg.seed else prepare(sim.interactions, replace(like_cfg, seed=s)),
                          [specs[n] for n in ("most-popular", "ease", "ease-stacked", "seen-first", "ease-seen")],
                          seeds=cfg.seeds, metric=cfg.metric, max_trials=cfg.max_trials, seed=cfg.seed,
-                         progress=prog, masks=("target",), budget=budget, log=log)
+                         progress=prog, masks=("target",), budget=budget, log=print_line)
     table = Table(title=f"Predicting likes from views: test, mean±std over {cfg.seeds} seeds")
     for col in ("model", "HR@10", "NDCG@10", "NDCG@20"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -230,7 +225,7 @@ def _print_leaderboard(rows: list[dict], cfg: DemoConfig) -> None:
     if any(r["cut"] for r in rows):
         notes.append("† fewer settings, seeds or epochs than planned, to keep to the time budget (listed at the end)")
     for line in notes:
-        console.print(line, soft_wrap=True, markup=False, highlight=False)
+        print_line(line)
 
 
 def _example_users(model, ds: Dataset, sim, n_users: int) -> list[dict]:
@@ -272,7 +267,8 @@ def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: d
             for r in leaderboard]
     data_rows = [{"part": p, **v} for p, v in stats["parts"].items()]
     sections = [
-        ("Leaderboard", f"<p>Test split, mean ± std over {cfg.seeds} seeds; hyperparameters chosen on the "
+        ("Leaderboard", f"<p>Test split, mean ± std over the seeds each model ran (up to {cfg.seeds}: the "
+                        f"time budget may cut them); hyperparameters chosen on the "
                         f"validation split ({cfg.metric}), refit on train+valid, test scored once per seed.</p>"
          + report.table_html(rows, list(rows[0]))),
         ("Metrics", report.figure_html(report.metrics_chart(leaderboard, LEADERBOARD_METRICS), "metrics chart")),

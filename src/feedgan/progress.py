@@ -17,6 +17,11 @@ from rich.text import Text
 # lines are never wrapped (a long log line or a markdown table row stays one line)
 console = Console(width=None if sys.stdout.isatty() else 120, soft_wrap=not sys.stdout.isatty())
 
+def print_line(line: str) -> None:
+    """One plain line a log keeps whole: never wrapped, no markup read into it (params hold brackets)."""
+    console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
 LINE_EVERY_S = 5.0  # at most one progress line per task this often (a task's last line always prints)
 
 

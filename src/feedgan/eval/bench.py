@@ -138,8 +138,7 @@ def run_bench(make_dataset: Callable[[int], Dataset], specs: list[ModelSpec], *,
     half its share (``budget_s`` is then ignored), its training stops early where the share is
     spent (:class:`~feedgan.gan.TimeLimit`), its seeds stop when the next would not fit, and a
     model is left out once nothing is left (never the first: it runs one setting and one seed);
-    each cut is recorded in ``budget.cuts`` and the
-    row's ``cut``. ``done`` holds rows of models already finished (a resumed run): those models
+    each cut is recorded in ``budget.cuts`` and the row's ``cut``. ``done`` holds rows of models already finished (a resumed run): those models
     are skipped and their rows kept. ``on_row(row)`` is called as each model finishes.
     """
     datasets: dict[int, Dataset] = {}
