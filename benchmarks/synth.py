@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from markers import write_section
 
 from feedgan.data.readers import read
@@ -44,8 +45,9 @@ def data_root() -> Path:
     return Path(os.environ.get("FEEDGAN_DATA") or REPO.parent / "shared" / "data")
 
 
-def load(name: str, max_users: int | None) -> Profiles | None:
-    """The data set's users as Profiles (every part of a predefined split pooled), or None when absent."""
+def load(name: str, max_users: int | None, max_items: int | None = None) -> Profiles | None:
+    """The data set's users as Profiles (every part of a predefined split pooled), or None when absent;
+    ``max_items`` keeps the items with the most users (and the users left with any event)."""
     if name == "sim":
         inter = simulate(SimulationConfig(n_users=10_000, n_items=3_700, seed=0)).interactions
     else:
@@ -55,20 +57,29 @@ def load(name: str, max_users: int | None) -> Profiles | None:
             print(f"{name}: {path} not found, skipped", file=sys.stderr)
             return None
         inter = read(path, fmt)
+    if max_items is not None:
+        users_per_item = inter.frame.groupby("item", observed=True)["user"].nunique()
+        top = users_per_item.sort_values(ascending=False, kind="stable").index[:max_items]
+        inter = inter.with_frame(inter.frame.loc[inter.frame["item"].isin(top)])
     p = Profiles.from_interactions(inter)
     if max_users is not None and p.n_users > max_users:  # the first users, in the log's order
         p = p.subset(list(range(max_users)))
     return p
 
 
-def run(name: str, generators: list[str], seed: int, max_users: int | None, sample_n: int) -> dict | None:
-    profiles = load(name, max_users)
+def run(name: str, generators: list[str], seed: int, max_users: int | None, sample_n: int,
+        saved: dict | None = None, save=None, max_items: int | None = None) -> dict | None:
+    """Every generator's report on one data set and seed; ``saved`` (an earlier result of the same data,
+    size and seed) keeps the generators not rerun, and ``save(out)`` runs after each generator."""
+    profiles = load(name, max_users, max_items)
     if profiles is None:
         return None
     train, holdout, test = profiles.split_users((0.6, 0.2, 0.2), seed=seed)
     out = {"data": name, "seed": seed, "users": profiles.n_users, "items": profiles.n_items,
            "actions": profiles.action_names, "friends": profiles.friends is not None,
            "times": profiles.times is not None, "generators": {}}
+    if saved and all(saved.get(k) == out[k] for k in ("seed", "users", "items")):
+        out["generators"] = dict(saved.get("generators", {}))
     for g in generators:
         t0 = time.perf_counter()
         gen = GENERATORS[g]().fit(train, seed=seed)
@@ -94,6 +105,8 @@ def run(name: str, generators: list[str], seed: int, max_users: int | None, samp
         out["generators"][g] = result
         print(f"{name} {g}: fit {fit_s:.1f}s, sample {sample_n:,} in {sample_s:.1f}s, goals "
               + json.dumps({k: v["value"] for k, v in result["goals"].items()}), file=sys.stderr, flush=True)
+        if save is not None:
+            save(out)
     return out
 
 
@@ -130,6 +143,40 @@ def _augment(r: dict) -> str:
                       for m in ("generated", "self-training", "popularity"))
 
 
+def _commands(res: dict | None) -> list[str]:
+    """The commands that wrote a saved result, oldest first (results of several runs add up)."""
+    if not res:
+        return []
+    return list(res.get("commands") or ([res["command"]] if res.get("command") else []))
+
+
+def result_path(name: str, seed: int) -> Path:
+    """docs/benchmarks/synth-<data>.json for seed 0 (the tables), synth-<data>-seed<s>.json for the others."""
+    return REPO / "docs" / "benchmarks" / (f"synth-{name}.json" if seed == 0 else f"synth-{name}-seed{seed}.json")
+
+
+def spread(name: str) -> list[str]:
+    """Mean ± std over the seeds run of each generator's goal figures (only where two or more seeds ran)."""
+    runs = [json.loads(f.read_text()) for f in sorted((REPO / "docs" / "benchmarks").glob(f"synth-{name}*.json"))]
+    runs = [r for r in runs if r.get("data") == name and "generators" in r]
+    rows = []
+    for g in dict.fromkeys(g for r in runs for g in r["generators"]):
+        per_seed = [r["generators"][g]["goals"] for r in runs if g in r["generators"]]
+        if len(per_seed) < 2:
+            continue
+        cells = []
+        for key in ("tstr_ratio", "membership_auc", "two_sample_auc"):
+            vals = [goal[key]["value"] for goal in per_seed if goal[key]["value"] is not None]
+            cells.append(f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else "-")
+        rows.append(f"| {g} | {len(per_seed)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["", f"Over seeds (each seed a new split, fit and sample; mean ± std): "
+            f"`PYTHONPATH=src python benchmarks/synth.py --datasets {name} --seeds 0,1,2 ...`", "",
+            "| generator | seeds | TSTR ratio | membership AUC | two-sample AUC |", "|---|---:|---:|---:|---:|",
+            *rows, ""]
+
+
 def write_docs() -> None:
     """The section of docs/synth.md from every data set's saved result (runs of different data sets add up)."""
     lines = ["", f"Goals: TSTR ratio >= {GOALS['tstr_ratio_min']}, membership-inference AUC <= "
@@ -137,9 +184,10 @@ def write_docs() -> None:
              "(the split and every generator); each table says the command that made it.", ""]
     for path in sorted((REPO / "docs" / "benchmarks").glob("synth-*.json")):
         res = json.loads(path.read_text())
-        if "generators" in res:
+        if "generators" in res and path == result_path(res["data"], 0):
             heading, *rest = table(res)
-            lines += [heading, "", f"Reproduce: `{res.get('command', '')}`", *rest]
+            lines += [heading, "", "Reproduce: " + "; then ".join(f"`{c}`" for c in _commands(res)), *rest,
+                      *spread(res["data"])]
     write_section(DOC, BEGIN, END, lines, "synth-benchmark")
 
 
@@ -147,23 +195,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="sim,ml1m,lastfm,tmall")
     ap.add_argument("--generators", default=",".join(GENERATORS))
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated; seed 0 makes the tables, more seeds the spread")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--max-users", type=int, default=None, help="cap each data set's users (a quick run)")
+    ap.add_argument("--max-items", type=int, default=None, help="keep the items with the most users")
     ap.add_argument("--sample-n", type=int, default=100_000, help="users sampled for the sampling-speed figure")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ as it is")
     ap.add_argument("--docs-only", action="store_true", help="only rewrite docs/synth.md from the saved results")
     args = ap.parse_args()
     if args.docs_only:
         return write_docs()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     for name in args.datasets.split(","):
-        res = run(name, args.generators.split(","), args.seed, args.max_users, args.sample_n)
-        if res is None or args.no_write:
-            continue
-        res["command"] = f"PYTHONPATH=src python benchmarks/synth.py --datasets {name} " + " ".join(
-            a for a in sys.argv[1:] if a != args.datasets and a != "--datasets")
-        with atomic_open(REPO / "docs" / "benchmarks" / f"synth-{name}.json") as fh:
-            fh.write(json.dumps(res, indent=2, default=str) + "\n")
-        write_docs()
+        for seed in map(int, args.seeds.split(",")):
+            path = result_path(name, seed)
+            command = f"PYTHONPATH=src python benchmarks/synth.py --datasets {name} " + " ".join(
+                a for a in sys.argv[1:] if a != args.datasets and a != "--datasets")
+
+            saved = json.loads(path.read_text()) if path.exists() else None
+            commands = list(dict.fromkeys([*_commands(saved), command]))
+
+            def save(res: dict, path=path, commands=commands) -> None:  # after every generator: a long run keeps its rows
+                if args.no_write:
+                    return
+                with atomic_open(path) as fh:
+                    fh.write(json.dumps({**res, "commands": commands}, indent=2, default=str) + "\n")
+                write_docs()
+
+            run(name, args.generators.split(","), seed, args.max_users, args.sample_n, saved=saved, save=save,
+                max_items=args.max_items)
 
 
 if __name__ == "__main__":

@@ -138,13 +138,33 @@ def test_demo_shrinks_to_a_tiny_budget_and_says_what_it_cut(tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "00001-demo" / "metrics.json").read_text())
     assert [r["model"] for r in metrics["leaderboard"]] == ["most-popular"]  # the first model always runs
-    assert metrics["cut"][-3:] == ["ease: left out (the time budget was spent before it started)",
+    assert metrics["cut"][-4:] == ["ease: left out (the time budget was spent before it started)",
                                    "bpr: left out (the time budget was spent before it started)",
-                                   "per-action part left out (0 s of the budget left)"]
+                                   "per-action part left out (0 s of the budget left)",
+                                   "synthetic-users part left out (0 s of the budget left)"]
     assert "cfgan" in metrics["left_out"] and "left out: cfgan" in res.output
     assert "the time budget cut: " in res.output
     html = (tmp_path / "00001-demo" / "report.html").read_text()
     assert "Cut to fit the budget" in html and "bpr: left out" in html and "Left out of the demo" in html
+
+
+@pytest.mark.slow
+def test_demo_reports_synthetic_users_and_copy_real_fails_privacy(tmp_path):
+    res = invoke("demo", "--users", 400, "--items", 200, "--seeds", 1, "--budget", 600,
+                 "--models", "most-popular", "--runs-dir", tmp_path, "--no-progress")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "00001-demo"
+    synth = json.loads((run / "metrics.json").read_text())["synthetic"]
+    rows = {r["generator"]: r for r in synth["rows"]}
+    assert list(rows) == ["independent", "vae", "copy"]
+    total = synth["users"]["train"] + synth["users"]["holdout"] + synth["users"]["test"]
+    assert 350 < total <= 400 and abs(synth["users"]["train"] / total - 0.6) < 0.01  # users with any event
+    # copy-real is caught by every privacy figure; the popularity sampler is not
+    assert rows["copy"]["exact copies (natural)"].startswith("1.000")
+    assert float(rows["copy"]["membership AUC"]) > 0.9 > float(rows["independent"]["membership AUC"])
+    assert float(rows["copy"]["TSTR ratio"]) > float(rows["independent"]["TSTR ratio"])
+    assert f"Synthetic users: generators fitted on {synth['users']['train']} users" in res.output.replace("\n", " ")
+    assert "Synthetic users" in (run / "report.html").read_text()
 
 
 def test_bench_on_fixture_writes_results(tmp_path):

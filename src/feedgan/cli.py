@@ -608,7 +608,7 @@ def demo(
     items: int = typer.Option(2000, help="simulated posts"),
     seeds: int = typer.Option(3, help="seeds per model (mean ± std)"),
     seed: int = typer.Option(0, help="base random seed"),
-    budget: float = typer.Option(120.0, min=0.0, help="wall-clock budget for the whole run, in seconds: on a slow "
+    budget: float = typer.Option(150.0, min=0.0, help="wall-clock budget for the whole run, in seconds: on a slow "
                                  "or busy machine the schedule shrinks to fit and the report lists each cut"),
     models: Optional[str] = typer.Option(None, help="comma-separated subset of the demo's models"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run folders go"),

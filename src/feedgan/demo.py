@@ -2,12 +2,13 @@
 
 simulate -> split -> tune every recommender on validation -> refit -> test once per seed (each
 seed a new split, tuned on its own validation part) -> leaderboard + a few users' recommendations
--> ``runs/NNNNN-demo/`` (config.yaml, metrics.json, report.html).
+-> likes predicted from views -> a small synthetic-users report (generators fitted on some users,
+scored on the others) -> ``runs/NNNNN-demo/`` (config.yaml, metrics.json, report.html).
 
-The whole run keeps to a wall-clock budget (``budget_s``, 120 s by default): every model gets an
+The whole run keeps to a wall-clock budget (``budget_s``, 150 s by default): every model gets an
 equal share of what is left, and on a slow or busy machine the schedule shrinks to fit (fewer
-settings tried, training stopped early, fewer seeds, the per-action part or whole models left
-out); the console, metrics.json and the report list each cut.
+settings tried, training stopped early, fewer seeds, the per-action or synthetic-users part,
+generators or whole models left out); the console, metrics.json and the report list each cut.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ ADVERSARIAL_BASE = {"easegan": "ease"}
 # epoch on validation here, which also lets a tight budget stop its training early (TimeLimit).
 DEMO_FIXED = {"easegan": dict(epochs=6, eval_every=2, patience=2, batch_size=256),
               "bpr": dict(eval_every=2, patience=4), "multvae": dict(eval_every=2, patience=4)}
-LEADERBOARD_SHARE = 0.75  # of the budget left after simulating (less the reserve); the per-action part the rest
+LEADERBOARD_SHARE = 0.65  # of the budget left after simulating (less the reserve); the two parts after it the rest
+PER_ACTION_SHARE = 0.5    # of what the leaderboard leaves; the synthetic-users part gets the rest
 REPORT_RESERVE = 0.06     # of the budget, kept for the examples, saved models and the report at the end
 
 
@@ -64,8 +66,9 @@ class DemoConfig:
     test: float = 0.2
     metric: str = "ndcg@20"   # model selection metric, on validation only
     max_trials: int = 6       # hyperparameter settings tried per model
-    budget_s: float = 120.0   # wall-clock budget for the whole demo (the schedule shrinks to fit)
+    budget_s: float = 150.0   # wall-clock budget for the whole demo (the schedule shrinks to fit)
     per_action: bool = True   # also predict likes from views, and P(like | shown) with its calibration
+    synthetic: bool = True    # also fit synthetic-user generators and report fidelity, utility, privacy
     models: list[str] = field(default_factory=lambda: list(DEMO_MODELS))
     runs_dir: str = "runs"
 
@@ -115,8 +118,15 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None, spent_s: float = 0.0
         if budget.left() - reserve < 0.05 * cfg.budget_s:
             budget.cut(f"per-action part left out ({max(0.0, budget.left()):.0f} s of the budget left)")
         else:
+            share = PER_ACTION_SHARE if cfg.synthetic else 0.9
             per_action = _per_action(sim, full_log, cfg, progress,
-                                     budget.part(0.9, "likes from views: ", reserve=reserve))
+                                     budget.part(share, "likes from views: ", reserve=reserve))
+    synthetic = None
+    if cfg.synthetic:
+        if budget.left() - reserve < 0.05 * cfg.budget_s:
+            budget.cut(f"synthetic-users part left out ({max(0.0, budget.left()):.0f} s of the budget left)")
+        else:
+            synthetic = _synthetic(sim, cfg, budget.part(0.9, "synthetic users: ", reserve=reserve))
     examples = _example_users(leaderboard[0]["_model"], ds, sim, n_users=3)
     _print_examples(examples, model_label(leaderboard[0]))
     metrics = {"dataset": stats, "seeds": cfg.seeds, "selection_metric": cfg.metric,
@@ -125,9 +135,11 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None, spent_s: float = 0.0
                "simulation": sim.summary(), "seconds": time.perf_counter() - t_start}
     if per_action is not None:
         metrics["per_action"] = {"leaderboard": public_rows(per_action["rows"]), "propensity": per_action["propensity"]}
+    if synthetic is not None:
+        metrics["synthetic"] = {k: synthetic[k] for k in ("users", "items", "models", "rows")}
     write_json(run / "metrics.json", metrics)
     save_models(run, ds, leaderboard)
-    _write_report(run, cfg, leaderboard, ds, stats, sim, examples, per_action, metrics)
+    _write_report(run, cfg, leaderboard, ds, stats, sim, examples, per_action, synthetic, metrics)
     seconds = time.perf_counter() - t_start
     console.print(f"wrote {run / 'metrics.json'} and {run / 'report.html'} ({seconds:.0f}s in all, "
                   f"budget {cfg.budget_s:.0f}s)")
@@ -180,6 +192,38 @@ def _per_action(sim, full_log, cfg, progress, budget: Budget) -> dict:
     console.print(f"P(like | shown), logistic model on {prop['n']:,} held-out impressions: ROC-AUC {prop['auc']:.3f}, "
                   f"log-loss {prop['logloss']:.4f}, ECE {prop['ece']:.4f}")
     return {"rows": rows, "propensity": prop}
+
+
+def _synthetic(sim, cfg: DemoConfig, budget: Budget) -> dict:
+    """Synthetic users from generators fitted on some simulated users, scored on the others."""
+    from .synth import Profiles
+    from .synth.quick import SUMMARY_COLUMNS, quick_report
+
+    profiles = Profiles.from_interactions(sim.interactions)
+    out = quick_report(profiles, budget, seed=cfg.seed, log=print_line)
+    table = Table(title=f"Synthetic users: generators fitted on {out['users']['train']:,} users, scored against "
+                        f"{out['users']['holdout']:,} others (goals: TSTR >= 0.9, membership AUC <= 0.55, "
+                        f"two-sample AUC <= 0.6)")
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="left" if col == "generator" else "right")
+    for row in out["rows"]:
+        table.add_row(*(row[c] for c in SUMMARY_COLUMNS))
+    console.print(table)
+    return out
+
+
+def _synthetic_html(synthetic: dict) -> str:
+    from .synth.quick import SUMMARY_COLUMNS
+
+    u = synthetic["users"]
+    return (f"<p>The simulated users split by user: {u['train']:,} train users (the only ones a generator sees), "
+            f"{u['holdout']:,} holdout users (fidelity, the two-sample test and membership inference compare "
+            f"against them; the ceiling is train vs holdout) and {u['test']:,} test users (TSTR: "
+            f"{', '.join(synthetic['models'])} trained on the synthetic users, as a ratio to the same models "
+            f"trained on the real train users). copy-real resamples train users: it must fail the privacy "
+            f"figures. <code>feedgan synth report</code> gives the full report (five recommenders, the "
+            f"shadow-model attack, plots); docs/synth.md has the benchmarks.</p>"
+            + report.table_html(synthetic["rows"], SUMMARY_COLUMNS))
 
 
 def model_label(row: dict) -> str:
@@ -259,7 +303,7 @@ def _print_examples(examples: list[dict], model_name: str) -> None:
 
 
 def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: dict, sim, examples,
-                  per_action: dict | None, metrics: dict) -> None:
+                  per_action: dict | None, synthetic: dict | None, metrics: dict) -> None:
     total = ds.history("test") + ds.matrix("test")
     social_deg = None if ds.social is None else ds.social.getnnz(1)
     rows = [{"model": model_label(r), **{m: _fmt(r["test"][m]) for m in LEADERBOARD_METRICS},
@@ -298,6 +342,8 @@ def _write_report(run: Path, cfg: DemoConfig, leaderboard, ds: Dataset, stats: d
                           f"log-loss {prop['logloss']:.4f}, ECE {prop['ece']:.4f} ({prop['n']:,} pairs).</p>"
                           + report.figure_html(reliability_chart({"logreg-propensity": prop["reliability"]}),
                                                "reliability"))]
+    if synthetic is not None:
+        sections.insert(-2, ("Synthetic users", _synthetic_html(synthetic)))
     report.write_report(run / "report.html", "feedgan demo", sections)
 
 
