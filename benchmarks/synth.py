@@ -177,17 +177,48 @@ def spread(name: str) -> list[str]:
             *rows, ""]
 
 
+def plot(results: list[dict], path: Path) -> None:
+    """The utility-privacy plane: each generator's TSTR ratio against its worst membership AUC, one
+    panel per data set, the goals' corner shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        ax.fill_between([0.45, GOALS["mia_auc_max"]], GOALS["tstr_ratio_min"], 1.1, color="tab:green", alpha=0.15)
+        for g, r in res["generators"].items():
+            x, y = r["goals"]["membership_auc"]["value"], r["goals"]["tstr_ratio"]["value"]
+            if x is not None and y is not None:
+                ax.scatter(x, y, s=18)
+                ax.annotate(g, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+        ax.set(xlim=(0.45, 1.03), ylim=(0.0, 1.1), title=res["data"], xlabel="membership AUC (worst attack)")
+    axes[0][0].set_ylabel("TSTR ratio (mean NDCG@20)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_docs() -> None:
     """The section of docs/synth.md from every data set's saved result (runs of different data sets add up)."""
     lines = ["", f"Goals: TSTR ratio >= {GOALS['tstr_ratio_min']}, membership-inference AUC <= "
              f"{GOALS['mia_auc_max']}, two-sample AUC <= {GOALS['two_sample_auc_max']}. One seed per data set "
-             "(the split and every generator); each table says the command that made it.", ""]
+             "(the split and every generator) unless a spread table says otherwise; each table says the command "
+             "that made it.", ""]
+    results = []
     for path in sorted((REPO / "docs" / "benchmarks").glob("synth-*.json")):
         res = json.loads(path.read_text())
         if "generators" in res and path == result_path(res["data"], 0):
-            heading, *rest = table(res)
-            lines += [heading, "", "Reproduce: " + "; then ".join(f"`{c}`" for c in _commands(res)), *rest,
-                      *spread(res["data"])]
+            results.append(res)
+    if results:
+        plot(results, REPO / "docs" / "synth-tradeoff.png")
+        lines += ["![TSTR ratio against membership AUC, per data set; the goals' corner shaded](synth-tradeoff.png)",
+                  ""]
+    for res in results:
+        heading, *rest = table(res)
+        lines += [heading, "", "Reproduce: " + "; then ".join(f"`{c}`" for c in _commands(res)), *rest,
+                  *spread(res["data"])]
     write_section(DOC, BEGIN, END, lines, "synth-benchmark")
 
 
