@@ -144,3 +144,14 @@ def test_other_catalogues_are_refused_in_one_line():
         fidelity(real, make({"view": [(0, 0)]}, items=np.array([10, 11, 12, 99])), real)
     with pytest.raises(DataError, match=r"'reference' and 'real'.*\(3 items vs 4\)"):
         fidelity(real, real, make({"view": [(0, 0)]}, items=ITEMS[:3]))
+
+
+def test_friend_degrees_of_two_random_parts_of_one_network_compare_as_one_distribution():
+    from synth_standins import sim_profiles
+
+    from feedgan.synth.fidelity import friend_degree_similarity
+
+    train, holdout = sim_profiles(n_users=3000, n_items=100, seed=4).split_users((0.75, 0.25), seed=0)
+    assert train.friends.getnnz(1).mean() > 2.5 * holdout.friends.getnnz(1).mean()  # degrees grow with the part
+    assert friend_degree_similarity(holdout, train) > 0.93  # thinned to the holdout's size
+    assert friend_degree_similarity(holdout, holdout) == 1.0

@@ -151,6 +151,26 @@ def neighbour_overlap(real_nb: list[np.ndarray], other_nb: list[np.ndarray]) -> 
 
 
 # -- the figure set ------------------------------------------------------------------------------
+def friend_degree_similarity(a: Profiles, b: Profiles, seed: int = 0) -> float:
+    """1 - TVD of friends per user (log2 bins), compared at the smaller set's size.
+
+    A set holds the friend edges among its own users, so a user's degree grows with the set's
+    size: a random 60% of a network keeps about 60% of each user's friends, a 20% part about 20%.
+    The larger set's degrees are thinned to the smaller one's size (each friend kept with
+    probability ``(m - 1) / (n - 1)``, ``m`` and ``n`` the two sizes; binomial, seeded), so two
+    random parts of one network compare as the same distribution."""
+    rng = np.random.default_rng(seed)
+    m = min(a.n_users, b.n_users)
+
+    def degrees(p: Profiles) -> np.ndarray:
+        d = p.friends.getnnz(1)
+        return d if p.n_users <= m else rng.binomial(d, (m - 1) / max(p.n_users - 1, 1))
+
+    da, db = degrees(a), degrees(b)
+    nd = _n_log2_bins(da, db)
+    return tvd_similarity(log2_bins(da, nd), log2_bins(db, nd))
+
+
 def fidelity(real: Profiles, synth: Profiles, reference: Profiles, *, funnel: Sequence[str] | None = None,
              top_items: int = TOP_ITEMS, k: int = NEIGHBOURS) -> dict:
     """Fidelity of ``synth`` to the ``real`` holdout users, with ``reference`` (train) as the ceiling.
@@ -167,7 +187,8 @@ def fidelity(real: Profiles, synth: Profiles, reference: Profiles, *, funnel: Se
                                    synth/ceiling = 1 - |rate - real rate| (the TVD of two Bernoullis)
         inter_event_1_minus_ks     {synth, ceiling}   seconds between a user's consecutive events;
                                    null when a set has no times (absent when ``real`` has none)
-        friend_degree_1_minus_tvd  {synth, ceiling}   friends per user, log2 bins (absent without friends)
+        friend_degree_1_minus_tvd  {synth, ceiling}   friends per user, log2 bins, at the smaller set's size
+                                   (:func:`friend_degree_similarity`; absent without friends)
         cooccurrence_overlap       {synth, ceiling, items}   mean top-``k`` neighbour overlap over the
                                    ``top_items`` most popular real items
     """
@@ -195,12 +216,9 @@ def fidelity(real: Profiles, synth: Profiles, reference: Profiles, *, funnel: Se
         out["inter_event_1_minus_ks"] = {"synth": ks_similarity(gaps["real"], gaps["synth"]),
                                          "ceiling": ks_similarity(gaps["real"], gaps["reference"])}
     if real.friends is not None:
-        deg = {name: (np.zeros(0, int) if p.friends is None else p.friends.getnnz(1)) for name, p in sets.items()}
-        nd = _n_log2_bins(*deg.values())
-        hist = {name: log2_bins(d, nd) for name, d in deg.items()}
         out["friend_degree_1_minus_tvd"] = {
-            "synth": tvd_similarity(hist["real"], hist["synth"]) if synth.friends is not None else None,
-            "ceiling": tvd_similarity(hist["real"], hist["reference"]) if reference.friends is not None else None}
+            "synth": friend_degree_similarity(real, synth) if synth.friends is not None else None,
+            "ceiling": friend_degree_similarity(real, reference) if reference.friends is not None else None}
 
     items = np.argsort(-real.union().getnnz(0), kind="stable")[:min(top_items, real.n_items)]
     real_nb = neighbours(real.union(), items, k)
