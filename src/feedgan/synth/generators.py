@@ -27,9 +27,13 @@ The generators
   replacement, ``k`` a real train user's activity.
 * ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
   Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
+* ``simulator``: :mod:`feedgan.data.simulate`'s model fitted to the train users (see
+  :class:`SimulatorGenerator`): item topics are clusters of the real items, communities and their topic
+  interests are fitted, and a user's ``k`` items come from the simulator's organic feed (topic by
+  interest, item by real popularity); friends from the simulator's friend graph with homophily.
 
-``vae`` and ``gan`` make a user's *union* profile (the items touched); the actions on each touched
-item are then drawn from the train funnel: action ``a`` with probability
+``vae``, ``gan`` and ``simulator`` make a user's *union* profile (the items touched); the actions on each
+touched item are then drawn from the train funnel: action ``a`` with probability
 ``P(a | item touched) = (n_ia + m * g_a) / (n_i + m)`` (``n_i`` train users touched item ``i``, ``n_ia``
 of them did ``a``, ``g_a`` the global share, ``m`` = ``smoothing``), independently per action; a pair
 that drew none gets the item's most likely action. Per-user action habits are not modelled.
@@ -40,10 +44,10 @@ from the first event times of the train users in their bucket; their touched ite
 order, the gap from one item's first event to the next is drawn from the gaps of that bucket's train
 users, and action ``a`` on an item happens a real offset (pooled per action) after that item's first
 event. A timeline longer than the log's period is compressed to fit, and a user's start is moved so
-the timeline ends inside the period. Friends (when train has them): each user's degree is a real
-train user's degree (at most ``n - 1``), and the edges are a plain configuration model among the
-sampled users (stubs paired at random; self-loops and repeats dropped), so degrees match and who
-befriends whom carries no signal.
+the timeline ends inside the period. Friends (when train has them; ``simulator`` draws its own):
+each user's degree is a real train user's degree (at most ``n - 1``), and the edges are a plain
+configuration model among the sampled users (stubs paired at random; self-loops and repeats dropped),
+so degrees match and who befriends whom carries no signal.
 """
 from __future__ import annotations
 
@@ -622,6 +626,7 @@ class GANGenerator(ProfileGenerator):
 
 CONCENTRATION_GRID = np.geomspace(0.05, 500.0, 41)  # candidate interest concentrations (log grid)
 FIT_ROUNDS = 3  # corrections of the community profiles toward the train topic shares
+HEAVY_SHARE = 8  # a simulated user touching over 1/8 of the catalogue is drawn by Gumbel top-k, not by feed draws
 SIM_FIELDS = ("n_users", "n_items", "n_topics", "n_communities", "mean_friends", "homophily", "degree_sigma",
               "interest_concentration")  # the SimulationConfig fields the simulator generator fits and saves
 
@@ -807,7 +812,17 @@ class SimulatorGenerator(Generator):
             return torch.from_numpy(out.astype(np.float32))
 
         k = np.minimum(k, int((w > 0).sum()))
-        return _csr(*distinct_rows(k, n_items, draw, logits, rng), (len(k), n_items))
+        heavy = k * HEAVY_SHARE > n_items  # chosen by k alone, so both ways stay exact
+        light = _csr(*distinct_rows(np.where(heavy, 0, k), n_items, draw, logits, rng), (len(k), n_items))
+        if not heavy.any():
+            return light
+        gen, rows = torch.Generator().manual_seed(int(rng.integers(2**62))), np.flatnonzero(heavy)
+        blocks = np.array_split(rows, -(-len(rows) // CHUNK))  # bounds the (users, items) logits
+        items = np.concatenate([top_k_rows(logits(r), k[r], gen)[1] for r in blocks])
+        full = light + sp.csr_matrix((np.ones(len(items), dtype=np.float32), (np.repeat(rows, k[rows]), items)),
+                                     shape=light.shape)
+        full.sort_indices()
+        return full
 
     def _friends(self, community: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
         """(n, n) symmetric binary: the simulator's friend graph with the fitted parameters."""
