@@ -638,9 +638,10 @@ class SimulatorGenerator(Generator):
     ``theta ~ Dirichlet(interest_concentration * pi_c + 0.05)`` (the simulator's ``_interests``),
     then the simulator's organic feed (``_draw_organic``: a topic ~ ``theta ** interest_focus`` x the
     topic's popularity mass, an item of that topic ~ its popularity), repeated until the user has
-    ``k`` distinct items (a repeat is redrawn, as the simulator does, here until none is short), ``k``
-    a real train user's activity. Friends come from the simulator's Chung-Lu graph with homophily
-    (``_friend_graph``) over the sampled users' communities.
+    ``k`` distinct items (a repeat is redrawn, as the simulator does, here until none is short; a user
+    with ``k`` over 1/8 of the catalogue takes a Gumbel top-k on the same odds instead, which is the same
+    draw without replacement, only cheaper), ``k`` a real train user's activity. Friends come from the
+    simulator's Chung-Lu graph with homophily (``_friend_graph``) over the sampled users' communities.
 
     Fitted on the train users: the item topics (``n_topics`` k-means clusters of the items'
     TruncatedSVD embedding of the L2-normalised item-user matrix; each simulated item *is* a real
@@ -648,9 +649,10 @@ class SimulatorGenerator(Generator):
     over a random ranking, so the popularity ranks are the real ones); communities (``n_communities``
     k-means clusters of the users' topic interests, estimated as their topic shares divided by the
     topics' popularity shares): each community's interest profile ``pi_c`` (in place of a
-    ``Dirichlet(community_focus)`` draw) and size (in place of equal sizes); ``interest_concentration``
-    (the value on a log grid whose simulated users' topic concentration, the mean sum of squared topic
-    shares of their items, matches the train users'); with a friend graph, ``mean_friends``,
+    ``Dirichlet(community_focus)`` draw; then scaled per topic so the simulated users' topic shares are
+    the train users') and size (in place of equal sizes); ``interest_concentration`` (the value on a log
+    grid whose simulated users' topic concentration, the mean sum of squared topic shares of their items,
+    matches the train users'); with a friend graph, ``mean_friends``,
     ``degree_sigma`` (from the degrees' mean and variance: ``exp(sigma^2) - 1 = (var - mean) / mean^2``)
     and ``homophily`` (the share of train friendships inside one fitted community). The fitted values are
     ``config_``, a :class:`~feedgan.data.simulate.SimulationConfig`; ``interest_focus`` stays at the
@@ -762,7 +764,7 @@ class SimulatorGenerator(Generator):
         return q / q.sum(1, keepdims=True)
 
     def _fit_friends(self, train: Profiles, X: sp.csr_matrix, community: np.ndarray) -> dict:
-        """The simulator's friend-graph parameters from train (empty without a friend graph)."""
+        """The simulator's friend-graph parameters from train (no friends without a friend graph)."""
         if train.friends is None:
             return {"mean_friends": 0.0}
         deg = train.friends.getnnz(1).astype(np.float64)
