@@ -327,12 +327,7 @@ def simulate(config: SimulationConfig | None = None, **overrides) -> Simulation:
     # 1-2. communities, interests, activity
     community = rng.integers(0, cfg.n_communities, size=n_users).astype(np.int32)
     profile = rng.dirichlet(np.full(n_topics, float(cfg.community_focus)), size=cfg.n_communities)
-    interest = np.empty((n_users, n_topics), dtype=np.float32)
-    for lo in range(0, n_users, _CHUNK):
-        hi = min(n_users, lo + _CHUNK)
-        alpha = cfg.interest_concentration * profile[community[lo:hi]] + _INTEREST_FLOOR
-        g = rng.standard_gamma(alpha) + 1e-30
-        interest[lo:hi] = g / g.sum(axis=1, keepdims=True)
+    interest = _interests(rng, profile, community, float(cfg.interest_concentration))
     activity = _lognormal_mean1(rng, cfg.activity_sigma, n_users)
     sociability = _lognormal_mean1(rng, cfg.degree_sigma, n_users)
 
@@ -442,6 +437,18 @@ def _pick(cum: np.ndarray, x: np.ndarray, lo=None, hi=None) -> np.ndarray:
     if lo is None:
         return np.clip(j, 0, len(cum) - 2)
     return np.clip(j, lo, hi - 1)
+
+
+def _interests(rng, profile, community, concentration):
+    """(n_users, n_topics) float32 interests ``theta_u ~ Dirichlet(concentration * profile[c_u] + floor)``
+    (``profile``: (n_communities, n_topics) rows summing to 1; ``community``: (n_users,) ints)."""
+    interest = np.empty((len(community), profile.shape[1]), dtype=np.float32)
+    for lo in range(0, len(community), _CHUNK):
+        hi = min(len(community), lo + _CHUNK)
+        alpha = concentration * profile[community[lo:hi]] + _INTEREST_FLOOR
+        g = rng.standard_gamma(alpha) + 1e-30
+        interest[lo:hi] = g / g.sum(axis=1, keepdims=True)
+    return interest
 
 
 def _friend_graph(rng, community, sociability, n_comm, mean_friends, homophily):

@@ -85,7 +85,7 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs"):
 @synth_app.command("fit")
 def fit_cmd(
     data: Path = typer.Argument(..., help="real log file or folder"),
-    generator: str = typer.Option(..., "--generator", "-g", help="gan, vae, independent or copy"),
+    generator: str = typer.Option(..., "--generator", "-g", help="gan, vae, simulator, independent or copy"),
     format: str = typer.Option("auto", "--format", "-f", help="reader format (see `feedgan data inspect --help`)"),
     columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
     sep: Optional[str] = typer.Option(None, "--sep", help="csv/tsv field separator"),

@@ -27,9 +27,13 @@ The generators
   replacement, ``k`` a real train user's activity.
 * ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
   Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
+* ``simulator``: :mod:`feedgan.data.simulate`'s model fitted to the train users (see
+  :class:`SimulatorGenerator`): item topics are clusters of the real items, communities and their topic
+  interests are fitted, and a user's ``k`` items come from the simulator's organic feed (topic by
+  interest, item by real popularity); friends from the simulator's friend graph with homophily.
 
-``vae`` and ``gan`` make a user's *union* profile (the items touched); the actions on each touched
-item are then drawn from the train funnel: action ``a`` with probability
+``vae``, ``gan`` and ``simulator`` make a user's *union* profile (the items touched); the actions on each
+touched item are then drawn from the train funnel: action ``a`` with probability
 ``P(a | item touched) = (n_ia + m * g_a) / (n_i + m)`` (``n_i`` train users touched item ``i``, ``n_ia``
 of them did ``a``, ``g_a`` the global share, ``m`` = ``smoothing``), independently per action; a pair
 that drew none gets the item's most likely action. Per-user action habits are not modelled.
@@ -40,10 +44,10 @@ from the first event times of the train users in their bucket; their touched ite
 order, the gap from one item's first event to the next is drawn from the gaps of that bucket's train
 users, and action ``a`` on an item happens a real offset (pooled per action) after that item's first
 event. A timeline longer than the log's period is compressed to fit, and a user's start is moved so
-the timeline ends inside the period. Friends (when train has them): each user's degree is a real
-train user's degree (at most ``n - 1``), and the edges are a plain configuration model among the
-sampled users (stubs paired at random; self-loops and repeats dropped), so degrees match and who
-befriends whom carries no signal.
+the timeline ends inside the period. Friends (when train has them; ``simulator`` draws its own):
+each user's degree is a real train user's degree (at most ``n - 1``), and the edges are a plain
+configuration model among the sampled users (stubs paired at random; self-loops and repeats dropped),
+so degrees match and who befriends whom carries no signal.
 """
 from __future__ import annotations
 
@@ -89,23 +93,42 @@ def top_k_rows(logits: torch.Tensor, k: np.ndarray, gen: torch.Generator) -> tup
 
 def weighted_rows(weights: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Per user ``r``, ``k[r]`` distinct items drawn without replacement with probabilities
-    proportional to ``weights`` (I,), shared by every user. Returns CSR ``indptr``, ``indices``.
-
-    A user's items are the first ``k[r]`` distinct ones of an i.i.d. sequence of draws from
-    ``weights``, which is exactly successive sampling without replacement; the sequence of a user
-    still short of ``k[r]`` distinct items is extended (4x longer each round). Cost ~ O(k log I) per
-    user instead of O(I) for Gumbel top-k (which takes over for a user whose sequence would pass
-    16 x I draws: nearly the whole support, rare items among it)."""
-    k = np.minimum(np.asarray(k, dtype=np.int64), int((weights > 0).sum()))
+    proportional to ``weights`` (I,), shared by every user. Returns CSR ``indptr``, ``indices``
+    (see :func:`distinct_rows`)."""
     cdf = np.cumsum(weights, dtype=np.float64)
-    n, n_items = len(k), len(weights)
+    n_items = len(weights)
+
+    def draw(users, m):
+        return np.minimum(np.searchsorted(cdf, rng.random(int(m.sum())) * cdf[-1], side="right"), n_items - 1)
+
+    def logits(users):
+        with np.errstate(divide="ignore"):  # log 0 = -inf: never drawn
+            return torch.from_numpy(np.log(weights.astype(np.float32))).expand(len(users), -1)
+
+    k = np.minimum(np.asarray(k, dtype=np.int64), int((weights > 0).sum()))
+    return distinct_rows(k, n_items, draw, logits, rng)
+
+
+def distinct_rows(k: np.ndarray, n_items: int, draw, logits, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per user ``r``, ``k[r]`` distinct items drawn without replacement from the user's own item
+    distribution. Returns CSR ``indptr`` (n + 1,), ``indices``.
+
+    ``draw(users, m)`` returns ``m.sum()`` i.i.d. items, ``m[j]`` for ``users[j]`` in turn (users
+    ascending); ``logits(users)`` the (len(users), I) log-probabilities of the same distributions.
+    A user's items are the first ``k[r]`` distinct ones of their i.i.d. sequence, which is exactly
+    successive sampling without replacement; the sequence of a user still short of ``k[r]`` distinct
+    items is extended (4x longer each round). Cost ~ O(k log I) per user instead of O(I) for Gumbel
+    top-k (which takes over for a user whose sequence would pass 16 x I draws: nearly the whole
+    support, rare items among it). ``k`` must not exceed a user's support."""
+    k = np.asarray(k, dtype=np.int64)
+    n = len(k)
     chosen = [np.zeros(0, dtype=np.int64)] * n
     todo = np.flatnonzero(k > 0)
     owner, draws = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)  # the sequences so far, by user
     m = 2 * k + 8  # draws added per user this round
     while len(todo):
         extra = np.repeat(todo, m[todo])
-        new = np.minimum(np.searchsorted(cdf, rng.random(len(extra)) * cdf[-1], side="right"), n_items - 1)
+        new = np.asarray(draw(todo, m[todo]), dtype=np.int64)
         owner, draws = np.concatenate([owner, extra]), np.concatenate([draws, new])
         order = np.argsort(owner, kind="stable")  # each user's sequence, in draw order
         owner, draws = owner[order], draws[order]
@@ -122,9 +145,7 @@ def weighted_rows(weights: np.ndarray, k: np.ndarray, rng: np.random.Generator) 
         m = m * 4
         slow = todo[m[todo] > 16 * n_items]  # nearly the whole support, rare items among it: top-k is cheaper
         if len(slow):
-            with np.errstate(divide="ignore"):  # log 0 = -inf: never drawn
-                logits = torch.from_numpy(np.log(weights.astype(np.float32))).expand(len(slow), -1)
-            ip, idx = top_k_rows(logits, k[slow], torch.Generator().manual_seed(int(rng.integers(2**62))))
+            ip, idx = top_k_rows(logits(slow), k[slow], torch.Generator().manual_seed(int(rng.integers(2**62))))
             for j, r in enumerate(slow):
                 chosen[r] = idx[ip[j]:ip[j + 1]]
             todo = todo[m[todo] <= 16 * n_items]
@@ -603,5 +624,234 @@ class GANGenerator(ProfileGenerator):
         self.G_.eval()
 
 
+CONCENTRATION_GRID = np.geomspace(0.05, 500.0, 41)  # candidate interest concentrations (log grid)
+FIT_ROUNDS = 3  # corrections of the community profiles toward the train topic shares
+HEAVY_SHARE = 8  # a simulated user touching over 1/8 of the catalogue is drawn by Gumbel top-k, not by feed draws
+SIM_FIELDS = ("n_users", "n_items", "n_topics", "n_communities", "mean_friends", "homophily", "degree_sigma",
+              "interest_concentration")  # the SimulationConfig fields the simulator generator fits and saves
+
+
+class SimulatorGenerator(Generator):
+    """:mod:`feedgan.data.simulate`'s model fitted to the train users, over the real catalogue.
+
+    A synthetic user is drawn the simulator's way: a community ``c``, interests
+    ``theta ~ Dirichlet(interest_concentration * pi_c + 0.05)`` (the simulator's ``_interests``),
+    then the simulator's organic feed (``_draw_organic``: a topic ~ ``theta ** interest_focus`` x the
+    topic's popularity mass, an item of that topic ~ its popularity), repeated until the user has
+    ``k`` distinct items (a repeat is redrawn, as the simulator does, here until none is short; a user
+    with ``k`` over 1/8 of the catalogue takes a Gumbel top-k on the same odds instead, which is the same
+    draw without replacement, only cheaper), ``k`` a real train user's activity. Friends come from the
+    simulator's Chung-Lu graph with homophily (``_friend_graph``) over the sampled users' communities.
+
+    Fitted on the train users: the item topics (``n_topics`` k-means clusters of the items'
+    TruncatedSVD embedding of the L2-normalised item-user matrix; each simulated item *is* a real
+    item, its topic its cluster); item popularity (train users per item, in place of the Zipf law
+    over a random ranking, so the popularity ranks are the real ones); communities (``n_communities``
+    k-means clusters of the users' topic interests, estimated as their topic shares divided by the
+    topics' popularity shares): each community's interest profile ``pi_c`` (in place of a
+    ``Dirichlet(community_focus)`` draw; then scaled per topic so the simulated users' topic shares are
+    the train users') and size (in place of equal sizes); ``interest_concentration`` (the value on a log
+    grid whose simulated users' topic concentration, the mean sum of squared topic shares of their items,
+    matches the train users'); with a friend graph, ``mean_friends``,
+    ``degree_sigma`` (from the degrees' mean and variance: ``exp(sigma^2) - 1 = (var - mean) / mean^2``)
+    and ``homophily`` (the share of train friendships inside one fitted community). The fitted values are
+    ``config_``, a :class:`~feedgan.data.simulate.SimulationConfig`; ``interest_focus`` stays at the
+    simulator's default, 1.
+
+    What the simulator's model cannot express here, and what stands in for it: the data's actions are
+    not the simulator's view / like / comment / share with global rates scaled by topic affinity, so
+    the actions on each touched item come from the shared per-item funnel (as for ``vae`` and ``gan``);
+    activity is a real user's ``k``, not log-normal exposures times a view rate; times come from the
+    shared time pools, not rounds, post creation times, item lifetimes and action delays; there are no
+    authors (nobody is kept off their own posts), no social feed and no friend influence (friends do
+    not steer what a user touches: the friend graph ties to interests only through communities), and
+    no impressions. Items nobody touched in train have no popularity and are never drawn.
+    """
+
+    name = "simulator"
+
+    def __init__(self, n_topics: int = 16, n_communities: int = 8, svd_dim: int = 32, smoothing: float = 5.0):
+        for name, v in (("n_topics", n_topics), ("n_communities", n_communities), ("svd_dim", svd_dim)):
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ValueError(f"{self.name}: {name} must be a positive integer, got {v!r}")
+        self.n_topics, self.n_communities, self.svd_dim, self.smoothing = n_topics, n_communities, svd_dim, smoothing
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def _fit_model(self, train, seed, progress):
+        from ..data.simulate import SimulationConfig
+
+        rng = np.random.default_rng(seed)
+        X = train.union()  # (U, I)
+        self.popularity_ = np.asarray(X.sum(0)).ravel().astype(np.float32)  # (I,) train users per item
+        self.item_topic_ = self._item_topics(X, seed)
+        n_topics = int(self.item_topic_.max()) + 1
+        H = (X @ sp.csr_matrix((np.ones(X.shape[1]), (np.arange(X.shape[1]), self.item_topic_)),
+                               shape=(X.shape[1], n_topics))).toarray()  # (U, T) items per user and topic
+        H = H[H.sum(1) > 0]
+        community = self._fit_communities(H, seed)
+        concentration = self._fit_interests(H, community, rng)
+        friends = self._fit_friends(train, X, community)
+        self.config_ = SimulationConfig(n_users=max(2, train.n_users), n_items=train.n_items, n_topics=n_topics,
+                                        n_communities=len(self.community_share_),
+                                        interest_concentration=concentration, **friends)
+
+    def _item_topics(self, X: sp.csr_matrix, seed: int) -> np.ndarray:
+        """(I,) int64 topic of each item: k-means on the SVD embedding of its (L2-normalised) users;
+        items nobody touched get topic 0 (they are never drawn)."""
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.preprocessing import normalize
+
+        active = np.flatnonzero(self.popularity_ > 0)
+        topic = np.zeros(X.shape[1], dtype=np.int64)
+        n_topics = min(int(self.n_topics), len(active))
+        if n_topics < 2:
+            return topic
+        A = normalize(X.T.tocsr()[active].astype(np.float64))  # (I_active, U)
+        dim = min(int(self.svd_dim), A.shape[0] - 1, A.shape[1] - 1)
+        emb = TruncatedSVD(dim, random_state=seed).fit_transform(A) if dim >= 2 else A.toarray()
+        labels = KMeans(n_topics, n_init=3, random_state=seed).fit_predict(normalize(emb))
+        topic[active] = np.unique(labels, return_inverse=True)[1]  # 0..T-1, no empty topic
+        return topic
+
+    def _topic_mass(self) -> np.ndarray:
+        """(T,) float64 popularity mass of each topic."""
+        return np.bincount(self.item_topic_, weights=self.popularity_.astype(np.float64),
+                           minlength=int(self.item_topic_.max()) + 1)
+
+    def _fit_communities(self, H: np.ndarray, seed: int) -> np.ndarray:
+        """k-means communities of the users' interests (topic shares over topic popularity shares);
+        sets ``profile_`` (C, T) and ``community_share_`` (C,); returns each user's community."""
+        from sklearn.cluster import KMeans
+
+        share = self._topic_mass() / self._topic_mass().sum()
+        theta = H / H.sum(1, keepdims=True) / np.maximum(share, 1e-12)
+        theta /= theta.sum(1, keepdims=True)  # (U, T) estimated interests
+        n_comm = min(int(self.n_communities), len(np.unique(theta, axis=0)))
+        labels = (np.zeros(len(theta), dtype=np.int64) if n_comm < 2 else
+                  np.unique(KMeans(n_comm, n_init=3, random_state=seed).fit_predict(theta), return_inverse=True)[1])
+        self.community_share_ = np.bincount(labels) / len(labels)
+        profile = np.stack([theta[labels == c].mean(0) for c in range(len(self.community_share_))])
+        self.profile_ = profile / profile.sum(1, keepdims=True)
+        return labels
+
+    def _fit_interests(self, H: np.ndarray, community: np.ndarray, rng: np.random.Generator) -> float:
+        """``interest_concentration``: the grid value whose simulated users (the train users'
+        communities and activity) have the train users' mean topic concentration
+        ``sum_t (share of the user's items in t) ** 2``. Alternated with a correction of ``profile_``
+        so that the simulated users' topic odds, weighted by activity, are the train topic shares."""
+        k = H.sum(1).astype(np.int64)
+        real = ((H / k[:, None]) ** 2).sum(1).mean()
+        mass = self._topic_mass()
+        for rounds_left in range(FIT_ROUNDS, -1, -1):
+            gaps = []
+            for a in CONCENTRATION_GRID:
+                q = self._topic_odds(community, float(a), mass, rng)
+                gaps.append(abs(((rng.multinomial(k, q) / k[:, None]) ** 2).sum(1).mean() - real))
+            concentration = float(CONCENTRATION_GRID[int(np.argmin(gaps))])
+            if rounds_left == 0:
+                return concentration
+            drawn = k @ self._topic_odds(community, concentration, mass, rng) / k.sum()  # (T,)
+            self.profile_ = self.profile_ * (mass / mass.sum() / np.maximum(drawn, 1e-12))
+            self.profile_ /= self.profile_.sum(1, keepdims=True)
+
+    def _topic_odds(self, community: np.ndarray, concentration: float, mass: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+        """(U, T) the organic feed's topic probabilities for fresh interests of the given communities."""
+        from ..data.simulate import _interests
+
+        q = _interests(rng, self.profile_, community, concentration).astype(np.float64) * mass
+        return q / q.sum(1, keepdims=True)
+
+    def _fit_friends(self, train: Profiles, X: sp.csr_matrix, community: np.ndarray) -> dict:
+        """The simulator's friend-graph parameters from train (no friends without a friend graph)."""
+        if train.friends is None:
+            return {"mean_friends": 0.0}
+        deg = train.friends.getnnz(1).astype(np.float64)
+        mean = float(deg.mean())
+        var_soc = max(0.0, (float(deg.var()) - mean) / mean ** 2) if mean > 0 else 0.0
+        label = np.full(train.n_users, -1)
+        label[X.getnnz(1) > 0] = community
+        f = sp.triu(train.friends, k=1).tocoo()
+        ok = (label[f.row] >= 0) & (label[f.col] >= 0)
+        homophily = float(np.mean(label[f.row[ok]] == label[f.col[ok]])) if ok.any() else 0.8
+        return {"mean_friends": min(mean, max(1, train.n_users) - 1), "degree_sigma": float(np.sqrt(np.log1p(var_soc))),
+                "homophily": homophily}
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def sample(self, n: int, *, seed: int = 0) -> Profiles:
+        """``n`` new users (see the class docstring)."""
+        from ..data.simulate import _interests
+
+        n = self._check_sample(n)
+        rng = np.random.default_rng(seed)
+        community = rng.choice(len(self.community_share_), size=n, p=self.community_share_).astype(np.int32)
+        interest = _interests(rng, self.profile_, community, float(self.config_.interest_concentration))  # (n, T)
+        actions = self._assign_actions(self._feed(interest, self._draw_activity(n, rng), rng), rng)
+        times = self._draw_times(actions, rng) if self.times_ is not None else None
+        friends = self._friends(community, rng) if self.degrees_ is not None else None
+        return Profiles(synth_ids(n), self.items_, actions, times, friends)
+
+    def _feed(self, interest: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
+        """(n, I) union profiles: ``k[u]`` distinct items per user from the simulator's organic feed."""
+        from ..data.simulate import _draw_organic
+
+        topic, w = self.item_topic_, self.popularity_.astype(np.float64)
+        n_items, n_topics = len(w), interest.shape[1]
+        item_order = np.argsort(topic, kind="stable")  # the simulator's layout: items by topic
+        tb = np.r_[0, np.cumsum(np.bincount(topic, minlength=n_topics))]
+        cum = np.r_[0.0, np.cumsum(w[item_order])]
+        mass = cum[tb[1:]] - cum[tb[:-1]]  # (T,)
+        focus = float(self.config_.interest_focus)
+
+        def draw(users, m):
+            return _draw_organic(rng, m, interest[users], focus, cum, mass, tb, item_order)[1]
+
+        def logits(users):
+            q = interest[users].astype(np.float64) ** focus * mass
+            with np.errstate(divide="ignore"):  # log 0 = -inf: never drawn
+                out = np.log(q / q.sum(1, keepdims=True))[:, topic] + np.log(w / np.maximum(mass[topic], 1e-300))
+            return torch.from_numpy(out.astype(np.float32))
+
+        k = np.minimum(k, int((w > 0).sum()))
+        heavy = k * HEAVY_SHARE > n_items  # chosen by k alone, so both ways stay exact
+        light = _csr(*distinct_rows(np.where(heavy, 0, k), n_items, draw, logits, rng), (len(k), n_items))
+        if not heavy.any():
+            return light
+        gen, rows = torch.Generator().manual_seed(int(rng.integers(2**62))), np.flatnonzero(heavy)
+        blocks = np.array_split(rows, -(-len(rows) // CHUNK))  # bounds the (users, items) logits
+        items = np.concatenate([top_k_rows(logits(r), k[r], gen)[1] for r in blocks])
+        full = light + sp.csr_matrix((np.ones(len(items), dtype=np.float32), (np.repeat(rows, k[rows]), items)),
+                                     shape=light.shape)
+        full.sort_indices()
+        return full
+
+    def _friends(self, community: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
+        """(n, n) symmetric binary: the simulator's friend graph with the fitted parameters."""
+        from ..data.simulate import _friend_graph, _lognormal_mean1
+
+        n, cfg = len(community), self.config_
+        sociability = _lognormal_mean1(rng, cfg.degree_sigma, n)
+        a, b = _friend_graph(rng, community, sociability, len(self.community_share_),
+                             min(float(cfg.mean_friends), n - 1), float(cfg.homophily))
+        m = sp.coo_matrix((np.ones(2 * len(a), dtype=np.float32), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
+        return m.tocsr()
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _state(self):
+        return {"item_topic": self.item_topic_, "popularity": self.popularity_, "profile": self.profile_,
+                "community_share": self.community_share_,
+                "config": np.array([float(getattr(self.config_, f)) for f in SIM_FIELDS])}
+
+    def _set_state(self, arrays):
+        from ..data.simulate import SimulationConfig
+
+        self.item_topic_, self.popularity_ = arrays["item_topic"], arrays["popularity"]
+        self.profile_, self.community_share_ = arrays["profile"], arrays["community_share"]
+        ints = {"n_users", "n_items", "n_topics", "n_communities"}
+        self.config_ = SimulationConfig(**{f: int(v) if f in ints else float(v)
+                                           for f, v in zip(SIM_FIELDS, arrays["config"])})
+
+
 GENERATORS: dict[str, type[Generator]] = {g.name: g for g in (CopyGenerator, IndependentGenerator, VAEGenerator,
-                                                              GANGenerator)}
+                                                              GANGenerator, SimulatorGenerator)}
