@@ -82,6 +82,42 @@ def test_the_dense_forward_is_the_networks_own(private, train):
 
 
 @needs_opacus
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Opacus' notes on its RNG and hooks
+def test_each_users_gradient_is_clipped_before_the_sum(train):
+    """Opacus with no noise: the gradient it leaves is the sum over users of each user's own
+    gradient (every layer) scaled down to norm at most C."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from feedgan.rec.multvae import _Batch, _VAENet
+    from feedgan.synth.dp import _DenseVAE, _NegELBO
+
+    X = train.union()
+    net = _VAENet(X.shape[1], 8, 3).to_empty(device="cpu")
+    net.init_weights(torch.Generator().manual_seed(0))
+    x = _Batch(X, np.arange(12), torch.device("cpu"))
+    inp, eps, C = x.normalised().to_dense(), torch.randn(12, 3, generator=torch.Generator().manual_seed(1)), 0.5
+
+    def user_grad(u: int) -> torch.Tensor:  # (n_params,) user u's own gradient, plain autograd
+        net.zero_grad()
+        one = _Batch(X, np.array([u]), torch.device("cpu"))
+        _NegELBO()(_DenseVAE(net)(inp[u:u + 1], eps[u:u + 1]), (one, 0.2)).backward()
+        return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+
+    grads = torch.stack([user_grad(u) for u in range(12)])  # (12, n_params)
+    assert (grads.norm(dim=1) > C).all()  # every user is clipped
+    want = (grads * (C / grads.norm(dim=1, keepdim=True)).clamp(max=1.0)).sum(0)
+    model, opt, criterion, _ = PrivacyEngine(accountant="rdp").make_private(
+        module=_DenseVAE(net), optimizer=torch.optim.SGD(net.parameters(), lr=0.0), criterion=_NegELBO(),
+        data_loader=DataLoader(TensorDataset(torch.arange(12)), batch_size=12), noise_multiplier=0.0,
+        max_grad_norm=C, loss_reduction="sum", grad_sample_mode="ghost", poisson_sampling=False)
+    opt.zero_grad()
+    criterion(model(inp, eps), (x, 0.2)).backward()
+    got = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@needs_opacus
 def test_save_and_load_keep_the_budget(private, tmp_path):
     gen = private[1.0]
     gen.save(tmp_path / "g")
@@ -105,9 +141,10 @@ def test_a_prior_fitted_outside_dp_and_bad_settings_are_refused(train):
         VAEGenerator(**TINY, dp_epsilon=8.0, prior="aggregate").fit(train)
     for bad, says in (({"dp_epsilon": -1.0}, "dp_epsilon must be a positive"),
                       ({"dp_epsilon": 8.0, "dp_delta": 1.5}, r"dp_delta must be in \(0, 1\)"),
-                      ({"dp_epsilon": 8.0, "dp_max_grad_norm": 0.0}, "dp_max_grad_norm must be a positive")):
+                      ({"dp_epsilon": 8.0, "dp_max_grad_norm": 0.0}, "dp_max_grad_norm must be a positive"),
+                      ({"dp_epsilon": 8.0, "epochs": 0}, "DP training needs epochs >= 1")):
         with pytest.raises(ValueError, match=says):
-            VAEGenerator(**TINY, **bad).fit(train)
+            VAEGenerator(**{**TINY, **bad}).fit(train)
 
 
 @needs_opacus
@@ -127,3 +164,9 @@ def test_cli_fit_with_dp_and_the_report_shows_the_budget(sim, tmp_path):
     dp = json.loads((run / "report.json").read_text())["privacy"]["dp"]
     assert 7.7 <= dp["epsilon_spent"] <= 8.0 and dp["accountant"] == "rdp"
     assert "dp.epsilon_spent" in (run / "report.html").read_text()
+
+
+@needs_opacus
+def test_a_budget_too_small_to_reach_is_one_clear_error(train):
+    with pytest.raises(ValueError, match=r"cannot reach dp_epsilon=0\.001 .*raise dp_epsilon or lower epochs"):
+        VAEGenerator(**TINY, dp_epsilon=0.001).fit(train)

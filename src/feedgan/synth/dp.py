@@ -7,10 +7,13 @@ clips every user's gradient to L2 norm ``max_grad_norm``, adds Gaussian noise of
 ``noise_multiplier * max_grad_norm`` to their sum, and moves Adam with it. Opacus
 (``PrivacyEngine.make_private_with_epsilon``, RDP accountant) picks the noise multiplier that
 spends ``epsilon`` at ``delta`` over ``epochs`` passes, and reports the epsilon actually spent. The
-unit of privacy is a user (one row: all their interactions). Training runs on the shared loop
-(:class:`feedgan.gan.LossTrainer`, with Opacus' optimizer and data loader), on dense batches: the
-per-sample gradient hooks see only layers called as modules, so the first layer reads a dense
-(B, n_items) row block instead of the sparse product MultVAE uses (the same function).
+unit of privacy is a user (one row: all their interactions).
+
+Training runs on the shared loop (:class:`feedgan.gan.LossTrainer`) with Opacus' optimizer, data
+loader and loss. The per-user norms come from ghost clipping (for a linear layer on a 2-D input,
+``|grad_u| = |a_u| |g_u|``), so no (users, weights) array of per-user gradients is ever made; the
+hooks behind it see only layers called as modules, so the first layer reads a dense (B, n_items)
+row block instead of the sparse product MultVAE uses (the same function).
 
 Opacus is optional (``pip install opacus==1.6.0``, or the ``dp`` extra); nothing imports it unless
 DP training is asked for. Its noise comes from seeded torch generators (reproducible runs), not
@@ -50,8 +53,11 @@ def default_delta(n_users: int) -> float:
     return 1.0 / max(int(n_users), 2) ** 1.1
 
 
-def check_dp_params(owner: str, epsilon: float | None, delta: float | None, max_grad_norm: float) -> None:
+def check_dp_params(owner: str, epsilon: float | None, delta: float | None, max_grad_norm: float,
+                    epochs: int = 1) -> None:
     """ValueError naming the parameter when the DP settings make no sense."""
+    if epsilon is not None and epochs < 1:
+        raise ValueError(f"{owner}: DP training needs epochs >= 1, got {epochs}")
     if epsilon is not None and not (math.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"{owner}: dp_epsilon must be a positive number (or none for no DP), got {epsilon}")
     if delta is not None and not 0 < delta < 1:
@@ -87,20 +93,37 @@ class _DenseVAE(nn.Module):
         return net.decode(mu + eps * torch.exp(0.5 * logvar)), mu, logvar
 
 
+class _NegELBO:
+    """Each user's negative ELBO, the loss Opacus' ghost clipping wraps:
+    ``((logits, mu, logvar), (batch, beta)) -> (B,)`` under ``reduction="none"`` (Opacus sets it), else
+    their sum. The sum, not the mean: the clipped per-user gradients are summed and noised either
+    way, and Adam's step does not depend on the gradient's scale."""
+
+    reduction = "sum"
+
+    def __call__(self, out, target) -> torch.Tensor:
+        (logits, mu, logvar), (x, beta) = out, target
+        picked = F.log_softmax(logits, dim=1)[x.row, x.col] * x.val  # (nnz,) only non-zeros count
+        nll = -torch.zeros(x.n, dtype=logits.dtype, device=logits.device).index_add(0, x.row, picked)  # (B,)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)  # (B,)
+        per_user = nll + beta * kl
+        return per_user if self.reduction == "none" else per_user.sum()
+
+
 class _PoissonEpochs:
     """DP-SGD batches for :class:`~feedgan.gan.LossTrainer`: one pass of Opacus' Poisson data loader
-    is an epoch; step ``t`` draws the next sample of users (possibly empty) and returns its negative
-    ELBO, the users' losses summed and divided by the batch size (Opacus' ``"mean"`` reduction)."""
+    is an epoch; step ``t`` draws the next sample of users (possibly empty) and returns Opacus'
+    wrapped loss of it (its ``backward`` clips each user's gradient before summing)."""
 
-    def __init__(self, model: nn.Module, loader, X: sp.csr_matrix, rows: np.ndarray, *, latent: int,
+    def __init__(self, model: nn.Module, criterion, loader, X: sp.csr_matrix, rows: np.ndarray, *, latent: int,
                  dropout: float, beta_max: float, anneal_steps: int, gen: torch.Generator):
-        self.model, self.loader, self.X, self.rows, self.gen = model, loader, X, rows, gen
+        self.model, self.criterion, self.loader, self.X, self.rows = model, criterion, loader, X, rows
         self.latent, self.dropout, self.beta_max, self.anneal_steps = latent, dropout, beta_max, anneal_steps
-        self.dev = next(model.parameters()).device
+        self.gen, self.dev = gen, next(model.parameters()).device
         self.steps_per_epoch = len(loader)
         self._batches = iter(())
 
-    def loss(self, step: int) -> torch.Tensor:
+    def loss(self, step: int):
         from ..rec.multvae import _Batch
 
         if step % self.steps_per_epoch == 0:
@@ -109,10 +132,7 @@ class _PoissonEpochs:
         x = _Batch(self.X, self.rows[picked.numpy()], self.dev)
         beta = self.beta_max if self.anneal_steps <= 0 else min(self.beta_max, step / self.anneal_steps)
         eps = torch.randn((x.n, self.latent), generator=self.gen, device=self.dev)  # (b, latent)
-        logits, mu, logvar = self.model(x.normalised(self.dropout, self.gen).to_dense(), eps)
-        nll = -(F.log_softmax(logits, dim=1)[x.row, x.col] * x.val).sum()  # summed over the b users
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum()
-        return (nll + beta * kl) / max(x.n, 1)
+        return self.criterion(self.model(x.normalised(self.dropout, self.gen).to_dense(), eps), (x, beta))
 
 
 def fit_private_vae(X: sp.csr_matrix, *, hidden: int, latent: int, dropout: float, beta_max: float,
@@ -142,10 +162,11 @@ def fit_private_vae(X: sp.csr_matrix, *, hidden: int, latent: int, dropout: floa
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = opacus.PrivacyEngine(accountant=ACCOUNTANT)
-    try:
-        model, opt, loader = engine.make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=float(epsilon), target_delta=delta,
-            epochs=int(epochs), max_grad_norm=float(max_grad_norm), poisson_sampling=True,
+    try:  # ghost clipping: per-user gradient norms without per-user gradients (Linear layers on 2-D input)
+        model, opt, criterion, loader = engine.make_private_with_epsilon(
+            module=model, optimizer=opt, criterion=_NegELBO(), data_loader=loader, target_epsilon=float(epsilon),
+            target_delta=delta, epochs=int(epochs), max_grad_norm=float(max_grad_norm), poisson_sampling=True,
+            loss_reduction="sum", grad_sample_mode="ghost",
             noise_generator=torch.Generator(device=dev).manual_seed(int(seed) + 1))
     except ValueError as err:  # e.g. "The privacy budget is too low."
         raise ValueError(f"vae: cannot reach dp_epsilon={epsilon} at dp_delta={delta:.3g} in {epochs} epochs "
@@ -153,7 +174,7 @@ def fit_private_vae(X: sp.csr_matrix, *, hidden: int, latent: int, dropout: floa
     sampling = torch.Generator().manual_seed(int(seed) + 2)  # which users each step takes
     loader.batch_sampler.generator = loader.generator = sampling  # (the loader's own draw: not the global RNG)
     steps_per_epoch = len(loader)
-    task = _PoissonEpochs(model, loader, X, rows, latent=latent, dropout=dropout, beta_max=beta_max,
+    task = _PoissonEpochs(model, criterion, loader, X, rows, latent=latent, dropout=dropout, beta_max=beta_max,
                           anneal_steps=anneal_epochs * steps_per_epoch, gen=gen)
     trainer = LossTrainer(model, task, opt, epochs, name="multvae-dp")
     with warnings.catch_warnings():  # Opacus' hooks on the first layer, whose input needs no gradient

@@ -580,7 +580,7 @@ class VAEGenerator(ProfileGenerator):
         """DP-SGD training of the network (:mod:`feedgan.synth.dp`); sets ``net_`` and ``dp_``."""
         from .dp import check_dp_params, fit_private_vae, require_opacus
 
-        check_dp_params(self.name, self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm)
+        check_dp_params(self.name, self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm, self.epochs)
         require_opacus()
         self.net_, self.dp_ = fit_private_vae(
             X, hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
