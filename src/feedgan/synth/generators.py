@@ -525,7 +525,8 @@ class VAEGenerator(ProfileGenerator):
     DP covers: the item-profile model only (which items a user touches). The prior is the standard
     normal under DP: the aggregate prior's moments are computed from every train user's code
     outside DP-SGD and would void the guarantee (``prior="aggregate"`` with ``dp_epsilon`` is
-    refused), and ``N(0, I)`` costs no budget; a larger ``beta_max`` brings the codes closer to it.
+    refused), and ``N(0, I)`` costs no budget (noised moments would need a share of it and their own
+    accounting); a larger ``beta_max`` brings the codes closer to ``N(0, I)``.
     NOT covered: the pieces every generator fits (:meth:`Generator.fit`): the activity distribution
     (real users' item counts are resampled), the funnel rates, the time pools and the friend
     degrees are plain empirical statistics of the train users. The noise comes from seeded (not
