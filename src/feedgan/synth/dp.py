@@ -183,5 +183,6 @@ def fit_private_vae(X: sp.csr_matrix, *, hidden: int, latent: int, dropout: floa
     model.cleanup()  # Opacus' hooks and per-sample gradients off the network
     spent = {"epsilon_target": float(epsilon), "epsilon_spent": float(engine.get_epsilon(delta)), "delta": delta,
              "noise_multiplier": float(opt.noise_multiplier), "max_grad_norm": float(max_grad_norm),
-             "sample_rate": 1.0 / steps_per_epoch, "steps": int(trainer.step), "accountant": ACCOUNTANT}
+             "sample_rate": float(loader.batch_sampler.sample_rate), "steps": int(trainer.step),
+             "accountant": ACCOUNTANT}
     return net.cpu().eval(), spent
