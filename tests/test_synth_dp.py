@@ -168,6 +168,7 @@ def test_cli_fit_with_dp_and_the_report_shows_the_budget(sim, tmp_path):
 
 
 @needs_opacus
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the accountant's note on its range of orders
 def test_a_budget_too_small_to_reach_is_one_clear_error(train):
     with pytest.raises(ValueError, match=r"cannot reach dp_epsilon=0\.001 .*raise dp_epsilon or lower epochs"):
         VAEGenerator(**TINY, dp_epsilon=0.001).fit(train)
