@@ -2,6 +2,7 @@
 
     feedgan synth fit ratings.csv --generator gan --seed 0           # -> runs/00001-synth-gan/
     feedgan synth fit ml-1m/ --format lightgcn --generator vae -p epochs=50
+    feedgan synth fit ml-1m/ --format lightgcn --generator vae -p dp_epsilon=8   # DP-SGD (needs opacus)
     feedgan synth sample runs/00001-synth-gan -n 10000 --out synth.parquet --seed 1
 
 A fit run folder holds ``generator/`` (the fitted generator, data only), ``config.yaml`` (the data
@@ -122,6 +123,15 @@ def fit_cmd(
     write_json(run / "fit.json", {"fit_s": fit_s, "users": {p: q.n_users for p, q in
                                                             zip(PARTS, (train, holdout, test))}})
     console.print(f"fitted in {fit_s:.1f}s; saved {run}")
+    if gen.dp_ is not None:
+        console.print(dp_line(gen.dp_), markup=False)
+
+
+def dp_line(budget: dict) -> str:
+    """One line for a differential-privacy budget spent (:mod:`feedgan.synth.dp`)."""
+    return (f"differential privacy (item-profile model): epsilon {budget['epsilon_spent']:.3f} spent of "
+            f"{budget['epsilon_target']:g} at delta {budget['delta']:.3g} (noise multiplier "
+            f"{budget['noise_multiplier']:.3f}, {budget['steps']} steps, {budget['accountant']} accountant)")
 
 
 @synth_app.command("sample")
@@ -190,6 +200,9 @@ def report_cmd(
     result = assess(train, holdout, synth, test=test, seed=seed,
                     utility=(lambda tr, sy, te: tstr(tr, sy, te, seed=seed)) if utility else None,
                     fit_sample=fit_sample if shadow else None, log=lambda line: console.print(line, markup=False))
+    if gen.dp_ is not None:  # the budget the generator's training spent, beside the attacks
+        result["privacy"]["dp"] = gen.dp_
+        console.print(dp_line(gen.dp_), markup=False)
     write_json(folder / "report.json", result)
     write_html(folder / "report.html", result, train, holdout, synth, f"synthetic users: {folder.name}")
     for name, g in result["goals"].items():

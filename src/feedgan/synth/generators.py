@@ -24,7 +24,8 @@ The generators
   the actions; a user is a code ``z`` drawn from a Gaussian fitted to the train users' codes (their
   aggregate posterior's mean and covariance: no real user's own code is reused; ``prior="standard"``
   takes ``N(0, I)``), decoded to item probabilities, from which ``k`` items are drawn without
-  replacement, ``k`` a real train user's activity.
+  replacement, ``k`` a real train user's activity. With ``dp_epsilon`` the network is trained with
+  DP-SGD and the prior is ``N(0, I)`` (see :class:`VAEGenerator` for what the guarantee covers).
 * ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
   Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
 * ``simulator``: :mod:`feedgan.data.simulate`'s model fitted to the train users (see
@@ -202,6 +203,7 @@ class Generator:
 
     name: ClassVar[str] = "generator"
     smoothing: float = 5.0  # funnel smoothing toward the global action rates (a pseudo-count of users)
+    dp_: dict | None = None  # the differential-privacy budget spent by fit (None: not trained with DP)
 
     def get_params(self) -> dict:
         sig = inspect.signature(type(self).__init__)
@@ -530,35 +532,65 @@ class ProfileGenerator(Generator):
 class VAEGenerator(ProfileGenerator):
     """Mult-VAE decoding codes drawn from a fitted Gaussian (see the module docstring).
 
-    ``prior="aggregate"`` (default) draws ``z ~ N(m, S)``, the mean and covariance of the train users'
-    aggregate posterior (``S = Cov(mu_u) + mean(diag sigma_u^2)``): two moments of the whole train
-    set, no user's own code. ``prior="standard"`` draws ``z ~ N(0, I)``, which only matches the
-    codes when the KL weight ``beta_max`` is near 1.
+    ``prior="aggregate"`` (the default without DP) draws ``z ~ N(m, S)``, the mean and covariance of
+    the train users' aggregate posterior (``S = Cov(mu_u) + mean(diag sigma_u^2)``): two moments of
+    the whole train set, no user's own code. ``prior="standard"`` draws ``z ~ N(0, I)``, which only
+    matches the codes when the KL weight ``beta_max`` is near 1.
+
+    Differential privacy: with ``dp_epsilon`` set, the network is trained with DP-SGD
+    (:func:`feedgan.synth.dp.fit_private_vae`: Opacus, Poisson sampling with expected batch
+    ``batch_size``, per-user gradients clipped to ``dp_max_grad_norm``, RDP accountant) to spend
+    at most ``dp_epsilon`` at ``dp_delta`` (default ``1 / n_train_users ** 1.1``); the unit is a
+    user. ``dp_`` then records the budget spent (``epsilon_spent`` <= ``dp_epsilon``, ``delta``,
+    ``noise_multiplier``, ``steps``, ...), saved with the generator and shown in the report. What
+    DP covers: the item-profile model only (which items a user touches). The prior is the standard
+    normal under DP: the aggregate prior's moments are computed from every train user's code
+    outside DP-SGD and would void the guarantee (``prior="aggregate"`` with ``dp_epsilon`` is
+    refused), and ``N(0, I)`` costs no budget (noised moments would need a share of it and their own
+    accounting); a larger ``beta_max`` brings the codes closer to ``N(0, I)``.
+    NOT covered: the pieces every generator fits (:meth:`Generator.fit`): the activity distribution
+    (real users' item counts are resampled), the funnel rates, the time pools and the friend
+    degrees are plain empirical statistics of the train users. The noise comes from seeded (not
+    cryptographically secure) generators. Needs Opacus (``pip install opacus==1.6.0``).
     """
 
     name = "vae"
 
     def __init__(self, hidden: int = 600, latent: int = 200, epochs: int = 100, batch_size: int = 500,
                  lr: float = 1e-3, dropout: float = 0.5, beta_max: float = 0.2, anneal_epochs: int = 50,
-                 prior: str = "aggregate", smoothing: float = 5.0, device: str = "cpu"):
+                 prior: str | None = None, smoothing: float = 5.0, device: str = "cpu",
+                 dp_epsilon: float | None = None, dp_delta: float | None = None, dp_max_grad_norm: float = 1.0):
         self.hidden, self.latent, self.epochs, self.batch_size, self.lr = hidden, latent, epochs, batch_size, lr
         self.dropout, self.beta_max, self.anneal_epochs, self.prior = dropout, beta_max, anneal_epochs, prior
         self.smoothing, self.device = smoothing, device
+        self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm = dp_epsilon, dp_delta, dp_max_grad_norm
+
+    def _prior(self) -> str:
+        """The prior in use: ``prior``, or by default "aggregate" ("standard" under DP)."""
+        prior = self.prior or ("aggregate" if self.dp_epsilon is None else "standard")
+        if prior not in ("aggregate", "standard"):
+            raise ValueError(f"{self.name}: prior must be 'aggregate' or 'standard', got {self.prior!r}")
+        if prior == "aggregate" and self.dp_epsilon is not None:
+            raise ValueError(f"{self.name}: prior='aggregate' is fitted to the train users outside DP-SGD and "
+                             f"would void dp_epsilon; use prior=standard (the default under DP)")
+        return prior
 
     def _fit_model(self, train, seed, progress):
         from ..rec.multvae import MultVAE, _Batch
 
-        if self.prior not in ("aggregate", "standard"):
-            raise ValueError(f"{self.name}: prior must be 'aggregate' or 'standard', got {self.prior!r}")
+        prior = self._prior()
         X = train.union()
         X = X[X.getnnz(1) > 0]
-        steps = max(1, -(-X.shape[0] // self.batch_size))  # per epoch
-        vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
-                      anneal_steps=self.anneal_epochs * steps, epochs=self.epochs, batch_size=self.batch_size,
-                      lr=self.lr, seed=seed, device=self.device)
-        self.net_ = vae.fit(X, progress=progress).network_.cpu().eval()
+        if self.dp_epsilon is not None:
+            self._fit_private(X, seed, progress)
+        else:
+            steps = max(1, -(-X.shape[0] // self.batch_size))  # per epoch
+            vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
+                          anneal_steps=self.anneal_epochs * steps, epochs=self.epochs, batch_size=self.batch_size,
+                          lr=self.lr, seed=seed, device=self.device)
+            self.net_, self.dp_ = vae.fit(X, progress=progress).network_.cpu().eval(), None
         self.z_mean_, self.z_chol_ = np.zeros(self.latent, np.float32), np.eye(self.latent, dtype=np.float32)
-        if self.prior == "aggregate":
+        if prior == "aggregate":
             with torch.inference_mode():
                 mu, logvar = self.net_.encode(_Batch(X, np.arange(X.shape[0]), torch.device("cpu")).normalised())
             cov = torch.cov(mu.T.double()).reshape(self.latent, self.latent) + torch.diag(logvar.exp().mean(0).double())
@@ -566,13 +598,37 @@ class VAEGenerator(ProfileGenerator):
             self.z_chol_ = torch.linalg.cholesky(cov + 1e-6 * torch.eye(self.latent, dtype=torch.float64)
                                                  ).float().numpy()  # (latent, latent) lower
 
+    def _fit_private(self, X: sp.csr_matrix, seed: int, progress) -> None:
+        """DP-SGD training of the network (:mod:`feedgan.synth.dp`); sets ``net_`` and ``dp_``."""
+        from .dp import check_dp_params, fit_private_vae, require_opacus
+
+        check_dp_params(self.name, self.dp_epsilon, self.dp_delta, self.dp_max_grad_norm, self.epochs)
+        require_opacus()
+        self.net_, self.dp_ = fit_private_vae(
+            X, hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
+            anneal_epochs=self.anneal_epochs, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            epsilon=self.dp_epsilon, delta=self.dp_delta, max_grad_norm=self.dp_max_grad_norm, seed=seed,
+            device=self.device, progress=progress)
+
+    @property
+    def dp_epsilon_spent_(self) -> float | None:
+        """The epsilon the DP training spent (None without DP)."""
+        return None if self.dp_ is None else self.dp_["epsilon_spent"]
+
+    @property
+    def dp_delta_(self) -> float | None:
+        return None if self.dp_ is None else self.dp_["delta"]
+
     def _logits(self, n, k, gen):
         eps = torch.randn(n, self.net_.latent, generator=gen)  # (n, latent)
         z = torch.from_numpy(self.z_mean_) + eps @ torch.from_numpy(self.z_chol_).T
         return self.net_.decode(z)  # (n, I)
 
     def _state(self):
+        from .dp import budget_array
+
         return {"z_mean": self.z_mean_, "z_chol": self.z_chol_,
+                **({} if self.dp_ is None else {"dp": budget_array(self.dp_)}),
                 **{f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}}
 
     def _set_state(self, arrays):
@@ -582,6 +638,11 @@ class VAEGenerator(ProfileGenerator):
         vae._set_state({f"network.{k[4:]}": v for k, v in arrays.items() if k.startswith("net.")})
         self.net_ = vae.network_.cpu().eval()
         self.z_mean_, self.z_chol_ = arrays["z_mean"], arrays["z_chol"]
+        self.dp_ = None
+        if "dp" in arrays:
+            from .dp import budget_dict
+
+            self.dp_ = budget_dict(arrays["dp"])
 
 
 class GANGenerator(ProfileGenerator):
