@@ -140,7 +140,7 @@ def _augment(r: dict) -> str:
         return "skipped: no sparse users" if aug else "-"
     ease = aug["models"]["ease"]
     return " / ".join(f"{ease[m]['mean_delta']:+.3f} (p {ease[m]['p_value']:.2f})"
-                      for m in ("generated", "self-training", "popularity"))
+                      for m in ("generated", "self-training", "popularity")) + f"; {ease['generated']['n_users']} users"
 
 
 def _commands(res: dict | None) -> list[str]:
