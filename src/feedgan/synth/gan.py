@@ -31,8 +31,8 @@ judge; TSTR over EASE, ItemKNN and most-popular with holdout users as the test u
 
 * Posterior draws as the real codes, not posterior means: the means (200 epochs) kept the
   two-sample AUC at the ``vae`` level (0.83 and 0.82 against 0.80 and 0.81 on the simulator and
-  ML-1M) while the draws lowered it to 0.74 and 0.73, at the same TSTR (0.98, 0.89)
-  and membership AUC (distance attack 0.54, 0.52).
+  ML-1M) while the draws (100 epochs) lowered it to 0.74 and 0.71, at the same TSTR (0.98, 0.89)
+  and membership AUC (distance attack 0.54, 0.51).
 * Learning rate 1e-3, not 2e-4: at 2e-4 G's codes shrank to half the real spread on a planted
   two-cluster set (mode collapse before the modes were found); at 1e-3 they kept it and fell on
   the clusters. 100 epochs: 25 left the two-sample AUC at 0.77 on the simulator, 50 to 200 all gave
@@ -128,7 +128,8 @@ def fit_latent_gan(codes: np.ndarray, cond: torch.Tensor, *, mean: np.ndarray, c
                    logvar: np.ndarray | None, g_hidden: int, d_hidden: int, epochs: int, batch_size: int, lr: float,
                    r1_gamma: float, seed: int, progress=None) -> LatentG:
     """Train G (codes from noise and bucket ``cond`` (N, n_buckets)) against D on the real ``codes``
-    (N, latent); G starts at the Gaussian ``N(mean, chol chol^T)``. Returns the EMA generator (CPU, eval)."""
+    (N, latent) posterior means, or on draws of those posteriors when their ``logvar`` is given; G
+    starts at the Gaussian ``N(mean, chol chol^T)``. Returns the EMA generator (CPU, eval mode)."""
     n, latent = codes.shape
     steps = max(1, math.ceil(n / batch_size))
     task = LatentTask(torch.from_numpy(np.asarray(codes, np.float32)),
