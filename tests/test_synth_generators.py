@@ -20,7 +20,8 @@ from feedgan.synth.generators import (
 )
 
 QUICK = {"vae": {"epochs": 200, "hidden": 128, "latent": 16, "anneal_epochs": 50},
-         "gan": {"epochs": 15, "g_hidden": 64, "d_hidden": 64, "noise_dim": 16}}
+         "gan": {"vae_epochs": 200, "hidden": 128, "latent": 16, "anneal_epochs": 50, "epochs": 15,
+                 "g_hidden": 64, "d_hidden": 64}}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_independent_item_popularity_tracks_train(fitted, train):
     assert np.corrcoef(shuffled, synth)[0, 1] < 0.5
 
 
-def test_vae_learns_co_occurrence_beyond_popularity(fitted, train):
+def test_vae_and_gan_learn_co_occurrence_beyond_popularity(fitted, train):
     """A user's items hang together: pairs of items that go together in train go together in the sample
     more often than under the popularity floor."""
     X = train.union().toarray()
@@ -149,6 +150,7 @@ def test_vae_learns_co_occurrence_beyond_popularity(fitted, train):
     floor = together(fitted["independent"].sample(1000, seed=0))
     assert together(fitted["copy"].sample(1000, seed=0)) > floor
     assert together(fitted["vae"].sample(1000, seed=0)) > floor + 0.05  # 0.34 against 0.21
+    assert together(fitted["gan"].sample(1000, seed=0)) > floor + 0.05
 
 
 def test_weighted_draws_without_replacement_have_the_exact_probabilities():
@@ -188,6 +190,7 @@ def test_cli_fit_then_sample_end_to_end(sim, tmp_path):
     sim.social[["src", "dst"]].to_csv(friends, index=False)
     runs = tmp_path / "runs"
     res = runner.invoke(app, ["synth", "fit", str(data), "--social", str(friends), "--generator", "gan",
+                              "-p", "vae_epochs=2", "-p", "hidden=32", "-p", "latent=8",
                               "-p", "epochs=2", "-p", "g_hidden=32", "-p", "d_hidden=32", "--seed", "3",
                               "--runs-dir", str(runs), "--no-progress"])
     assert res.exit_code == 0, res.output

@@ -26,8 +26,9 @@ The generators
   takes ``N(0, I)``), decoded to item probabilities, from which ``k`` items are drawn without
   replacement, ``k`` a real train user's activity. With ``dp_epsilon`` the network is trained with
   DP-SGD and the prior is ``N(0, I)`` (see :class:`VAEGenerator` for what the guarantee covers).
-* ``gan``: see :mod:`feedgan.synth.gan`: noise and an activity bucket -> item logits -> a straight-through
-  Gumbel top-k profile of exactly ``k`` items; D judges multi-hot profiles.
+* ``gan``: the ``vae`` sampler with a GAN-learned prior (see :mod:`feedgan.synth.gan`): the same
+  Mult-VAE, and codes from a generator that maps noise and the user's activity bucket to a code,
+  trained against draws of the train users' posteriors; decoded and drawn as in ``vae``.
 * ``simulator``: :mod:`feedgan.data.simulate`'s model fitted to the train users (see
   :class:`SimulatorGenerator`): item topics are clusters of the real items, communities and their topic
   interests are fitted, and a user's ``k`` items come from the simulator's organic feed (topic by
@@ -498,6 +499,21 @@ class IndependentGenerator(Generator):
         self.popularity_ = arrays["popularity"]
 
 
+def _histories(train: Profiles) -> sp.csr_matrix:
+    """(users with a history, n_items) the train users' union profiles."""
+    X = train.union()
+    return X[X.getnnz(1) > 0]
+
+
+def _aggregate_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (latent,) and lower Cholesky factor (latent, latent) of the aggregate posterior of codes
+    with posterior means ``mu`` and log-variances ``logvar`` (n, latent): ``Cov(mu) + mean(diag sigma^2)``."""
+    latent = mu.shape[1]
+    cov = torch.cov(mu.T.double()).reshape(latent, latent) + torch.diag(logvar.exp().mean(0).double())
+    chol = torch.linalg.cholesky(cov + 1e-6 * torch.eye(latent, dtype=torch.float64))
+    return mu.mean(0).numpy().astype(np.float32), chol.float().numpy()
+
+
 def _stack(parts: list[tuple[np.ndarray, np.ndarray]], n_items: int) -> sp.csr_matrix:
     """One CSR from consecutive row blocks given as (indptr, indices)."""
     indptr, indices, offset = [np.zeros(1, dtype=np.int64)], [], 0
@@ -576,27 +592,32 @@ class VAEGenerator(ProfileGenerator):
         return prior
 
     def _fit_model(self, train, seed, progress):
-        from ..rec.multvae import MultVAE, _Batch
-
         prior = self._prior()
-        X = train.union()
-        X = X[X.getnnz(1) > 0]
+        X = _histories(train)
         if self.dp_epsilon is not None:
             self._fit_private(X, seed, progress)
         else:
-            steps = max(1, -(-X.shape[0] // self.batch_size))  # per epoch
-            vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
-                          anneal_steps=self.anneal_epochs * steps, epochs=self.epochs, batch_size=self.batch_size,
-                          lr=self.lr, seed=seed, device=self.device)
-            self.net_, self.dp_ = vae.fit(X, progress=progress).network_.cpu().eval(), None
+            self.net_, self.dp_ = self._train_vae(X, seed, progress, self.epochs, self.batch_size, self.lr), None
         self.z_mean_, self.z_chol_ = np.zeros(self.latent, np.float32), np.eye(self.latent, dtype=np.float32)
         if prior == "aggregate":
-            with torch.inference_mode():
-                mu, logvar = self.net_.encode(_Batch(X, np.arange(X.shape[0]), torch.device("cpu")).normalised())
-            cov = torch.cov(mu.T.double()).reshape(self.latent, self.latent) + torch.diag(logvar.exp().mean(0).double())
-            self.z_mean_ = mu.mean(0).numpy().astype(np.float32)  # (latent,)
-            self.z_chol_ = torch.linalg.cholesky(cov + 1e-6 * torch.eye(self.latent, dtype=torch.float64)
-                                                 ).float().numpy()  # (latent, latent) lower
+            self.z_mean_, self.z_chol_ = _aggregate_gaussian(*self._encode(X))
+
+    def _train_vae(self, X: sp.csr_matrix, seed: int, progress, epochs: int, batch_size: int, lr: float):
+        """Mult-VAE's network fitted on the histories ``X`` (CPU, eval mode)."""
+        from ..rec.multvae import MultVAE
+
+        steps = max(1, -(-X.shape[0] // batch_size))  # per epoch
+        vae = MultVAE(hidden=self.hidden, latent=self.latent, dropout=self.dropout, beta_max=self.beta_max,
+                      anneal_steps=self.anneal_epochs * steps, epochs=epochs, batch_size=batch_size,
+                      lr=lr, seed=seed, device=self.device)
+        return vae.fit(X, progress=progress).network_.cpu().eval()
+
+    def _encode(self, X: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior mean and log-variance (n, latent) of each row of ``X``."""
+        from ..rec.multvae import _Batch
+
+        with torch.inference_mode():
+            return self.net_.encode(_Batch(X, np.arange(X.shape[0]), torch.device("cpu")).normalised())
 
     def _fit_private(self, X: sp.csr_matrix, seed: int, progress) -> None:
         """DP-SGD training of the network (:mod:`feedgan.synth.dp`); sets ``net_`` and ``dp_``."""
@@ -645,41 +666,65 @@ class VAEGenerator(ProfileGenerator):
             self.dp_ = budget_dict(arrays["dp"])
 
 
-class GANGenerator(ProfileGenerator):
-    """The profile GAN of :mod:`feedgan.synth.gan`: noise + activity bucket -> exactly k items."""
+class GANGenerator(VAEGenerator):
+    """A latent GAN on Mult-VAE (see :mod:`feedgan.synth.gan`): the ``vae`` sampler with its Gaussian
+    replaced by a generator of codes, conditioned on the user's activity bucket, trained against the
+    train users' codes.
+
+    The VAE takes ``hidden``, ``latent``, ``dropout``, ``beta_max``, ``anneal_epochs`` as in ``vae``
+    and ``vae_epochs``, ``vae_batch_size``, ``vae_lr``; the GAN takes ``epochs``, ``batch_size``,
+    ``lr``, ``g_hidden``, ``d_hidden``, ``r1_gamma`` and ``n_buckets`` (activity quantile buckets).
+    ``real_codes="sample"`` shows D a fresh draw of a train user's posterior, ``"mean"`` its mean.
+    """
 
     name = "gan"
+    prior = "aggregate"  # G starts from the aggregate-posterior Gaussian
+    dp_epsilon = None     # no DP-SGD for the GAN (its prior is fitted to the train users' codes)
 
-    def __init__(self, noise_dim: int = 64, n_buckets: int = 4, g_hidden: int = 256, d_hidden: int = 256,
-                 epochs: int = 60, batch_size: int = 128, lr: float = 2e-4, tau: float = 0.5, pop_weight: float = 3.0,
-                 r1_gamma: float = 1.0, smoothing: float = 5.0):
-        self.noise_dim, self.n_buckets, self.g_hidden, self.d_hidden = noise_dim, n_buckets, g_hidden, d_hidden
-        self.epochs, self.batch_size, self.lr, self.tau, self.pop_weight = epochs, batch_size, lr, tau, pop_weight
-        self.r1_gamma, self.smoothing = r1_gamma, smoothing
+    def __init__(self, hidden: int = 600, latent: int = 200, vae_epochs: int = 100, vae_batch_size: int = 500,
+                 vae_lr: float = 1e-3, dropout: float = 0.5, beta_max: float = 0.2, anneal_epochs: int = 50,
+                 n_buckets: int = 4, g_hidden: int = 256, d_hidden: int = 256, epochs: int = 100,
+                 batch_size: int = 256, lr: float = 1e-3, r1_gamma: float = 1.0, real_codes: str = "sample",
+                 smoothing: float = 5.0, device: str = "cpu"):
+        self.hidden, self.latent, self.vae_epochs, self.vae_batch_size = hidden, latent, vae_epochs, vae_batch_size
+        self.vae_lr, self.dropout, self.beta_max, self.anneal_epochs = vae_lr, dropout, beta_max, anneal_epochs
+        self.n_buckets, self.g_hidden, self.d_hidden, self.epochs = n_buckets, g_hidden, d_hidden, epochs
+        self.batch_size, self.lr, self.r1_gamma, self.real_codes = batch_size, lr, r1_gamma, real_codes
+        self.smoothing, self.device = smoothing, device
 
     def _fit_model(self, train, seed, progress):
-        from .gan import bucket_edges, fit_profile_gan
+        from .gan import bucket_edges, buckets, fit_latent_gan
 
+        if self.real_codes not in ("mean", "sample"):
+            raise ValueError(f"{self.name}: real_codes must be 'mean' or 'sample', got {self.real_codes!r}")
+        X = _histories(train)
+        self.net_, self.dp_ = self._train_vae(X, seed, progress, self.vae_epochs, self.vae_batch_size, self.vae_lr), None
+        mu, logvar = self._encode(X)
+        self.z_mean_, self.z_chol_ = _aggregate_gaussian(mu, logvar)
         self.edges_ = bucket_edges(self.activity_, self.n_buckets).astype(np.float64)
-        self.G_ = fit_profile_gan(train.union(), edges=self.edges_, n_buckets=self.n_buckets,
-                                  noise_dim=self.noise_dim, g_hidden=self.g_hidden, d_hidden=self.d_hidden,
-                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, tau=self.tau,
-                                  pop_weight=self.pop_weight, r1_gamma=self.r1_gamma, seed=seed, progress=progress)
+        self.G_ = fit_latent_gan(mu.numpy(), buckets(X.getnnz(1), self.edges_, self.n_buckets),
+                                 mean=self.z_mean_, chol=self.z_chol_,
+                                 logvar=logvar.numpy() if self.real_codes == "sample" else None,
+                                 g_hidden=self.g_hidden, d_hidden=self.d_hidden, epochs=self.epochs,
+                                 batch_size=self.batch_size, lr=self.lr, r1_gamma=self.r1_gamma, seed=seed,
+                                 progress=progress)
 
     def _logits(self, n, k, gen):
         from .gan import buckets
 
-        z = torch.randn(n, self.noise_dim, generator=gen)  # (n, noise_dim)
-        return self.G_(torch.cat([z, buckets(k, self.edges_, self.n_buckets)], 1))  # (n, I)
+        eps = torch.randn(n, self.latent, generator=gen)  # (n, latent)
+        return self.net_.decode(self.G_(torch.cat([eps, buckets(k, self.edges_, self.n_buckets)], 1)))  # (n, I)
 
     def _state(self):
-        return {"edges": self.edges_, **{f"G.{k}": v.detach().cpu().numpy() for k, v in self.G_.state_dict().items()}}
+        return {**super()._state(), "edges": self.edges_,
+                **{f"G.{k}": v.detach().cpu().numpy() for k, v in self.G_.state_dict().items()}}
 
     def _set_state(self, arrays):
-        from .gan import ProfileG
+        from .gan import LatentG
 
+        super()._set_state(arrays)
         self.edges_ = arrays["edges"]
-        self.G_ = ProfileG(self.noise_dim, self.n_buckets, self.g_hidden, len(self.items_))
+        self.G_ = LatentG(self.latent, self.n_buckets, self.g_hidden)
         self.G_.load_state_dict({k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
                                  if k.startswith("G.")})
         self.G_.eval()
