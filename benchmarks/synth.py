@@ -171,8 +171,9 @@ def spread(name: str) -> list[str]:
         rows.append(f"| {g} | {len(per_seed)} | " + " | ".join(cells) + " |")
     if not rows:
         return []
-    return ["", f"Over seeds (each seed a new split, fit and sample; mean ± std): "
-            f"`PYTHONPATH=src python benchmarks/synth.py --datasets {name} --seeds 0,1,2 ...`", "",
+    commands = list(dict.fromkeys(c for r in runs if r.get("seed") for c in _commands(r)))
+    return ["", "Over seeds (each seed a new split, fit and sample; mean ± std of the figures above; the other "
+            "seeds by " + "; then ".join(f"`{c}`" for c in commands) + "):", "",
             "| generator | seeds | TSTR ratio | membership AUC | two-sample AUC |", "|---|---:|---:|---:|---:|",
             *rows, ""]
 
