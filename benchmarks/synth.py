@@ -205,8 +205,9 @@ def write_docs() -> None:
     """The section of docs/synth.md from every data set's saved result (runs of different data sets add up)."""
     lines = ["", f"Goals: TSTR ratio >= {GOALS['tstr_ratio_min']}, membership-inference AUC <= "
              f"{GOALS['mia_auc_max']}, two-sample AUC <= {GOALS['two_sample_auc_max']}. One seed per data set "
-             "(the split and every generator) unless a spread table says otherwise; each table says the command "
-             "that made it.", ""]
+             "(the split and every generator) unless a spread table says otherwise; each table says the commands "
+             "that made it. The seconds come from runs that mostly shared the 2 cores with a second benchmark, "
+             "so they are upper bounds; the Generators section has quiet-machine figures.", ""]
     results = []
     for path in sorted((REPO / "docs" / "benchmarks").glob("synth-*.json")):
         res = json.loads(path.read_text())
