@@ -189,6 +189,8 @@ def test_same_seed_same_output(rated, kind):
     (dict(targets=[]), "list of target items is empty"),
     (dict(targets="12"), "neither a count nor a list"),
     (dict(targets=150, filler=1.0), "filler items but only"),
+    (dict(seed=-1), "seed -1"),
+    (dict(seed=1.5), "seed 1.5"),
 ])
 def test_bad_input_is_one_clear_line(rated, args, words):
     args = {"kind": "random", **args}

@@ -162,7 +162,7 @@ def _targets(targets, log: _Log, rng: np.random.Generator) -> np.ndarray:
     if (at < 0).any():
         missing = wanted[np.flatnonzero(at < 0)[0]]
         raise DataError(f"target item {missing!r} is not in the log", fix=f"use item ids of the log, e.g. "
-                        f"{', '.join(repr(i) for i in log.items[:3])}")
+                        f"{', '.join(repr(i) for i in log.items[:3].tolist())}")
     return at.astype(np.int64)
 
 
@@ -170,9 +170,9 @@ def _text_ids(col: pd.Series) -> pd.Series:
     return col if col.dtype == object else col.astype(str).astype(object)
 
 
-def _fake_ids(n: int, real: pd.Series) -> np.ndarray:
+def _fake_ids(n: int, real_users: np.ndarray) -> np.ndarray:
     ids = np.array([f"{FAKE_PREFIX}{i:07d}" for i in range(1, n + 1)], dtype=object)
-    taken = pd.Index(real.unique()).intersection(ids)
+    taken = pd.Index(real_users).intersection(ids)
     if len(taken):
         raise DataError(f"user id {taken[0]!r} is in the log, so fake ids would collide with real users",
                         fix=f"rename the log's users whose ids start with {FAKE_PREFIX!r}")
@@ -187,6 +187,8 @@ def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float 
     if kind not in ATTACKS:
         raise DataError(f"unknown attack kind {kind!r}", fix=f"use one of {', '.join(ATTACKS)}")
     size, filler = _share(size, "size"), _share(filler, "filler")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise DataError(f"attack seed {seed!r} is not a non-negative integer", fix="pass e.g. seed=0")
     frame = inter.frame
     acted = frame[frame["action"] != EXPOSURE]
     if acted.empty:
@@ -195,51 +197,53 @@ def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float 
     log = _read_log(acted)
     rng = np.random.default_rng(seed)
     pushed = _targets(targets, log, rng)
+    real = frame.assign(user=_text_ids(frame["user"]))
+    real_users = pd.unique(real["user"])
+    fakes = _fake_ids(_count(size, len(real_users)), real_users)
+    items, ratings = _profiles(log, kind, pushed, _count(filler, len(log.items)), len(fakes), rng)
+
+    social = inter.social
+    if social is not None and real["user"].dtype != frame["user"].dtype:
+        social = social.assign(src=_text_ids(social["src"]), dst=_text_ids(social["dst"]))
+    out = pd.concat([real, _fake_rows(inter, fakes, log.items[items], ratings, acted, rng)], ignore_index=True)
+    injected = replace(inter.with_frame(out, attack=kind, fake_users=len(fakes)), social=social)
+    labels = pd.Series(np.r_[np.zeros(len(real_users)), np.ones(len(fakes))].astype(np.int8),
+                       index=pd.Index(np.r_[real_users, fakes], dtype=object, name="user"), name="fake")
+    return Injected(interactions=injected, labels=labels, targets=log.items[pushed], kind=kind, size=size,
+                    filler=filler, seed=seed)
+
+
+def _profiles(log: _Log, kind: str, pushed: np.ndarray, n_filler: int, n_fake: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Item positions and ratings of every fake, both (n_fake, profile length): targets, selected, filler."""
     select, rate = _MODELS[kind]
     selected = select(log, pushed, _count(SELECTED_SHARE, len(log.items)))
-    n_filler = _count(filler, len(log.items))
     pool = np.setdiff1d(np.arange(len(log.items)), np.r_[pushed, selected])
     if n_filler > len(pool):
         raise DataError(f"a {kind} profile needs {n_filler} filler items but only {len(pool)} items are left "
                         f"besides the {len(pushed)} targets and {len(selected)} selected ones",
                         fix="lower filler or the number of targets")
-
-    real_users = pd.unique(frame["user"])
-    fakes = _fake_ids(_count(size, len(real_users)), _text_ids(frame["user"]))
-    fill = np.stack([rng.choice(pool, n_filler, replace=False) for _ in fakes])   # (n_fake, n_filler)
-    items = np.hstack([np.broadcast_to(np.r_[pushed, selected], (len(fakes), len(pushed) + len(selected))),
-                       fill])                                                    # (n_fake, profile length)
-    ratings = np.ones(items.shape)
+    fill = np.stack([rng.choice(pool, n_filler, replace=False) for _ in range(n_fake)])  # (n_fake, n_filler)
+    shared = np.broadcast_to(np.r_[pushed, selected], (n_fake, len(pushed) + len(selected)))
+    ratings = np.ones((n_fake, shared.shape[1] + n_filler))
     if log.rated:
-        ratings[:, :-n_filler] = log.levels[-1]
-        ratings[:, -n_filler:] = log.snap(rate(log, fill, rng))
-    fake_rows = _fake_rows(inter, fakes, log.items[items].ravel(), ratings.ravel(), acted, rng)
-
-    real = frame.assign(user=_text_ids(frame["user"]))
-    out = pd.concat([real, fake_rows], ignore_index=True)
-    social = inter.social
-    if social is not None and real["user"].dtype != frame["user"].dtype:
-        social = social.assign(src=_text_ids(social["src"]), dst=_text_ids(social["dst"]))
-    injected = replace(inter.with_frame(out, attack=kind, fake_users=len(fakes)), social=social)
-    labels = pd.Series(np.r_[np.zeros(len(real_users)), np.ones(len(fakes))].astype(np.int8),
-                       index=pd.Index(np.r_[_text_ids(pd.Series(real_users)).to_numpy(), fakes], dtype=object,
-                                      name="user"), name="fake")
-    return Injected(interactions=injected, labels=labels, targets=log.items[pushed], kind=kind, size=size,
-                    filler=filler, seed=seed)
+        ratings[:, :shared.shape[1]] = log.levels[-1]
+        ratings[:, shared.shape[1]:] = log.snap(rate(log, fill, rng))
+    return np.hstack([shared, fill]), ratings
 
 
 def _fake_rows(inter: Interactions, fakes: np.ndarray, items: np.ndarray, ratings: np.ndarray,
                acted: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """The fakes' rows in the log's columns: one row per profile item, users repeated profile by profile."""
+    """The fakes' rows in the log's columns; ``items`` and ``ratings`` are (n_fake, profile length)."""
     frame = inter.frame
-    rows = pd.DataFrame({"user": np.repeat(fakes, len(items) // len(fakes)), "item": items})
+    rows = pd.DataFrame({"user": np.repeat(fakes, items.shape[1]), "item": items.ravel()})
     rows["item"] = rows["item"].astype(frame["item"].dtype)
     action = acted["action"].value_counts().idxmax()
     rows["action"] = pd.Categorical([action] * len(rows), categories=frame["action"].cat.categories)
     if inter.has_timestamps:
         ts = frame["timestamp"]
         rows["timestamp"] = rng.integers(ts.min(), ts.max(), size=len(rows), endpoint=True, dtype=np.int64)
-    rows["weight"] = ratings.astype(np.float32)
+    rows["weight"] = ratings.ravel().astype(np.float32)
     if inter.has_parts:
         rows["part"] = pd.Categorical(["train"] * len(rows), categories=frame["part"].cat.categories)
     return rows[[c for c in frame.columns if c in rows.columns]]
