@@ -1,0 +1,215 @@
+"""Shilling-attack injection: sizes, profile contents, ratings, labels and targets on small generated logs."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feedgan.data.schema import DataError, validate
+from feedgan.data.simulate import simulate
+from feedgan.moderation.attacks import ATTACKS, SELECTED_SHARE, inject
+
+SIZES = (0.01, 0.05, 0.10)
+FILLERS = (0.01, 0.03, 0.05)
+T0 = 1_600_000_000
+
+
+def rating_log(n_users=310, n_items=230, per_user=15, levels=(1.0, 2.0, 3.0, 4.0, 5.0), seed=0):
+    """Users rate a Zipf-popular sample of items; an item's ratings centre on its own quality."""
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    quality = rng.uniform(levels[0], levels[-1], n_items)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items, per_user, replace=False, p=pop / pop.sum())
+        raw = quality[items] + rng.normal(0, 0.5, per_user)
+        snapped = np.asarray(levels)[np.abs(raw[:, None] - np.asarray(levels)).argmin(axis=1)]
+        rows += [(u, int(i), r, T0 + int(rng.integers(0, 10**6))) for i, r in zip(items, snapped)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "weight", "timestamp"]).assign(action="rate")
+    return validate(frame)
+
+
+@pytest.fixture(scope="module")
+def rated():
+    return rating_log()
+
+
+@pytest.fixture(scope="module")
+def implicit():
+    return simulate(n_users=200, n_items=150, seed=3).interactions
+
+
+def profiles(res):
+    """Fake user -> its item ids (set) and ratings (item -> rating)."""
+    frame = res.interactions.frame
+    fake = frame[frame["user"].map(res.labels) == 1]
+    return {u: dict(zip(g["item"], g["weight"])) for u, g in fake.groupby("user")}
+
+
+def popularity(inter):
+    return inter.frame.drop_duplicates(["user", "item"])["item"].value_counts()
+
+
+def n_selected(kind, inter):
+    return max(1, round(SELECTED_SHARE * inter.frame["item"].nunique())) if kind in ("bandwagon", "segment") else 0
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("filler", FILLERS)
+def test_fake_count_profile_length_and_labels(rated, kind, size, filler):
+    res = inject(rated, kind, size=size, filler=filler, targets=2, seed=1)
+    n_real, n_items = rated.frame["user"].nunique(), rated.frame["item"].nunique()
+    fakes = profiles(res)
+    assert len(fakes) == max(1, round(size * n_real))
+    length = 2 + max(1, round(filler * n_items)) + n_selected(kind, rated)
+    assert {len(p) for p in fakes.values()} == {length}
+    assert (res.interactions.frame.groupby("user").size()[list(fakes)] == length).all()  # no repeated item
+    # every user labelled, exactly the fakes are 1
+    assert res.labels.dtype == np.int8
+    assert set(res.labels.index) == set(res.interactions.frame["user"])
+    real = set(rated.frame["user"].astype(str))
+    assert set(res.labels.index[res.labels == 1]) == set(fakes) and not real & set(fakes)
+    assert set(res.labels.index[res.labels == 0]) == real
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_targets_in_every_profile_at_the_top_rating(rated, kind):
+    res = inject(rated, kind, size=0.05, filler=0.03, targets=3, seed=2)
+    assert len(res.targets) == 3
+    for prof in profiles(res).values():
+        assert all(prof[t] == 5.0 for t in res.targets)
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_ratings_on_the_logs_scale(kind):
+    levels = tuple(np.arange(1, 9) / 2)  # 0.5 .. 4.0 in halves
+    inter = rating_log(levels=levels, seed=4)
+    res = inject(inter, kind, size=0.1, filler=0.05, targets=1, seed=0)
+    fake = res.interactions.frame[res.labels[res.interactions.frame["user"]].to_numpy() == 1]
+    assert set(fake["weight"]) <= set(levels)
+    assert fake["weight"].nunique() > (1 if kind == "segment" else 3)  # segment: only min and max
+    assert fake["weight"].dtype == np.float32 and (fake["action"] == "rate").all()
+
+
+def test_average_filler_follows_item_means_random_does_not(rated):
+    means = rated.frame.groupby("item")["weight"].mean()
+
+    def corr(kind):
+        res = inject(rated, kind, size=0.1, filler=0.05, targets=1, seed=5)
+        rows = [(means[i], r) for p in profiles(res).values() for i, r in p.items() if i not in res.targets]
+        return np.corrcoef(np.array(rows).T)[0, 1]
+    assert corr("average") > 0.6
+    assert abs(corr("random")) < 0.3
+
+
+def test_bandwagon_profiles_hold_the_most_popular_items(rated):
+    res = inject(rated, "bandwagon", size=0.05, filler=0.03, targets=1, seed=0)
+    k = n_selected("bandwagon", rated)
+    pop = popularity(rated).drop(res.targets)
+    shared = set.intersection(*(set(p) for p in profiles(res).values())) - set(res.targets)
+    assert len(shared) == k
+    assert sorted(pop[list(shared)], reverse=True) == list(pop.sort_values(ascending=False)[:k])
+    for prof in profiles(res).values():
+        assert all(prof[i] == 5.0 for i in shared)
+
+
+def test_segment_profiles_hold_the_targets_segment(rated):
+    res = inject(rated, "segment", size=0.05, filler=0.05, targets=1, seed=0)
+    frame = rated.frame
+    fans = frame.loc[frame["item"].isin(res.targets), "user"]
+    co = frame[frame["user"].isin(fans)].drop_duplicates(["user", "item"])["item"].value_counts()
+    co = co.reindex(frame["item"].unique(), fill_value=0).drop(res.targets)
+    shared = set.intersection(*(set(p) for p in profiles(res).values())) - set(res.targets)
+    assert len(shared) == n_selected("segment", rated)
+    assert co[list(shared)].min() >= co.drop(list(shared)).max() and co[list(shared)].min() > 0
+    for prof in profiles(res).values():  # segment at the top, filler at the bottom
+        assert {r for i, r in prof.items() if i not in shared and i not in res.targets} == {1.0}
+        assert all(prof[i] == 5.0 for i in shared)
+
+
+def test_drawn_targets_have_few_users_and_given_targets_are_used(rated):
+    pop = popularity(rated)
+    res = inject(rated, "random", targets=4, seed=9)
+    assert len(set(res.targets)) == 4 and (pop[res.targets] <= pop.quantile(0.25)).all()
+    given = inject(rated, "average", targets=[int(pop.index[0]), int(pop.index[5])], seed=9)
+    assert list(given.targets) == [pop.index[0], pop.index[5]]
+    assert given.targets.dtype == rated.frame["item"].dtype
+    assert all(set(given.targets) <= set(p) for p in profiles(given).values())
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_implicit_log(implicit, kind):
+    res = inject(implicit, kind, size=0.05, filler=0.03, targets=2, seed=0)
+    frame, n = res.interactions.frame, len(implicit.frame)
+    fake = frame.iloc[n:]
+    assert (fake["weight"] == 1.0).all() and (fake["action"] == "view").all()
+    ts = implicit.frame["timestamp"]
+    assert fake["timestamp"].between(ts.min(), ts.max()).all() and fake["timestamp"].nunique() > 1
+    assert len(profiles(res)) == 10
+    assert all(set(res.targets) <= set(p) for p in profiles(res).values())
+    # the real rows unchanged (user ids as text), the social graph follows, the whole still a valid log
+    pd.testing.assert_frame_equal(frame.iloc[:n], implicit.frame.assign(user=implicit.frame["user"].astype(str).astype(object)))
+    assert res.interactions.social["src"].tolist() == implicit.social["src"].astype(str).tolist()
+    again = validate(frame)
+    pd.testing.assert_frame_equal(again.frame, frame)
+
+
+def test_text_ids_no_timestamps_and_parts():
+    frame = pd.DataFrame({"user": list("aabbccdd"), "item": ["x", "y", "y", "z", "x", "w", "z", "v"],
+                          "part": ["train"] * 6 + ["test"] * 2})
+    inter = validate(frame)
+    res = inject(inter, "bandwagon", size=0.5, filler=0.2, targets=["v"], seed=0)
+    out = res.interactions.frame
+    pd.testing.assert_frame_equal(out.iloc[:8], inter.frame)
+    assert "timestamp" not in out.columns and (out.iloc[8:]["part"] == "train").all()
+    assert res.labels.to_dict() == {"a": 0, "b": 0, "c": 0, "d": 0, "fake-0000001": 1, "fake-0000002": 1}
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_same_seed_same_output(rated, kind):
+    a, b = (inject(rated, kind, size=0.05, filler=0.05, targets=2, seed=7) for _ in range(2))
+    pd.testing.assert_frame_equal(a.interactions.frame, b.interactions.frame)
+    pd.testing.assert_series_equal(a.labels, b.labels)
+    c = inject(rated, kind, size=0.05, filler=0.05, targets=2, seed=8)
+    assert not a.interactions.frame.equals(c.interactions.frame)
+
+
+@pytest.mark.parametrize("args, words", [
+    (dict(kind="sybil"), "unknown attack kind 'sybil'"),
+    (dict(size=0), "size 0 is not a share"),
+    (dict(size=1.5), "size 1.5"),
+    (dict(size=float("nan")), "size nan"),
+    (dict(size=True), "size True"),
+    (dict(filler=0.0), "filler 0.0"),
+    (dict(filler="3%"), "filler '3%'"),
+    (dict(targets=0), "cannot pick 0 target items"),
+    (dict(targets=10_000), "cannot pick 10000 target items"),
+    (dict(targets=["nope"]), "target item 'nope' is not in the log"),
+    (dict(targets=[]), "list of target items is empty"),
+    (dict(targets="12"), "neither a count nor a list"),
+    (dict(targets=150, filler=1.0), "filler items but only"),
+    (dict(seed=-1), "seed -1"),
+    (dict(seed=1.5), "seed 1.5"),
+])
+def test_bad_input_is_one_clear_line(rated, args, words):
+    args = {"kind": "random", **args}
+    with pytest.raises(DataError, match="fix:") as err:
+        inject(rated, args.pop("kind"), **args)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fake_ids_never_collide():
+    inter = validate(pd.DataFrame({"user": ["fake-0000001", "b", "c"], "item": [1, 2, 3]}))
+    with pytest.raises(DataError, match="'fake-0000001' is in the log"):
+        inject(inter, "random", size=0.5, filler=0.5)
+    only_exposures = validate(pd.DataFrame({"user": [1, 2], "item": [1, 2], "action": ["impression"] * 2}))
+    with pytest.raises(DataError, match="only exposures"):
+        inject(only_exposures, "random")
+
+
+def test_at_least_one_fake_and_one_filler_item():
+    inter = validate(pd.DataFrame({"user": [1, 1, 2, 3], "item": [10, 11, 11, 12], "weight": [4.0, 2.0, 3.0, 5.0]}))
+    res = inject(inter, "average", size=0.01, filler=0.01, targets=[12], seed=0)
+    assert list(profiles(res)) == ["fake-0000001"]
+    assert len(profiles(res)["fake-0000001"]) == 2 and profiles(res)["fake-0000001"][12] == 5.0
