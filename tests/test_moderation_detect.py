@@ -9,8 +9,13 @@ from sklearn.metrics import roc_auc_score
 
 from feedgan.data.schema import DataError, validate
 from feedgan.data.simulate import simulate
-from feedgan.moderation.detect import (FeatureDetector, anomaly_scores, detection_metrics, pca_varselect,
-                                       profile_features)
+from feedgan.moderation.detect import (
+    FeatureDetector,
+    anomaly_scores,
+    detection_metrics,
+    pca_varselect,
+    profile_features,
+)
 
 N_FAKE = 25
 N_FILLER = 10
@@ -274,3 +279,11 @@ def test_metric_errors():
         detection_metrics(scores, labels * 0)
     with pytest.raises(DataError, match="score of user 'u1' is not finite"):
         detection_metrics(scores.replace({0.5: np.inf}), labels)
+
+
+def test_degsim_by_hand():
+    # a and b took the same two items, c another one: k = 2 (every other user), one's own row excluded
+    inter = validate(pd.DataFrame({"user": ["a", "a", "b", "b", "c"], "item": [1, 2, 1, 2, 3]}))
+    feats = profile_features(inter)
+    assert feats["degsim"].to_dict() == pytest.approx({"a": 0.5, "b": 0.5, "c": 0.0})
+    assert feats.loc["a", "pop_mean"] == pytest.approx(np.log1p(2))

@@ -129,7 +129,8 @@ def _target_filler_features(p: _Profiles) -> dict[str, np.ndarray]:
 
 
 def _degsim(p: _Profiles, k: int = DEGSIM_K) -> np.ndarray:
-    """(n_users,) mean cosine similarity to the k most similar other users, in row blocks."""
+    """(n_users,) mean cosine similarity to the k most similar other users: one users x users product
+    built in row blocks (memory bounded by SIM_BLOCK_CELLS, time quadratic in the users)."""
     n = len(p.users)
     k = min(k, n - 1)
     if k < 1:
@@ -299,7 +300,7 @@ class FeatureDetector:
         self.columns: list[str] | None = None
         self._model: HistGradientBoostingClassifier | None = None
 
-    def fit(self, features: pd.DataFrame, labels: pd.Series) -> "FeatureDetector":
+    def fit(self, features: pd.DataFrame, labels: pd.Series) -> FeatureDetector:
         X = _checked_features(features)
         y = _aligned_labels(labels, features.index, "features")
         self._model = HistGradientBoostingClassifier(max_iter=self.max_iter, class_weight="balanced",
