@@ -9,8 +9,11 @@ scores every user:
 * ``pca-varselect``: unsupervised, no attack size given;
 * ``anomaly``: IsolationForest on the profile features, unsupervised;
 * ``features``: a gradient-boosted classifier on the profile features, trained on the *other* attack
-  kinds injected into the same data with another seed (leave one attack out: the attack it is scored
-  on was never seen in training).
+  kinds (leave one attack out: the attack it is scored on was never seen in training).
+
+The real users are split at random into two halves per seed: the attack scored is injected into one
+half, the supervised detector's training attacks into the other, so it never sees a scored user (real
+or fake) and cannot learn who the real users are.
 
 Metrics (:func:`feedgan.moderation.detect.detection_metrics`): ROC-AUC, PR-AUC, TPR at 1% FPR and
 precision at a review budget of 5% of the users (a budget a team would set; not the true attack
@@ -59,18 +62,19 @@ def run(name: str, seeds: list[int], size: float, filler: float) -> dict | None:
     if inter is None:
         return None
     n_users = inter.frame["user"].nunique()
-    budget = max(1, round(0.05 * n_users))
+    budget = max(1, round(0.05 * (n_users - n_users // 2)))  # 5% of the scored half's real users
     out = {"data": name, "users": int(n_users), "size": size, "filler": filler, "budget": budget, "rows": {}}
     for kind in ATTACKS:
         per = {d: {m: [] for m in METRICS} for d in ("pca-varselect", "anomaly", "features")}
         for seed in seeds:
             t0 = time.perf_counter()
-            test = inject(inter, kind, size=size, filler=filler, seed=seed)
+            seen, unseen = halves(inter, seed)  # the supervised detector never sees a test user, real or fake
+            test = inject(unseen, kind, size=size, filler=filler, seed=seed)
             feats = profile_features(test.interactions)
             labels = test.labels.loc[feats.index]
             scores = {"pca-varselect": pca_varselect(test.interactions), "anomaly": anomaly_scores(feats, seed=seed)}
             # supervised: the other attack kinds, another seed, the same data
-            train_sets = [inject(inter, other, size=size, filler=filler, seed=1000 + seed) for other in ATTACKS
+            train_sets = [inject(seen, other, size=size, filler=filler, seed=1000 + seed) for other in ATTACKS
                           if other != kind]
             train_feats = [profile_features(t.interactions) for t in train_sets]
             det = FeatureDetector().fit(
@@ -87,6 +91,14 @@ def run(name: str, seeds: list[int], size: float, filler: float) -> dict | None:
                              for d, ms in per.items()}
     out["seeds"] = seeds
     return out
+
+
+def halves(inter, seed: int):
+    """The log split by user into two random halves (seeded): detectors are trained on one, scored on the other."""
+    users = inter.frame["user"].unique()
+    seen = set(np.random.default_rng(seed).permutation(users)[: len(users) // 2].tolist())
+    mask = inter.frame["user"].isin(seen)
+    return inter.with_frame(inter.frame.loc[mask]), inter.with_frame(inter.frame.loc[~mask])
 
 
 def _concat(frames):
