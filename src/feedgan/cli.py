@@ -21,6 +21,7 @@ from rich.table import Table
 
 from .avatars.cli import avatars_app
 from .data.schema import DataError
+from .moderation.cli import moderate_app
 from .ranking import METRICS
 from .progress import console, print_line
 from .synth.cli import synth_app
@@ -99,6 +100,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Read, inspect, simulate and c
 app.add_typer(data_app, name="data")
 app.add_typer(avatars_app, name="avatars")
 app.add_typer(synth_app, name="synth")
+app.add_typer(moderate_app, name="moderate")
 
 
 def _columns(spec: Optional[str], flag: str = "--columns",
