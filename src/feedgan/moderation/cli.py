@@ -195,7 +195,7 @@ def scan_cmd(
     write_scan(folder, queue, features, summary, top)
     console.print(f"wrote queue.csv, report.html, scan.json to {folder} in {summary['seconds']:.1f}s")
     for r in queue.head(SHOW_TOP).itertuples(index=False):
-        console.print(f"  #{r.rank} {r.user}  score {r.score:.4g}  {r.reason_1}", markup=False, highlight=False)
+        console.print(f"  #{r.rank} {r.user}  score {r.score:.4f}  {r.reason_1}", markup=False, highlight=False)
     if "metrics" in summary:
         m = summary["metrics"]
         console.print(f"detection of the injected {inject} attack: ROC-AUC {m['roc_auc']:.3f}, PR-AUC "
