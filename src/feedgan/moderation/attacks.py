@@ -43,7 +43,6 @@ import pandas as pd
 
 from feedgan.data.schema import EXPOSURE, DataError, Interactions
 from feedgan.params import ParamError, check_params
-from feedgan.synth.generators import GENERATORS
 from feedgan.synth.profiles import Profiles
 
 ATTACKS = ("random", "average", "bandwagon", "segment")
@@ -320,6 +319,8 @@ def _real_timelines(acted: pd.DataFrame, shape: tuple[int, int], rng: np.random.
 
 def _generator(name: str, params: dict | None):
     """An unfitted feedgan.synth generator: :data:`GENERATOR_DEFAULTS` overridden by ``params``."""
+    from feedgan.synth.generators import GENERATORS  # torch: imported only for a generated attack
+
     if name not in GENERATORS:
         raise DataError(f"unknown generator {name!r} for a generated attack", fix=f"use one of {', '.join(GENERATORS)}")
     if params is not None and not isinstance(params, dict):
