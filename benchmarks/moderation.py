@@ -13,7 +13,9 @@ users). The detectors:
 * ``anomaly``: IsolationForest on the profile features, unsupervised;
 * ``features``: a gradient-boosted classifier on the profile features, trained on the *other* classic
   kinds with the same timing (leave one attack out: the attack it is scored on was never seen in
-  training); on generated fakes it is trained on all four classic kinds (uniform timing).
+  training); on generated fakes it is trained on all four classic kinds (uniform timing);
+* ``features-gen``: the same classifier trained on generator-made fakes instead: both generators for
+  a classic attack, the *other* generator for a generated one.
 
 The real users are split at random into two halves per seed: the attack scored is injected into one
 half, the supervised detector's training attacks into the other, so it never sees a scored user (real
@@ -49,6 +51,7 @@ BEGIN, END = "<!-- moderation-benchmark:begin -->", "<!-- moderation-benchmark:e
 DATASETS = {"filmtrust": ("filmtrust", "filmtrust"), "ml100k": ("movielens-100k", "movielens")}
 METRICS = ("roc_auc", "pr_auc", "tpr_at_1pct_fpr", "precision_at_budget")
 GENERATORS = ("vae", "independent")
+DETECTORS = ("pca-varselect", "anomaly", "features", "features-gen")
 # row name -> the attack injected: inject() keywords
 ATTACK_ROWS = {**{k: {"kind": k} for k in ATTACKS},
                **{f"{k} real-timing": {"kind": k, "timing": "real"} for k in ATTACKS},
@@ -75,7 +78,7 @@ def run(name: str, seeds: list[int], size: float, filler: float) -> dict | None:
     cache: dict = {}
     out = {"data": name, "users": int(n_users), "size": size, "filler": filler, "budget": budget, "rows": {}}
     for row, attack in ATTACK_ROWS.items():
-        per = {d: {m: [] for m in METRICS} for d in ("pca-varselect", "anomaly", "features")}
+        per = {d: {m: [] for m in METRICS} for d in DETECTORS}
         timing = attack.get("timing", "uniform")
         for seed in seeds:
             t0 = time.perf_counter()
@@ -84,11 +87,13 @@ def run(name: str, seeds: list[int], size: float, filler: float) -> dict | None:
             feats = profile_features(test.interactions)
             labels = test.labels.loc[feats.index]
             scores = {"pca-varselect": pca_varselect(test.interactions), "anomaly": anomaly_scores(feats, seed=seed)}
-            # supervised: the other classic kinds, same timing, another seed, the same data
-            train = [training_set(seen, other, timing, size, filler, seed, cache) for other in ATTACKS
-                     if other != attack["kind"]]
-            det = FeatureDetector().fit(_concat([f for f, _ in train]), _concat([y for _, y in train]))
-            scores["features"] = det.score(feats)
+            # supervised: the other classic kinds (same timing) or the other generators, another seed, the same data
+            classic = [{"kind": k, "timing": timing} for k in ATTACKS if k != attack["kind"]]
+            generated = [{"kind": GENERATED, "generator": g} for g in GENERATORS if g != attack.get("generator")]
+            for d, train_attacks in (("features", classic), ("features-gen", generated)):
+                train = [training_set(seen, a, size, filler, seed, cache) for a in train_attacks]
+                det = FeatureDetector().fit(_concat([f for f, _ in train]), _concat([y for _, y in train]))
+                scores[d] = det.score(feats)
             for d, s in scores.items():
                 m = detection_metrics(s.loc[labels.index], labels, review_budget=budget)
                 for key in METRICS:
@@ -102,11 +107,12 @@ def run(name: str, seeds: list[int], size: float, filler: float) -> dict | None:
     return out
 
 
-def training_set(seen, kind: str, timing: str, size: float, filler: float, seed: int, cache: dict):
-    """(features, labels) of attack ``kind`` injected into the training half (seed ``1000 + seed``), cached."""
-    key = (kind, timing, seed)
+def training_set(seen, attack: dict, size: float, filler: float, seed: int, cache: dict):
+    """(features, labels) of ``attack`` (inject() keywords) injected into the training half (seed ``1000 + seed``),
+    cached."""
+    key = (tuple(sorted(attack.items())), seed)
     if key not in cache:
-        t = inject(seen, kind, size=size, filler=filler, seed=1000 + seed, timing=timing)
+        t = inject(seen, **attack, size=size, filler=filler, seed=1000 + seed)
         f = profile_features(t.interactions)
         cache[key] = (f, t.labels.loc[f.index])
     return cache[key]
