@@ -213,3 +213,122 @@ def test_at_least_one_fake_and_one_filler_item():
     res = inject(inter, "average", size=0.01, filler=0.01, targets=[12], seed=0)
     assert list(profiles(res)) == ["fake-0000001"]
     assert len(profiles(res)["fake-0000001"]) == 2 and profiles(res)["fake-0000001"][12] == 5.0
+
+
+# ---- generator-made fakes and real timelines -------------------------------------------------------------
+
+FAST_VAE = {"hidden": 32, "latent": 8, "epochs": 2, "anneal_epochs": 1}
+
+
+def bursty_log(n_users=300, n_items=200, seed=0):
+    """Users of varied activity (lognormal), each active in one burst: minutes between events, starts spread
+    over a year; ratings 1-5 around an item quality."""
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    quality = rng.uniform(1, 5, n_items)
+    rows = []
+    for u in range(n_users):
+        k = int(np.clip(rng.lognormal(2.5, 0.7), 3, n_items // 2))
+        items = rng.choice(n_items, k, replace=False, p=pop / pop.sum())
+        ts = T0 + int(rng.integers(0, 3 * 10**7)) + np.cumsum(rng.exponential(120, k)).astype(np.int64)
+        ratings = np.clip(np.round(quality[items] + rng.normal(0, 0.5, k)), 1, 5)
+        rows += [(u, int(i), r, int(t)) for i, r, t in zip(items, ratings, ts)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "weight", "timestamp"]).assign(action="rate")
+    return validate(frame)
+
+
+@pytest.fixture(scope="module")
+def bursty():
+    return bursty_log()
+
+
+def fake_rows(res):
+    frame = res.interactions.frame
+    return frame[frame["user"].map(res.labels).to_numpy() == 1]
+
+
+def ks(a, b):
+    """Two-sample Kolmogorov-Smirnov distance."""
+    grid = np.union1d(a, b)
+    return float(np.max(np.abs(np.searchsorted(np.sort(a), grid, side="right") / len(a)
+                               - np.searchsorted(np.sort(b), grid, side="right") / len(b))))
+
+
+def median_gaps(frame):
+    return frame.sort_values(["user", "timestamp"]).groupby("user")["timestamp"].apply(
+        lambda t: np.median(np.diff(t.to_numpy()))).to_numpy()
+
+
+@pytest.mark.parametrize("generator, params", [("independent", None), ("vae", FAST_VAE)])
+def test_generated_fakes_labelled_with_targets_and_real_activity(bursty, generator, params):
+    res = inject(bursty, "generated", generator=generator, generator_params=params, size=0.3, targets=2, seed=0)
+    assert res.kind == "generated" and res.generator == generator
+    n_real = bursty.frame["user"].nunique()
+    fake = fake_rows(res)
+    assert fake["user"].nunique() == round(0.3 * n_real) == int(res.labels.sum())
+    assert set(fake["user"]) == set(res.labels.index[res.labels == 1])
+    assert not set(fake["user"]) & set(bursty.frame["user"].astype(str))
+    for _, g in fake.groupby("user"):  # every target once, at the top rating
+        hit = g[g["item"].isin(res.targets)]
+        assert sorted(hit["item"]) == sorted(res.targets) and (hit["weight"] == 5.0).all()
+    # activity like the real users' (the classic attacks give every fake the same length)
+    real_k = bursty.frame.groupby("user").size().to_numpy()
+    fake_k = fake.groupby("user").size().to_numpy() - 2
+    assert ks(fake_k, real_k) < 0.2 and np.std(fake_k) > 0.5 * np.std(real_k)
+    # ratings on the log's scale, following the items' means
+    assert set(fake["weight"]) <= {1.0, 2.0, 3.0, 4.0, 5.0} and fake["weight"].nunique() >= 4
+    # timestamps inside the log's period, bursty like real users (not spread over the year)
+    ts = bursty.frame["timestamp"]
+    assert fake["timestamp"].between(ts.min(), ts.max()).all()
+    assert np.median(median_gaps(fake)) < 10 * np.median(median_gaps(bursty.frame))
+    again = validate(res.interactions.frame)
+    pd.testing.assert_frame_equal(again.frame, res.interactions.frame)
+
+
+def test_generated_same_seed_same_output_and_actions_of_the_log(implicit):
+    a, b = (inject(implicit, "generated", generator="vae", generator_params=FAST_VAE, seed=3) for _ in range(2))
+    pd.testing.assert_frame_equal(a.interactions.frame, b.interactions.frame)
+    c = inject(implicit, "generated", generator="vae", generator_params=FAST_VAE, seed=4)
+    assert not a.interactions.frame.equals(c.interactions.frame)
+    fake = fake_rows(a)
+    assert (fake["weight"] == 1.0).all() and set(fake["action"]) <= set(implicit.frame["action"])
+    main = fake.groupby("user")["action"].agg(lambda s: s.value_counts().idxmax())
+    hit = fake[fake["item"].isin(a.targets)]
+    assert (hit.groupby("user").size() >= 1).all() and hit["user"].nunique() == len(main)
+    assert all(((hit["user"] == u) & (hit["action"] == main[u])).any() for u in main.index)
+
+
+def test_timing_real_gives_real_gaps_uniform_does_not(bursty):
+    real_gaps = np.log1p(median_gaps(bursty.frame))
+    uniform = inject(bursty, "average", size=0.2, filler=0.05, seed=0)
+    real = inject(bursty, "average", size=0.2, filler=0.05, seed=0, timing="real")
+    assert real.timing == "real" and uniform.timing == "uniform"
+    assert ks(np.log1p(median_gaps(fake_rows(real))), real_gaps) < 0.35
+    assert ks(np.log1p(median_gaps(fake_rows(uniform))), real_gaps) > 0.9
+    # the profiles are the same attack; only the times differ
+    pd.testing.assert_frame_equal(fake_rows(real).drop(columns="timestamp"), fake_rows(uniform).drop(columns="timestamp"))
+    ts = bursty.frame["timestamp"]
+    assert fake_rows(real)["timestamp"].isin(ts).all()
+
+
+def test_timing_real_falls_back_to_the_most_active_user():
+    frame = pd.DataFrame({"user": [1, 1, 1, 2, 2, 3], "item": [1, 2, 3, 1, 4, 5],
+                          "timestamp": [10, 20, 30, 100, 200, 300], "weight": [5.0, 4.0, 3.0, 2.0, 1.0, 4.0]})
+    res = inject(validate(frame), "random", size=0.5, filler=0.8, targets=[5], seed=0, timing="real")
+    fake = fake_rows(res)
+    assert len(fake) == 2 * 5 and fake["timestamp"].isin([10, 20, 30]).all()
+
+
+@pytest.mark.parametrize("args, words", [
+    (dict(kind="generated", generator="gpt"), "unknown generator 'gpt'"),
+    (dict(kind="generated", generator_params={"nope": 1}), "no hyperparameter 'nope'"),
+    (dict(kind="generated", generator_params={"epochs": "many"}), "epochs"),
+    (dict(kind="generated", generator_params=[1]), "is not a mapping"),
+    (dict(kind="generated", timing="real"), "timing applies to the classic kinds"),
+    (dict(timing="later"), "unknown attack timing 'later'"),
+])
+def test_bad_generated_input_is_one_clear_line(rated, args, words):
+    args = {"kind": "random", **args}
+    with pytest.raises(DataError, match="fix:") as err:
+        inject(rated, args.pop("kind"), **args)
+    assert words in str(err.value) and "\n" not in str(err.value)

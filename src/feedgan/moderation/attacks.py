@@ -13,10 +13,21 @@ log's rating levels (or rounded when the log's ratings are integers of many valu
 its range. On implicit data (every weight 1.0) every rating is 1.0: the attacks differ only in the
 items they choose.
 
+``kind="generated"`` makes the fakes with a :mod:`feedgan.synth` generator instead (``generator``:
+one of :data:`feedgan.synth.generators.GENERATORS`, default ``vae``; ``generator_params`` override
+:data:`GENERATOR_DEFAULTS`, a small fast setting): it is fitted on the log's real users and samples
+one user per fake, so a fake's activity, items, action mix and timestamps are those the generator
+draws from real users (``filler`` is not used). Each fake then gets the targets with its most frequent
+action, at one of its own event times. On rating data every generated row is rated N(item mean,
+item std) like ``average`` filler, and the target rows the maximum.
+
 The statistics (popularity = distinct users per item, item means and spreads, the rating range) come
 from the log's interaction rows; exposure rows (``impression``) are never a rating. Fake rows carry
-the log's most frequent action, timestamps drawn uniformly over the log's time range (when it has
-times) and part ``train`` (when it has parts). Fake user ids are ``fake-0000001``, ...; the user
+the log's most frequent action and part ``train`` (when it has parts). Timestamps (when the log has
+them) follow ``timing``: ``"uniform"`` (the default) draws each row's time uniformly over the log's
+time range; ``"real"`` gives each fake a real user's timeline: a window of as many consecutive events
+as the fake has rows, from a real user with at least that many (or the most active user's times,
+resampled, when none has), in a random order over the fake's items. Fake user ids are ``fake-0000001``, ...; the user
 column is then text, so a log with integer user ids gets them as text (``7`` -> ``"7"``), in the
 social graph too, as :func:`feedgan.data.schema.validate` writes a column mixing both kinds.
 """
@@ -31,8 +42,16 @@ import numpy as np
 import pandas as pd
 
 from feedgan.data.schema import EXPOSURE, DataError, Interactions
+from feedgan.params import ParamError, check_params
+from feedgan.synth.profiles import Profiles
 
 ATTACKS = ("random", "average", "bandwagon", "segment")
+GENERATED = "generated"
+KINDS = ATTACKS + (GENERATED,)
+TIMINGS = ("uniform", "real")
+# small, fast settings (seconds on ML-100K); ``generator_params`` overrides them
+GENERATOR_DEFAULTS = {"vae": {"hidden": 200, "latent": 64, "epochs": 30, "anneal_epochs": 15},
+                      "gan": {"hidden": 200, "latent": 64, "vae_epochs": 30, "anneal_epochs": 15, "epochs": 30}}
 SELECTED_SHARE = 0.01   # bandwagon / segment: selected items as a share of the catalogue (at least one)
 TARGET_POOL = 0.25      # a drawn target comes from this least-popular share of the items
 MAX_LEVELS = 20         # a log with at most this many distinct ratings is on a rating scale of those levels
@@ -48,8 +67,10 @@ class Injected:
     targets: np.ndarray          # the pushed item ids (raw ids, as in the log)
     kind: str
     size: float
-    filler: float
+    filler: float                # not used by "generated" fakes (their length is the generator's)
     seed: int
+    timing: str = "uniform"
+    generator: str | None = None  # the feedgan.synth generator of "generated" fakes
 
 
 @dataclass
@@ -182,10 +203,19 @@ def _fake_ids(n: int, real_users: np.ndarray) -> np.ndarray:
 # ---- injection ----------------------------------------------------------------------------------------------
 
 def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float = 0.03,
-           targets: int | Sequence = 1, seed: int = 0) -> Injected:
-    """The log plus ``round(size * real users)`` fake users of attack ``kind`` pushing ``targets``."""
-    if kind not in ATTACKS:
-        raise DataError(f"unknown attack kind {kind!r}", fix=f"use one of {', '.join(ATTACKS)}")
+           targets: int | Sequence = 1, seed: int = 0, timing: str = "uniform", generator: str = "vae",
+           generator_params: dict | None = None) -> Injected:
+    """The log plus ``round(size * real users)`` fake users of attack ``kind`` pushing ``targets``.
+
+    ``timing`` ("uniform" or "real") sets the classic kinds' timestamps; ``generator`` and
+    ``generator_params`` the generator of ``kind="generated"`` (module docstring)."""
+    if kind not in KINDS:
+        raise DataError(f"unknown attack kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
+    if timing not in TIMINGS:
+        raise DataError(f"unknown attack timing {timing!r}", fix=f"use one of {', '.join(TIMINGS)}")
+    if kind == GENERATED and timing != "uniform":
+        raise DataError("generated fakes carry their generator's timestamps; timing applies to the classic kinds",
+                        fix="leave timing at its default for kind='generated'")
     size, filler = _share(size, "size"), _share(filler, "filler")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise DataError(f"attack seed {seed!r} is not a non-negative integer", fix="pass e.g. seed=0")
@@ -200,17 +230,21 @@ def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float 
     real = frame.assign(user=_text_ids(frame["user"]))
     real_users = pd.unique(real["user"])
     fakes = _fake_ids(_count(size, len(real_users)), real_users)
-    items, ratings = _profiles(log, kind, pushed, _count(filler, len(log.items)), len(fakes), rng)
+    if kind == GENERATED:
+        rows = _generated_rows(inter, log, pushed, fakes, generator, generator_params, seed, rng)
+    else:
+        items, ratings = _profiles(log, kind, pushed, _count(filler, len(log.items)), len(fakes), rng)
+        rows = _fake_rows(inter, fakes, log.items[items], ratings, acted, timing, rng)
 
     social = inter.social
     if social is not None and real["user"].dtype != frame["user"].dtype:
         social = social.assign(src=_text_ids(social["src"]), dst=_text_ids(social["dst"]))
-    out = pd.concat([real, _fake_rows(inter, fakes, log.items[items], ratings, acted, rng)], ignore_index=True)
+    out = pd.concat([real, rows], ignore_index=True)
     injected = replace(inter.with_frame(out, attack=kind, fake_users=len(fakes)), social=social)
     labels = pd.Series(np.r_[np.zeros(len(real_users)), np.ones(len(fakes))].astype(np.int8),
                        index=pd.Index(np.r_[real_users, fakes], dtype=object, name="user"), name="fake")
     return Injected(interactions=injected, labels=labels, targets=log.items[pushed], kind=kind, size=size,
-                    filler=filler, seed=seed)
+                    filler=filler, seed=seed, timing=timing, generator=generator if kind == GENERATED else None)
 
 
 def _profiles(log: _Log, kind: str, pushed: np.ndarray, n_filler: int, n_fake: int,
@@ -233,17 +267,107 @@ def _profiles(log: _Log, kind: str, pushed: np.ndarray, n_filler: int, n_fake: i
 
 
 def _fake_rows(inter: Interactions, fakes: np.ndarray, items: np.ndarray, ratings: np.ndarray,
-               acted: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+               acted: pd.DataFrame, timing: str, rng: np.random.Generator) -> pd.DataFrame:
     """The fakes' rows in the log's columns; ``items`` and ``ratings`` are (n_fake, profile length)."""
     frame = inter.frame
     rows = pd.DataFrame({"user": np.repeat(fakes, items.shape[1]), "item": items.ravel()})
-    rows["item"] = rows["item"].astype(frame["item"].dtype)
     action = acted["action"].value_counts().idxmax()
-    rows["action"] = pd.Categorical([action] * len(rows), categories=frame["action"].cat.categories)
+    rows["action"] = action
     if inter.has_timestamps:
-        ts = frame["timestamp"]
-        rows["timestamp"] = rng.integers(ts.min(), ts.max(), size=len(rows), endpoint=True, dtype=np.int64)
-    rows["weight"] = ratings.ravel().astype(np.float32)
+        if timing == "real":
+            rows["timestamp"] = _real_timelines(acted, items.shape, rng).ravel()
+        else:
+            ts = frame["timestamp"]
+            rows["timestamp"] = rng.integers(ts.min(), ts.max(), size=len(rows), endpoint=True, dtype=np.int64)
+    rows["weight"] = ratings.ravel()
+    return _in_log_columns(inter, rows)
+
+
+def _in_log_columns(inter: Interactions, rows: pd.DataFrame) -> pd.DataFrame:
+    """Fake rows (user, item, action, weight[, timestamp]) with the log's dtypes, part and column order."""
+    frame = inter.frame
+    rows = rows.assign(item=rows["item"].astype(frame["item"].dtype), weight=rows["weight"].astype(np.float32),
+                       action=pd.Categorical(rows["action"], categories=frame["action"].cat.categories))
     if inter.has_parts:
         rows["part"] = pd.Categorical(["train"] * len(rows), categories=frame["part"].cat.categories)
     return rows[[c for c in frame.columns if c in rows.columns]]
+
+
+def _real_timelines(acted: pd.DataFrame, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(n_fake, length) timestamps: per fake, ``length`` consecutive events of a random real user with
+    at least that many (the most active user's times resampled when none has), shuffled over its items."""
+    n_fake, length = shape
+    ts = acted[["user", "timestamp"]].sort_values(["user", "timestamp"], kind="stable")
+    times = ts["timestamp"].to_numpy(dtype=np.int64)       # every user's events in time order, users in a row
+    counts = ts.groupby("user", sort=False).size().to_numpy()  # (n_users,) in the same order
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    long_enough = np.flatnonzero(counts >= length)
+    out = np.empty(shape, dtype=np.int64)
+    for f in range(n_fake):
+        if len(long_enough):
+            u = rng.choice(long_enough)
+            at = starts[u] + rng.integers(0, counts[u] - length, endpoint=True)
+            window = times[at:at + length]
+        else:
+            u = int(np.argmax(counts))
+            window = np.sort(rng.choice(times[starts[u]:starts[u] + counts[u]], length))
+        out[f] = rng.permutation(window)
+    return out
+
+
+# ---- generator-made fakes -----------------------------------------------------------------------------------
+
+def _generator(name: str, params: dict | None):
+    """An unfitted feedgan.synth generator: :data:`GENERATOR_DEFAULTS` overridden by ``params``."""
+    from feedgan.synth.generators import GENERATORS  # torch: imported only for a generated attack
+
+    if name not in GENERATORS:
+        raise DataError(f"unknown generator {name!r} for a generated attack", fix=f"use one of {', '.join(GENERATORS)}")
+    if params is not None and not isinstance(params, dict):
+        raise DataError(f"generator_params {params!r} is not a mapping", fix="pass e.g. generator_params={'epochs': 10}")
+    cls = GENERATORS[name]
+    try:
+        return cls(**check_params(cls, {**GENERATOR_DEFAULTS.get(name, {}), **(params or {})}, owner=name))
+    except ParamError as err:
+        raise DataError(f"generated attack: {err}", fix="see feedgan.synth.generators for its hyperparameters") from None
+
+
+def _generated_rows(inter: Interactions, log: _Log, pushed: np.ndarray, fakes: np.ndarray, name: str,
+                    params: dict | None, seed: int, rng: np.random.Generator) -> pd.DataFrame:
+    """One sampled user per fake (renamed), plus the targets; rated like average filler on rating data."""
+    gen = _generator(name, params).fit(Profiles.from_interactions(inter), seed=seed)
+    sample = gen.sample(len(fakes), seed=seed + 1)  # every sampled user touches at least one item
+    synth = _events(sample)
+    rows = synth.assign(user=pd.Series(fakes, index=sample.users)[synth["user"]].to_numpy(),
+                        action=synth["action"].astype(str))
+    rows = _with_targets(rows, log.items[pushed], rng)
+    item = pd.Index(log.items).get_indexer(rows["item"])
+    hit = np.isin(item, pushed)
+    weight = np.ones(len(rows))
+    if log.rated:
+        weight = log.snap(rng.normal(log.mean[item], log.std[item]))
+        weight[hit] = log.levels[-1]
+    cols = ["user", "item", "action"] + (["timestamp"] if inter.has_timestamps else [])
+    return _in_log_columns(inter, rows[cols].assign(weight=weight))
+
+
+def _events(sample: Profiles) -> pd.DataFrame:
+    """The sampled users' rows (user, item, action, weight[, timestamp]); actions nobody drew are left out."""
+    drawn = [a for a, m in sample.actions.items() if m.nnz]
+    times = None if sample.times is None else {a: sample.times[a] for a in drawn}
+    kept = Profiles(sample.users, sample.items, {a: sample.actions[a] for a in drawn}, times)
+    return kept.to_interactions().frame
+
+
+def _with_targets(rows: pd.DataFrame, targets: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """``rows`` plus, for every fake and target it lacks, a row of the fake's most frequent action at
+    one of its own event times (random)."""
+    main = rows.groupby("user", sort=False)["action"].agg(lambda a: a.value_counts().idxmax())
+    add = pd.DataFrame({"user": np.repeat(main.index.to_numpy(), len(targets)),
+                        "item": np.tile(targets, len(main)), "action": np.repeat(main.to_numpy(), len(targets))})
+    have = pd.MultiIndex.from_frame(rows[["user", "item", "action"]])
+    add = add[~pd.MultiIndex.from_frame(add).isin(have)]
+    if "timestamp" in rows.columns and len(add):
+        own = rows.groupby("user", sort=False)["timestamp"].agg(list)
+        add = add.assign(timestamp=[own[u][rng.integers(len(own[u]))] for u in add["user"]])
+    return pd.concat([rows, add], ignore_index=True)
