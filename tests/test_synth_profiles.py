@@ -41,3 +41,17 @@ def test_off_catalogue_rows_are_counted_and_shapes_checked(log):
     assert p.n_items == 2 and p.notes["rows_off_catalogue"] == 1  # (2, 12); the impression was never counted
     with pytest.raises(ValueError, match="not \\(users, items\\)"):
         Profiles(p.users, p.items[:1], p.actions)
+
+
+def test_an_action_without_events_still_writes_a_log_with_times():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from feedgan.synth import Profiles
+
+    views = sp.csr_matrix(np.array([[1, 0], [0, 1]], dtype=np.float32))
+    times = {"view": sp.csr_matrix(np.array([[100, 0], [0, 200]], dtype=np.float64)),
+             "like": sp.csr_matrix((2, 2), dtype=np.float64)}
+    p = Profiles(np.array(["u0", "u1"]), np.array(["a", "b"]), {"view": views, "like": sp.csr_matrix((2, 2))}, times)
+    frame = p.to_interactions().frame
+    assert len(frame) == 2 and sorted(frame["timestamp"].tolist()) == [100, 200]

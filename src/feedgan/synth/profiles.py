@@ -118,8 +118,8 @@ class Profiles:
             part = pd.DataFrame({"user": self.users[coo.row], "item": self.items[coo.col], "action": a,
                                  "weight": np.ones(coo.nnz, dtype=np.float32)})
             if self.times is not None and a in self.times:
-                t = self.times[a].tocsr()
-                part["timestamp"] = np.asarray(t[coo.row, coo.col]).ravel().astype(np.int64)
+                t = self.times[a].tocsr()  # (an action without events: no lookup, which scipy refuses when empty)
+                part["timestamp"] = (np.asarray(t[coo.row, coo.col]).ravel() if coo.nnz else np.zeros(0)).astype(np.int64)
             frames.append(part)
         frame = pd.concat(frames, ignore_index=True)
         social = None
