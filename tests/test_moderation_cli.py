@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from feedgan.cli import app
 from feedgan.data.readers import read
 from feedgan.moderation.detect import pca_varselect, profile_features
+from test_cli_inputs import one_error_line
 
 runner = CliRunner()
 REASON = re.compile(r"^(?P<name>.+)=(?P<value>\S+) \(z=(?P<z>[+-]\d+\.\d+)\)$")
@@ -19,12 +20,6 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_error_line(res, *needles):
-    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
-    lines = res.output.strip().splitlines()
-    assert lines[-1].startswith("error:") and "Traceback" not in res.output, res.output
-    for needle in needles:
-        assert needle in lines[-1], res.output
 
 
 @pytest.fixture(scope="module")
