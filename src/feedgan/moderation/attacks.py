@@ -337,7 +337,7 @@ def _generated_rows(inter: Interactions, log: _Log, pushed: np.ndarray, fakes: n
     """One sampled user per fake (renamed), plus the targets; rated like average filler on rating data."""
     gen = _generator(name, params).fit(Profiles.from_interactions(inter), seed=seed)
     sample = gen.sample(len(fakes), seed=seed + 1)  # every sampled user touches at least one item
-    synth = _events(sample)
+    synth = sample.to_interactions().frame
     rows = synth.assign(user=pd.Series(fakes, index=sample.users)[synth["user"]].to_numpy(),
                         action=synth["action"].astype(str))
     rows = _with_targets(rows, log.items[pushed], rng)
@@ -349,14 +349,6 @@ def _generated_rows(inter: Interactions, log: _Log, pushed: np.ndarray, fakes: n
         weight[hit] = log.levels[-1]
     cols = ["user", "item", "action"] + (["timestamp"] if inter.has_timestamps else [])
     return _in_log_columns(inter, rows[cols].assign(weight=weight))
-
-
-def _events(sample: Profiles) -> pd.DataFrame:
-    """The sampled users' rows (user, item, action, weight[, timestamp]); actions nobody drew are left out."""
-    drawn = [a for a, m in sample.actions.items() if m.nnz]
-    times = None if sample.times is None else {a: sample.times[a] for a in drawn}
-    kept = Profiles(sample.users, sample.items, {a: sample.actions[a] for a in drawn}, times)
-    return kept.to_interactions().frame
 
 
 def _with_targets(rows: pd.DataFrame, targets: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from typing import Optional
 
 import typer
 
+from ..cli_options import COLUMNS, FORMAT, NO_HEADER, SEP, SOCIAL, _columns
 from ..data.schema import DataError
 from ..progress import console
 
@@ -38,7 +39,6 @@ moderate_app = typer.Typer(no_args_is_help=True, help="Moderation: score account
 
 def _read(data: Path, format: str, columns: Optional[str], sep: Optional[str], no_header: bool,
           social: Optional[Path]):
-    from ..cli import _columns
     from ..data.readers import read
 
     return read(data, format, columns=_columns(columns), sep=sep, header=not no_header, social=social)
@@ -147,11 +147,11 @@ def _out_folder(out: Optional[Path], runs_dir: Path) -> Path:
 def scan_cmd(
     data: Path = typer.Argument(..., help="log file or folder"),
     detector: str = typer.Option(..., "--detector", "-d", help="pca-varselect or anomaly (both unsupervised)"),
-    format: str = typer.Option("auto", "--format", "-f", help="reader format (see `feedgan data inspect --help`)"),
-    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
-    sep: Optional[str] = typer.Option(None, "--sep", help="csv/tsv field separator"),
-    no_header: bool = typer.Option(False, "--no-header", help="csv/tsv: the first line is data"),
-    social: Optional[Path] = typer.Option(None, help="friend graph file (src,dst) for a plain table"),
+    format: str = FORMAT,
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    no_header: bool = NO_HEADER,
+    social: Optional[Path] = SOCIAL,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the files (default: a new run folder)"),
     top: int = typer.Option(20, "--top", min=1, help="users in the report's table"),
     inject: Optional[str] = typer.Option(None, "--inject", help="first plant a labelled attack: random, average, "

@@ -18,6 +18,7 @@ from typing import Optional
 
 import typer
 
+from ..cli_options import COLUMNS, FORMAT, NO_HEADER, SEP, SOCIAL, _columns
 from ..data.schema import DataError
 from ..progress import console
 
@@ -46,7 +47,6 @@ def _params(cls, items: list[str]) -> dict:
 def real_profiles(data: str | Path, format: str = "auto", columns: Optional[str] = None, sep: Optional[str] = None,
                   no_header: bool = False, social: Optional[str | Path] = None):
     """Every real user of the log as :class:`~feedgan.synth.Profiles` (impressions left out)."""
-    from ..cli import _columns
     from ..data.readers import read
     from .profiles import Profiles
 
@@ -87,11 +87,11 @@ def load_run(run: str | Path, runs_dir: str | Path = "runs"):
 def fit_cmd(
     data: Path = typer.Argument(..., help="real log file or folder"),
     generator: str = typer.Option(..., "--generator", "-g", help="gan, vae, simulator, independent or copy"),
-    format: str = typer.Option("auto", "--format", "-f", help="reader format (see `feedgan data inspect --help`)"),
-    columns: Optional[str] = typer.Option(None, help="column mapping, e.g. user=uid,item=post_id"),
-    sep: Optional[str] = typer.Option(None, "--sep", help="csv/tsv field separator"),
-    no_header: bool = typer.Option(False, "--no-header", help="csv/tsv: the first line is data"),
-    social: Optional[Path] = typer.Option(None, help="friend graph file (src,dst) for a plain table"),
+    format: str = FORMAT,
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    no_header: bool = NO_HEADER,
+    social: Optional[Path] = SOCIAL,
     param: list[str] = typer.Option([], "--param", "-p", help="generator hyperparameter name=value (repeatable)"),
     seed: int = typer.Option(0, help="split and training seed"),
     runs_dir: Path = typer.Option(Path("runs")),
