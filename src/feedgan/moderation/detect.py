@@ -28,8 +28,12 @@ everyone (no rating separates targets from filler). ``length_var`` is the same o
 
 Further columns: ``length`` (N_u), ``pop_mean`` (mean log1p(n_i) over the user's items), ``mix[a]``
 (share of the user's rows that are action ``a``, one column per action of the log, impressions
-included) and, when the log has timestamps, ``span_days`` (last minus first event) and
-``median_gap_log`` (log1p of the median seconds between consecutive events; 0 with one event).
+included); when the log has timestamps, ``span_days`` (last minus first event),
+``median_gap_log`` (log1p of the median seconds between consecutive events; 0 with one event) and
+``gap_cv`` (std over mean of the gaps longer than five minutes, i.e. between sessions: near 0 for an
+account acting on a schedule, above 1 for people's bursts; 0 with fewer than two such gaps); when it has a social graph, ``friends_log``
+(log1p of the number of friends) and ``friend_clustering`` (the share of pairs of one's friends who
+are friends themselves; 0 with fewer than two friends).
 A user with only impression rows gets 0 for every profile feature. Every value is finite.
 """
 from __future__ import annotations
@@ -50,6 +54,7 @@ LOW_FPR = 0.01
 DEFAULT_BUDGET_SHARE = 0.01    # review budget default: 1% of the scored users, never the attack size
 SIM_BLOCK_CELLS = 1 << 22      # users x users similarity is built in row blocks of about this many cells
 DENSE_SVD_CELLS = 1 << 16      # below this many matrix cells PCA-VarSelect uses a plain dense SVD
+SESSION_S = 300                # gap_cv: events closer than this (seconds) are one session
 ONE_THREAD = 1                 # small fits on one thread (see feedgan.synth.detect)
 
 
@@ -162,9 +167,39 @@ def _timing(inter: Interactions, users: pd.Index) -> dict[str, np.ndarray]:
     acted = acted.sort_values(["user", "timestamp"], kind="stable")
     ts = acted.groupby("user")["timestamp"]
     span = (ts.max() - ts.min()).reindex(users, fill_value=0) / 86400.0
-    gaps = acted.assign(gap=ts.diff()).dropna(subset=["gap"]).groupby("user")["gap"].median()
+    gap = acted.assign(gap=ts.diff()).dropna(subset=["gap"]).groupby("user")["gap"].median()
     return {"span_days": span.to_numpy(dtype=np.float64),
-            "median_gap_log": np.log1p(gaps.reindex(users, fill_value=0).to_numpy(dtype=np.float64))}
+            "median_gap_log": np.log1p(gap.reindex(users, fill_value=0).to_numpy(dtype=np.float64)),
+            "gap_cv": _gap_cv(acted).reindex(users, fill_value=0.0).to_numpy(dtype=np.float64)}
+
+
+def _gap_cv(acted: pd.DataFrame) -> pd.Series:
+    """Per user, std / mean of the gaps between sessions (consecutive events more than :data:`SESSION_S`
+    apart; a like seconds after its view is not a gap); 0 below two such gaps."""
+    acted = acted.sort_values(["user", "timestamp"], kind="stable")
+    gap = acted["timestamp"].groupby(acted["user"], observed=True).diff().astype(np.float64)
+    g = gap[gap > SESSION_S].groupby(acted["user"], observed=True)
+    mean = g.mean()
+    return (g.std(ddof=0) / mean.where(mean > 0)).where(g.size() >= 2).fillna(0.0)
+
+
+def _social(inter: Interactions, users: pd.Index) -> dict[str, np.ndarray]:
+    """Friend count and clustering from the social graph (edges to users outside the log are kept)."""
+    s = inter.social
+    if s is None or s.empty:
+        return {}
+    nodes = pd.Index(pd.unique(pd.concat([pd.Series(users), s["src"], s["dst"]], ignore_index=True)))
+    src, dst = nodes.get_indexer(s["src"]), nodes.get_indexer(s["dst"])
+    A = sp.csr_matrix((np.ones(2 * len(src)), (np.r_[src, dst], np.r_[dst, src])), shape=(len(nodes), len(nodes)))
+    A.data[:] = 1.0                                        # (n_nodes, n_nodes) symmetric 0/1, no weights
+    A.setdiag(0)
+    A.eliminate_zeros()
+    deg = np.asarray(A.sum(axis=1)).ravel()
+    triangles = np.asarray((A @ A).multiply(A).sum(axis=1)).ravel() / 2
+    pairs = deg * (deg - 1) / 2
+    clustering = np.divide(triangles, pairs, out=np.zeros_like(pairs), where=pairs > 0)
+    at = nodes.get_indexer(users)
+    return {"friends_log": np.log1p(deg[at]), "friend_clustering": clustering[at]}
 
 
 def profile_features(inter: Interactions) -> pd.DataFrame:
@@ -173,7 +208,7 @@ def profile_features(inter: Interactions) -> pd.DataFrame:
     log_pop = sp.csr_matrix(p.B.multiply(np.log1p(p.n_item)[None, :]))
     cols = {**_deviation_features(p), "degsim": _degsim(p), **_target_filler_features(p),
             "length": p.length, "pop_mean": _row_mean(log_pop, p.length),
-            **_mix(inter, p.users), **_timing(inter, p.users)}
+            **_mix(inter, p.users), **_timing(inter, p.users), **_social(inter, p.users)}
     return pd.DataFrame(cols, index=p.users.rename("user"))
 
 
