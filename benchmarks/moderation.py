@@ -33,89 +33,189 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from markers import write_section
 
 from feedgan.data.readers import read
 from feedgan.data.simulate import SimulationConfig, simulate
 from feedgan.io import atomic_open
 from feedgan.moderation.attacks import ATTACKS, GENERATED, inject
+from feedgan.moderation.bots import BEHAVIOURS, add_bots
+from feedgan.moderation.effect import attack_effect
 from feedgan.moderation.detect import (FeatureDetector, anomaly_scores, detection_metrics, pca_varselect,
                                        profile_features)
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "moderation.md"
-BEGIN, END = "<!-- moderation-benchmark:begin -->", "<!-- moderation-benchmark:end -->"
+SECTIONS = {part: (f"<!-- moderation-{part}:begin -->", f"<!-- moderation-{part}:end -->")
+            for part in ("benchmark", "sizes", "effect")}
 DATASETS = {"filmtrust": ("filmtrust", "filmtrust"), "ml100k": ("movielens-100k", "movielens")}
-METRICS = ("roc_auc", "pr_auc", "tpr_at_1pct_fpr", "precision_at_budget")
+METRICS = ("roc_auc", "pr_auc", "tpr_at_1pct_fpr", "precision_at_budget", "precision_at_oracle")
 GENERATORS = ("vae", "independent")
 DETECTORS = ("pca-varselect", "anomaly", "features", "features-gen")
-# row name -> the attack injected: inject() keywords
-ATTACK_ROWS = {**{k: {"kind": k} for k in ATTACKS},
-               **{f"{k} real-timing": {"kind": k, "timing": "real"} for k in ATTACKS},
-               **{f"generated {g}": {"kind": GENERATED, "generator": g} for g in GENERATORS}}
+# row name -> (the attack injected: inject() keywords or {"bots": behaviour}, its family)
+ATTACK_ROWS = {**{k: ({"kind": k}, "classic") for k in ATTACKS},
+               **{f"{k} real-timing": ({"kind": k, "timing": "real"}, "classic") for k in ATTACKS},
+               **{f"generated {g}": ({"kind": GENERATED, "generator": g}, "generated") for g in GENERATORS},
+               **{f"bots {b}": ({"bots": b}, "bots") for b in BEHAVIOURS}}
+# held-out sizes and fillers of the classic attacks; the detectors are trained at the default 5% / 3%
+GRID = [(s, 0.03) for s in (0.01, 0.03, 0.05, 0.10)] + [(0.05, f) for f in (0.01, 0.05)]
+BUDGET_SHARE = 0.05
 
 
-def load(name: str):
+@dataclass
+class Data:
+    name: str
+    inter: object
+    sim: object = None     # the Simulation behind the log (bot accounts need it)
+
+    @property
+    def timed(self) -> bool:
+        return self.inter.has_timestamps
+
+
+def load(name: str) -> Data | None:
     if name == "sim":
-        return simulate(SimulationConfig(n_users=2000, n_items=1500, seed=0)).interactions
+        sim = simulate(SimulationConfig(n_users=2000, n_items=1500, seed=0))
+        return Data(name, sim.interactions, sim)
     folder, fmt = DATASETS[name]
     path = Path(os.environ.get("FEEDGAN_DATA") or REPO.parent / "shared" / "data") / folder
     if not path.exists():
         print(f"{name}: {path} not found, skipped", file=sys.stderr)
         return None
-    return read(path, fmt)
+    return Data(name, read(path, fmt))
 
 
-def run(name: str, seeds: list[int], size: float, filler: float) -> dict | None:
-    inter = load(name)
-    if inter is None:
-        return None
+def rows_for(data: Data) -> dict:
+    """The attack rows that apply: real timing needs timestamps, bot accounts a simulation."""
+    return {row: a for row, a in ATTACK_ROWS.items()
+            if (data.timed or a[0].get("timing") != "real") and (data.sim is not None or a[1] != "bots")}
+
+
+def attack(data: Data, log, spec: dict, size: float, filler: float, seed: int):
+    """``spec`` planted into ``log`` (a part of ``data``'s log): a classic, generated or bot attack."""
+    if "bots" in spec:
+        return add_bots(replace(data.sim, interactions=log), spec["bots"], share=size, seed=seed)
+    friends = "real" if log.social is not None else "none"   # a zero friend count would give every fake away
+    return inject(log, **spec, size=size, filler=filler, seed=seed, friends=friends)
+
+
+def training_attacks(spec: dict, family: str) -> dict[str, list[dict]]:
+    """Per supervised detector, the attacks it is trained on when scored on ``spec`` (never ``spec`` itself):
+    ``features`` the other kinds of the family (classic: same timing; generated: the four classic kinds);
+    ``features-gen`` the generators' fakes (the other generator when ``spec`` is generated)."""
+    if family == "bots":
+        own = [{"bots": b} for b in BEHAVIOURS if b != spec["bots"]]
+    elif family == "generated":
+        own = [{"kind": k, "timing": "uniform"} for k in ATTACKS]
+    else:
+        own = [{"kind": k, "timing": spec.get("timing", "uniform")} for k in ATTACKS if k != spec["kind"]]
+    generated = [{"kind": GENERATED, "generator": g} for g in GENERATORS if g != spec.get("generator")]
+    return {"features": own, "features-gen": generated}
+
+
+class Trainer:
+    """Supervised detectors fitted on attacks planted in the training half, the training sets cached."""
+
+    def __init__(self, data: Data, seen, seed: int):
+        self.data, self.seen, self.seed, self.cache = data, seen, seed, {}
+
+    def features(self, spec: dict):
+        key = tuple(sorted(spec.items()))
+        if key not in self.cache:
+            t = attack(self.data, self.seen, spec, 0.05, 0.03, 1000 + self.seed)
+            f = profile_features(t.interactions)
+            self.cache[key] = (f, t.labels.loc[f.index])
+        return self.cache[key]
+
+    def detector(self, specs: list[dict]) -> FeatureDetector:
+        train = [self.features(s) for s in specs]
+        return FeatureDetector().fit(pd.concat([f for f, _ in train], ignore_index=True),
+                                     pd.concat([y for _, y in train], ignore_index=True))
+
+
+def scores_of(test, feats, trainer: Trainer, specs: dict[str, list[dict]], seed: int) -> dict:
+    out = {"pca-varselect": pca_varselect(test.interactions).reindex(feats.index),
+           "anomaly": anomaly_scores(feats, seed=seed)}
+    for d, train in specs.items():
+        out[d] = trainer.detector(train).score(feats)
+    return out
+
+
+def metrics_of(scores, labels, budget: int) -> dict:
+    m = detection_metrics(scores.loc[labels.index], labels, review_budget=budget)
+    # the published protocol: the top (true number of fakes) users flagged; precision = recall there
+    m["precision_at_oracle"] = detection_metrics(scores.loc[labels.index], labels,
+                                                 review_budget=int(labels.sum()))["precision_at_budget"]
+    return m
+
+
+def run(data: Data, seeds: list[int], size: float, filler: float) -> dict:
+    inter = data.inter
     n_users = inter.frame["user"].nunique()
-    budget = max(1, round(0.05 * (n_users - n_users // 2)))  # 5% of the scored half's real users
-    cache: dict = {}
-    out = {"data": name, "users": int(n_users), "size": size, "filler": filler, "budget": budget, "rows": {}}
-    for row, attack in ATTACK_ROWS.items():
-        per = {d: {m: [] for m in METRICS} for d in DETECTORS}
-        timing = attack.get("timing", "uniform")
-        for seed in seeds:
+    budget = max(1, round(BUDGET_SHARE * (n_users - n_users // 2)))  # of the scored half's real users
+    out = {"data": data.name, "users": int(n_users), "size": size, "filler": filler, "budget": budget,
+           "rows": {}, "effect": {}, "sizes": {}}
+    per = {row: {d: {m: [] for m in METRICS} for d in DETECTORS} for row in rows_for(data)}
+    effect: dict = {}
+    grid = {f"{k} {s:.0%}/{f:.0%}": {d: {m: [] for m in ("roc_auc", "tpr_at_1pct_fpr")}
+                                     for d in ("pca-varselect", "features")}
+            for k in ATTACKS for s, f in GRID}
+    for seed in seeds:
+        seen, unseen = halves(inter, seed)  # the supervised detectors never see a scored user, real or fake
+        trainer = Trainer(data, seen, seed)
+        for row, (spec, family) in rows_for(data).items():
             t0 = time.perf_counter()
-            seen, unseen = halves(inter, seed)  # the supervised detector never sees a test user, real or fake
-            test = inject(unseen, **attack, size=size, filler=filler, seed=seed)
+            test = attack(data, unseen, spec, size, filler, seed)
             feats = profile_features(test.interactions)
             labels = test.labels.loc[feats.index]
-            scores = {"pca-varselect": pca_varselect(test.interactions), "anomaly": anomaly_scores(feats, seed=seed)}
-            # supervised: the other classic kinds (same timing) or the other generators, another seed, the same data
-            classic = [{"kind": k, "timing": timing} for k in ATTACKS if k != attack["kind"]]
-            generated = [{"kind": GENERATED, "generator": g} for g in GENERATORS if g != attack.get("generator")]
-            for d, train_attacks in (("features", classic), ("features-gen", generated)):
-                train = [training_set(seen, a, size, filler, seed, cache) for a in train_attacks]
-                det = FeatureDetector().fit(_concat([f for f, _ in train]), _concat([y for _, y in train]))
-                scores[d] = det.score(feats)
+            scores = scores_of(test, feats, trainer, training_attacks(spec, family), seed)
             for d, s in scores.items():
-                m = detection_metrics(s.loc[labels.index], labels, review_budget=budget)
-                for key in METRICS:
-                    per[d][key].append(m[key])
-            print(f"{name} {row} seed {seed}: " + ", ".join(
-                f"{d} AUC {per[d]['roc_auc'][-1]:.3f} TPR@1% {per[d]['tpr_at_1pct_fpr'][-1]:.3f}" for d in per)
-                + f" ({time.perf_counter() - t0:.1f}s)", file=sys.stderr, flush=True)
-        out["rows"][row] = {d: {k: [float(np.mean(v)), float(np.std(v))] for k, v in ms.items()}
-                            for d, ms in per.items()}
+                for key, v in metrics_of(s, labels, budget).items():
+                    if key in per[row][d]:
+                        per[row][d][key].append(v)
+            if len(test.targets):      # the review queue of the features detector, cut at the budget
+                e = attack_effect(test, scores["features"].nlargest(budget).index, seed=seed)
+                effect.setdefault(row, []).append(e)
+            print(f"{data.name} {row} seed {seed}: " + ", ".join(
+                f"{d} AUC {per[row][d]['roc_auc'][-1]:.3f} TPR@1% {per[row][d]['tpr_at_1pct_fpr'][-1]:.3f}"
+                for d in per[row]) + f" ({time.perf_counter() - t0:.1f}s)", file=sys.stderr, flush=True)
+        for kind in ATTACKS:         # held-out sizes and fillers, detectors trained at 5% / 3%
+            specs = training_attacks({"kind": kind}, "classic")
+            for s, f in GRID:
+                test = attack(data, unseen, {"kind": kind}, s, f, seed)
+                feats = profile_features(test.interactions)
+                labels = test.labels.loc[feats.index]
+                scores = {"pca-varselect": pca_varselect(test.interactions).reindex(feats.index),
+                          "features": trainer.detector(specs["features"]).score(feats)}
+                for d, sc in scores.items():
+                    m = detection_metrics(sc.loc[labels.index], labels, review_budget=budget)
+                    for key in grid[f"{kind} {s:.0%}/{f:.0%}"][d]:
+                        grid[f"{kind} {s:.0%}/{f:.0%}"][d][key].append(m[key])
+        print(f"{data.name} sizes and fillers seed {seed} done", file=sys.stderr, flush=True)
+    out["rows"] = {row: {d: _spread(ms) for d, ms in dets.items()} for row, dets in per.items()}
+    out["sizes"] = {row: {d: _spread(ms) for d, ms in dets.items()} for row, dets in grid.items()}
+    out["effect"] = {row: _effect_spread(es) for row, es in effect.items()}
     out["seeds"] = seeds
     return out
 
 
-def training_set(seen, attack: dict, size: float, filler: float, seed: int, cache: dict):
-    """(features, labels) of ``attack`` (inject() keywords) injected into the training half (seed ``1000 + seed``),
-    cached."""
-    key = (tuple(sorted(attack.items())), seed)
-    if key not in cache:
-        t = inject(seen, **attack, size=size, filler=filler, seed=1000 + seed)
-        f = profile_features(t.interactions)
-        cache[key] = (f, t.labels.loc[f.index])
-    return cache[key]
+def _spread(values: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {k: [float(np.mean(v)), float(np.std(v))] for k, v in values.items()}
+
+
+def _effect_spread(effects: list[dict]) -> dict:
+    out = {}
+    for key in ("hr", "shift", "rank_shift", "ndcg"):
+        out[key] = {log: [float(np.mean([e[key][log] for e in effects])), float(np.std([e[key][log] for e in effects]))]
+                    for log in effects[0][key]}
+    for key in ("flagged", "fakes", "fakes_caught", "false_positives"):
+        out[key] = float(np.mean([e[key] for e in effects]))
+    return out
 
 
 def halves(inter, seed: int):
@@ -126,25 +226,51 @@ def halves(inter, seed: int):
     return inter.with_frame(inter.frame.loc[mask]), inter.with_frame(inter.frame.loc[~mask])
 
 
-def _concat(frames):
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
+def _cell(ms, key: str) -> str:
+    return f"{ms[key][0]:.2f} ± {ms[key][1]:.2f}"
 
 
 def write_docs(results: list[dict]) -> None:
-    lines = ["", "| data | attack | detector | ROC-AUC | PR-AUC | TPR at 1% FPR | precision at budget |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for res in results:
-        for kind, dets in res["rows"].items():
-            for d, ms in dets.items():
-                cells = " | ".join(f"{ms[k][0]:.3f} ± {ms[k][1]:.3f}" for k in METRICS)
-                lines.append(f"| {res['data']} | {kind} | {d} | {cells} |")
     r0 = results[0]
-    lines += ["", f"Attack size {r0['size']:.0%} of the users, filler {r0['filler']:.0%} of the items, "
-              f"{len(r0['seeds'])} seeds (mean ± std); review budget 5% of the users. Reproduce: "
-              "`PYTHONPATH=src python benchmarks/moderation.py`.", ""]
-    write_section(DOC, BEGIN, END, lines, "moderation-benchmark")
+    seeds = f"{len(r0['seeds'])} seeds (mean ± std)"
+    command = "`cd benchmarks && PYTHONPATH=../src python moderation.py`"
+    lines = []
+    for title, key in (("TPR at 1% FPR", "tpr_at_1pct_fpr"), ("ROC-AUC", "roc_auc"),
+                       ("Precision at the review budget (5% of the users)", "precision_at_budget"),
+                       ("Oracle protocol: precision (= recall) when the true number of fakes is flagged",
+                        "precision_at_oracle")):
+        lines += ["", f"**{title}**", "", "| data | attack | " + " | ".join(DETECTORS) + " |",
+                  "|---|---|" + "---:|" * len(DETECTORS)]
+        for res in results:
+            for row, dets in res["rows"].items():
+                lines.append(f"| {res['data']} | {row} | " + " | ".join(_cell(dets[d], key) for d in DETECTORS) + " |")
+    lines += ["", f"Attack size {r0['size']:.0%} of the users, filler {r0['filler']:.0%} of the items, {seeds}; "
+              f"review budget 5% of the scored users. Reproduce: {command}.", ""]
+    write_section(DOC, *SECTIONS["benchmark"], lines, "moderation-benchmark")
+
+    lines = ["", "| data | attack size/filler | pca-varselect TPR at 1% FPR | pca-varselect ROC-AUC | "
+             "features TPR at 1% FPR | features ROC-AUC |", "|---|---|---:|---:|---:|---:|"]
+    for res in results:
+        for row, dets in res["sizes"].items():
+            cells = [_cell(dets[d], k) for d in ("pca-varselect", "features") for k in ("tpr_at_1pct_fpr", "roc_auc")]
+            lines.append(f"| {res['data']} | {row} | " + " | ".join(cells) + " |")
+    lines += ["", f"The features detector is trained on the other three kinds at 5% / 3% (uniform timing); {seeds}. "
+              f"Reproduce: {command}.", ""]
+    write_section(DOC, *SECTIONS["sizes"], lines, "moderation-sizes")
+
+    lines = ["", "| data | attack | target HR@10 clean / attacked / cleaned | rank shift attacked / cleaned | "
+             "NDCG@10 clean / attacked / cleaned / false positives removed | flagged: fakes / real |",
+             "|---|---|---|---|---|---|"]
+    for res in results:
+        for row, e in res["effect"].items():
+            hr = " / ".join(f"{e['hr'][g][0]:.3f}" for g in ("clean", "attacked", "cleaned"))
+            rank = " / ".join(f"{e['rank_shift'][g][0]:+.0f} ± {e['rank_shift'][g][1]:.0f}" for g in ("attacked", "cleaned"))
+            ndcg = " / ".join(f"{e['ndcg'][g][0]:.4f}" for g in ("clean", "attacked", "cleaned", "fp_removed"))
+            lines.append(f"| {res['data']} | {row} | {hr} | {rank} | {ndcg} | "
+                         f"{e['fakes_caught']:.0f} / {e['false_positives']:.0f} of {e['fakes']:.0f} fakes |")
+    lines += ["", f"EASE (l2 200, not tuned) on the scored half's binary log; flagged = the `features` detector's "
+              f"top 5% (the review budget); {seeds}, means shown. Reproduce: {command}.", ""]
+    write_section(DOC, *SECTIONS["effect"], lines, "moderation-effect")
 
 
 def main() -> None:
@@ -154,8 +280,9 @@ def main() -> None:
     ap.add_argument("--size", type=float, default=0.05)
     ap.add_argument("--filler", type=float, default=0.03)
     args = ap.parse_args()
-    results = [r for name in args.datasets.split(",")
-               if (r := run(name, list(map(int, args.seeds.split(","))), args.size, args.filler)) is not None]
+    seeds = list(map(int, args.seeds.split(",")))
+    results = [run(data, seeds, args.size, args.filler) for name in args.datasets.split(",")
+               if (data := load(name)) is not None]
     if not results:
         return
     with atomic_open(REPO / "docs" / "benchmarks" / "moderation.json") as fh:

@@ -332,3 +332,20 @@ def test_bad_generated_input_is_one_clear_line(rated, args, words):
     with pytest.raises(DataError, match="fix:") as err:
         inject(rated, args.pop("kind"), **args)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fakes_can_join_the_social_graph_with_real_users_degrees(implicit):
+    plain = inject(implicit, "random", seed=2)
+    social = inject(implicit, "random", seed=2, friends="real")
+    assert plain.interactions.frame.equals(social.interactions.frame)          # the rows do not move
+    fakes = set(social.labels.index[social.labels == 1])
+    assert not fakes & set(plain.interactions.social["src"])
+    edges = social.interactions.social
+    added = edges[edges["src"].isin(fakes)]
+    assert len(added) > 0 and not added["dst"].isin(fakes).any()
+    assert len(edges[edges["dst"].isin(fakes)]) == len(added)                    # both directions
+    real_degree = implicit.social["src"].value_counts().reindex(pd.unique(implicit.frame["user"]), fill_value=0)
+    per_fake = added.groupby("src").size().reindex(list(fakes), fill_value=0)
+    assert per_fake.max() <= real_degree.max()
+    with pytest.raises(DataError, match="friends"):
+        inject(implicit, "random", friends="some")

@@ -64,6 +64,7 @@ def test_followers_befriend_many_strangers(sim):
     bots = b.labels.index[b.labels == 1]
     out = social[social["src"].isin(bots)]
     assert (out.groupby("src").size() == 40).all() and len(social[social["dst"].isin(bots)]) == len(out)
+    assert social.notna().all().all()
     f = profile_features(b.interactions)
     real = f.index.difference(bots)
     assert f.loc[bots, "friend_clustering"].mean() < f.loc[real, "friend_clustering"].mean() / 2

@@ -30,6 +30,11 @@ as the fake has rows, from a real user with at least that many (or the most acti
 resampled, when none has), in a random order over the fake's items. Fake user ids are ``fake-0000001``, ...; the user
 column is then text, so a log with integer user ids gets them as text (``7`` -> ``"7"``), in the
 social graph too, as :func:`feedgan.data.schema.validate` writes a column mixing both kinds.
+
+Fakes have no friends by default (``friends="none"``). With ``friends="real"`` (on a log with a
+social graph) each fake befriends as many real users as a random real user has friends, drawn among
+the real users at random: a zero friend count no longer tells them apart, though their friends are
+strangers to one another where real users' are not.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ ATTACKS = ("random", "average", "bandwagon", "segment")
 GENERATED = "generated"
 KINDS = ATTACKS + (GENERATED,)
 TIMINGS = ("uniform", "real")
+FRIENDS = ("none", "real")
 # small, fast settings (seconds on ML-100K); ``generator_params`` overrides them
 GENERATOR_DEFAULTS = {"vae": {"hidden": 200, "latent": 64, "epochs": 30, "anneal_epochs": 15},
                       "gan": {"hidden": 200, "latent": 64, "vae_epochs": 30, "anneal_epochs": 15, "epochs": 30}}
@@ -204,15 +210,18 @@ def _fake_ids(n: int, real_users: np.ndarray) -> np.ndarray:
 
 def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float = 0.03,
            targets: int | Sequence = 1, seed: int = 0, timing: str = "uniform", generator: str = "vae",
-           generator_params: dict | None = None) -> Injected:
+           generator_params: dict | None = None, friends: str = "none") -> Injected:
     """The log plus ``round(size * real users)`` fake users of attack ``kind`` pushing ``targets``.
 
     ``timing`` ("uniform" or "real") sets the classic kinds' timestamps; ``generator`` and
-    ``generator_params`` the generator of ``kind="generated"`` (module docstring)."""
+    ``generator_params`` the generator of ``kind="generated"``; ``friends`` ("none" or "real") whether
+    the fakes join the social graph (module docstring)."""
     if kind not in KINDS:
         raise DataError(f"unknown attack kind {kind!r}", fix=f"use one of {', '.join(KINDS)}")
     if timing not in TIMINGS:
         raise DataError(f"unknown attack timing {timing!r}", fix=f"use one of {', '.join(TIMINGS)}")
+    if friends not in FRIENDS:
+        raise DataError(f"unknown attack friends {friends!r}", fix=f"use one of {', '.join(FRIENDS)}")
     if kind == GENERATED and timing != "uniform":
         raise DataError("generated fakes carry their generator's timestamps; timing applies to the classic kinds",
                         fix="leave timing at its default for kind='generated'")
@@ -239,6 +248,8 @@ def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float 
     social = inter.social
     if social is not None and real["user"].dtype != frame["user"].dtype:
         social = social.assign(src=_text_ids(social["src"]), dst=_text_ids(social["dst"]))
+    if friends == "real" and social is not None:
+        social = _with_friends(social, real_users, fakes, rng)
     out = pd.concat([real, rows], ignore_index=True)
     injected = replace(inter.with_frame(out, attack=kind, fake_users=len(fakes)), social=social)
     labels = pd.Series(np.r_[np.zeros(len(real_users)), np.ones(len(fakes))].astype(np.int8),
@@ -349,6 +360,25 @@ def _generated_rows(inter: Interactions, log: _Log, pushed: np.ndarray, fakes: n
         weight[hit] = log.levels[-1]
     cols = ["user", "item", "action"] + (["timestamp"] if inter.has_timestamps else [])
     return _in_log_columns(inter, rows[cols].assign(weight=weight))
+
+
+def _with_friends(social: pd.DataFrame, real_users: np.ndarray, fakes: np.ndarray,
+                  rng: np.random.Generator) -> pd.DataFrame:
+    """The graph plus, per fake, as many friends as a random real user has, drawn among the real users
+    at random; every edge in both directions, as the graph keeps them."""
+    degree = social["src"].value_counts().reindex(real_users, fill_value=0).to_numpy()
+    k = np.minimum(degree[rng.integers(len(real_users), size=len(fakes))], len(real_users))
+    dst = np.concatenate([rng.choice(real_users, size=n, replace=False) for n in k]) if k.sum() else np.empty(0, object)
+    src = np.repeat(fakes, k)
+    return with_edges(social, src, dst)
+
+
+def with_edges(social: pd.DataFrame, src: np.ndarray, dst: np.ndarray) -> pd.DataFrame:
+    """``social`` (text ids) plus the edges ``src``-``dst`` in both directions, weight 1 where it has weights."""
+    add = pd.DataFrame({"src": np.r_[src, dst], "dst": np.r_[dst, src]}, dtype=object)
+    if "weight" in social.columns:
+        add["weight"] = np.ones(len(add), dtype=social["weight"].dtype)
+    return pd.concat([social, add[social.columns]], ignore_index=True)
 
 
 def _with_targets(rows: pd.DataFrame, targets: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:

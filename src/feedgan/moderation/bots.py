@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..data.schema import DataError
 from ..data.simulate import Simulation
-from .attacks import Injected, _fake_ids, _in_log_columns, _share, _text_ids
+from .attacks import Injected, _fake_ids, _in_log_columns, _share, _text_ids, with_edges
 
 BEHAVIOURS: dict[str, dict] = {
     "promoter": dict(authors=3, hit=0.8, reaction_s=120.0, like=0.9, share=0.3, camouflage=20),
@@ -72,8 +72,7 @@ def add_bots(sim: Simulation, behaviour: str, *, share: float = 0.05, seed: int 
     if social is not None:
         social = social.assign(src=_text_ids(social["src"]), dst=_text_ids(social["dst"]))
         if edges is not None:
-            both = pd.DataFrame({"src": np.r_[edges[0], edges[1]], "dst": np.r_[edges[1], edges[0]]}, dtype=object)
-            social = pd.concat([social, both], ignore_index=True)
+            social = with_edges(social, *edges)
     out = replace(inter.with_frame(frame, attack=f"bots:{behaviour}", fake_users=len(bots)), social=social)
     labels = pd.Series(np.r_[np.zeros(len(real_users)), np.ones(len(bots))].astype(np.int8),
                        index=pd.Index(np.r_[real_users, bots], dtype=object, name="user"), name="fake")
