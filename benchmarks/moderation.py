@@ -1,30 +1,43 @@
-"""Fake-account detection on real rating logs: classic attacks injected, detectors scored honestly.
+"""Fake-account detection on real rating logs and a simulated network: attacks injected, detectors scored honestly.
 
-    PYTHONPATH=src python benchmarks/moderation.py --datasets filmtrust,ml100k,sim --seeds 0,1,2
+    cd benchmarks && PYTHONPATH=../src python moderation.py --datasets filmtrust,ml100k,sim --seeds 0,1,2
 
-For each data set, attack and seed, fake users are injected at 5% of the users with 3% filler
-(:func:`feedgan.moderation.attacks.inject`), and every detector scores every user. The attacks: the
-classic kinds (random, average, bandwagon, segment) with uniform timestamps; the same kinds with real
-users' timelines (``timing="real"``, rows ``<kind> real-timing``); and generator-made fakes
-(``generated vae``, ``generated independent``: a feedgan.synth generator fitted on the log's real
-users). The detectors:
+For each data set, attack and seed, fake users are planted at 5% of the users with 3% filler, and
+every detector scores every user. The attacks (rows):
+
+* the classic kinds (random, average, bandwagon, segment) with uniform timestamps
+  (:func:`feedgan.moderation.attacks.inject`), and the same kinds with real users' timelines
+  (``<kind> real-timing``, on logs with timestamps);
+* generator-made fakes (``generated vae``, ``generated independent``: a feedgan.synth generator fitted
+  on the log's real users);
+* on the simulator, scripted bot accounts (``bots promoter|liker|follower``,
+  :func:`feedgan.moderation.bots.add_bots`).
+
+On a log with a friend graph the injected fakes befriend real users (``friends="real"``), so a zero
+friend count does not give them away. The detectors:
 
 * ``pca-varselect``: unsupervised, no attack size given;
 * ``anomaly``: IsolationForest on the profile features, unsupervised;
-* ``features``: a gradient-boosted classifier on the profile features, trained on the *other* classic
-  kinds with the same timing (leave one attack out: the attack it is scored on was never seen in
-  training); on generated fakes it is trained on all four classic kinds (uniform timing);
+* ``features``: a gradient-boosted classifier on the profile features, trained on the *other* kinds of
+  the row's family (leave one attack out: the attack it is scored on was never seen in training):
+  the other classic kinds with the same timing, the other bot behaviours; on generated fakes the four
+  classic kinds (uniform timing);
 * ``features-gen``: the same classifier trained on generator-made fakes instead: both generators for
-  a classic attack, the *other* generator for a generated one.
+  a classic attack or bots, the *other* generator for a generated one.
 
-The real users are split at random into two halves per seed: the attack scored is injected into one
-half, the supervised detector's training attacks into the other, so it never sees a scored user (real
-or fake) and cannot learn who the real users are.
+The real users are split at random into two halves per seed: the attack scored is planted in one
+half, the supervised detectors' training attacks (seed ``1000 + seed``) in the other, so they never
+see a scored user (real or fake) and cannot learn who the real users are.
 
 Metrics (:func:`feedgan.moderation.detect.detection_metrics`): ROC-AUC, PR-AUC, TPR at 1% FPR and
 precision at a review budget of 5% of the users (a budget a team would set; not the true attack
-size), mean ± std over seeds. Writes ``docs/benchmarks/moderation.json`` and the table between the
-markers of ``docs/moderation.md``. Real data comes from ``../shared/data`` and is skipped when absent.
+size), and, for comparison with published figures, the oracle protocol's precision when exactly the
+true number of fakes is flagged. Two more tables: the classic attacks at held-out sizes (1, 3, 10%)
+and fillers (1, 5%) against detectors trained at 5% / 3%; and the attack's effect on recommendations
+(:func:`feedgan.moderation.effect.attack_effect`: the targets' HR@10 and rank, real users' NDCG@10)
+before and after removing the ``features`` detector's review queue. Mean ± std over seeds. Writes
+``docs/benchmarks/moderation.json`` and the tables between the markers of ``docs/moderation.md``.
+Real data come from ``../shared/data`` (or ``$FEEDGAN_DATA``) and are skipped when absent.
 """
 from __future__ import annotations
 
