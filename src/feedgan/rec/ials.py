@@ -1,0 +1,122 @@
+"""Implicit alternating least squares (iALS), with the recipe of Rendle et al., RecSys 2022.
+
+The loss over user vectors ``w_u`` and item vectors ``h_i`` (both ``factors`` long)::
+
+    sum_{(u,i) observed} (x_ui - w_u.h_i)^2                       # fit the observed entries
+  + unobserved * sum_{all u,i} (w_u.h_i)^2                        # pull every other score towards 0
+  + reg * (sum_u (n_u + unobserved * n_items)^nu |w_u|^2          # frequency-scaled L2 (nu = 1:
+         + sum_i (n_i + unobserved * n_users)^nu |h_i|^2)          #   heavy users/items pay more)
+
+``x_ui`` is the input's weight (1 on a binary log; the stacked weight with ``aux``), ``n_u`` and
+``n_i`` the numbers of observed entries in the row and column. Each half-epoch solves every row
+exactly: ``(E_u^T E_u + unobserved * H^T H + reg_u I) w_u = E_u^T x_u`` with ``E_u`` the vectors
+of the user's items, the shared Gramian ``H^T H`` computed once (the trick that makes the
+all-pairs term cheap). Rows are solved in batches of users of similar length (padded to the
+longest, Cholesky in float32 through PyTorch).
+
+Unseen users fold in by the same solve against the fitted item vectors, so ``fold_in = True``.
+The item vectors start at N(0, init_std^2 / factors), seeded; the user vectors are solved first.
+The paper's guidance: large ``factors`` (128 and up), about 16 epochs, ``unobserved`` and ``reg``
+tuned on validation (both scale with the data; the grid in :mod:`feedgan.eval.bench`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .base import Recommender
+
+BATCH_FLOATS = 1 << 24     # per batch of rows, at most this many floats in the padded gather (B * L * d)
+                           # and in the normal-equation matrices (B * d * d): 64 MB each
+
+
+class IALS(Recommender):
+    """iALS with frequency-scaled regularisation (module docstring). ``fold_in``: solves the user's row."""
+
+    name = "ials"
+
+    def __init__(self, factors: int = 128, reg: float = 0.003, unobserved: float = 0.1, nu: float = 1.0,
+                 epochs: int = 16, init_std: float = 0.1, seed: int = 0):
+        self.factors, self.reg, self.unobserved, self.nu = factors, reg, unobserved, nu
+        self.epochs, self.init_std, self.seed = epochs, init_std, seed
+
+    def _check(self) -> None:
+        for name in ("factors", "epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{self.name}: {name} must be a positive integer, got {v!r} (e.g. {name}=16)")
+        for name in ("reg", "unobserved", "init_std"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"{self.name}: {name} must be a positive number, got {v!r}")
+        if not isinstance(self.nu, (int, float)) or not 0 <= self.nu <= 1:
+            raise ValueError(f"{self.name}: nu must be between 0 (plain L2) and 1 (frequency-scaled), got {self.nu!r}")
+
+    def _fit(self, X, progress=None):
+        self._check()
+        X = sp.csr_matrix(X, dtype=np.float32)
+        XT = X.T.tocsr()                                               # (n_items, n_users)
+        gen = torch.Generator().manual_seed(int(self.seed))
+        d = int(self.factors)
+        H = torch.randn(X.shape[1], d, generator=gen) * (self.init_std / np.sqrt(d))
+        task = None if progress is None else progress.add_task(f"fit {self.name}", total=int(self.epochs))
+        for _ in range(int(self.epochs)):
+            W = self._solve_rows(X, H)                                 # (n_users, d)
+            H = self._solve_rows(XT, W)                                # (n_items, d)
+            if task is not None:
+                progress.advance(task, 1)
+        self.item_factors_ = H.numpy()
+
+    def _solve_rows(self, X: sp.csr_matrix, V: torch.Tensor) -> torch.Tensor:
+        """Each row's exact least-squares vector against the fixed other side ``V`` (n_cols, d)."""
+        n_rows, n_cols = X.shape
+        d = V.shape[1]
+        G = self.unobserved * (V.T @ V)                                # (d, d) the all-pairs term
+        counts = np.diff(X.indptr)
+        lam = torch.from_numpy((self.reg * (counts + self.unobserved * n_cols) ** self.nu).astype(np.float32))
+        out = torch.zeros(n_rows, d)
+        order = np.argsort(counts, kind="stable")
+        eye = torch.eye(d)
+        for rows in _batches(counts[order], d):
+            rows = order[rows]
+            longest = max(1, int(counts[rows[-1]]))
+            E, x = _padded(X, rows, V, longest)                         # (B, L, d), (B, L)
+            A = E.transpose(1, 2) @ E + G + lam[rows, None, None] * eye  # (B, d, d)
+            b = (E * x[:, :, None]).sum(1)                              # (B, d)
+            L, info = torch.linalg.cholesky_ex(A)
+            if int(info.max()):
+                raise ValueError(f"{self.name}: a normal-equation matrix is not positive definite; raise reg")
+            out[torch.from_numpy(rows)] = torch.cholesky_solve(b[:, :, None], L)[:, :, 0]
+        return out
+
+    def _score(self, users, history):
+        H = torch.from_numpy(self.item_factors_)
+        W = self._solve_rows(sp.csr_matrix(history, dtype=np.float32), H)  # (B, d) folded-in user vectors
+        return (W @ H.T).numpy()
+
+
+def _batches(sorted_counts: np.ndarray, d: int):
+    """Slices of rows (sorted by length, ascending) whose padded gather and matrices fit BATCH_FLOATS."""
+    start, n = 0, len(sorted_counts)
+    cap = max(1, BATCH_FLOATS // (d * d))
+    while start < n:
+        # the longest row of a batch is its last; take as many rows as fit at the longest length
+        stop = start + 1
+        while stop < n and stop - start < cap and (stop - start + 1) * max(1, sorted_counts[stop]) * d <= BATCH_FLOATS:
+            stop += 1
+        yield slice(start, stop)
+        start = stop
+
+
+def _padded(X: sp.csr_matrix, rows: np.ndarray, V: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vectors of each row's columns, zero-padded to ``length``: (B, length, d), and their values (B, length)."""
+    starts, ends = X.indptr[rows], X.indptr[rows + 1]
+    n = ends - starts
+    slot = np.arange(length)[None, :]                                  # (1, L)
+    valid = slot < n[:, None]                                          # (B, L)
+    at = np.where(valid, starts[:, None] + slot, 0)
+    cols = torch.from_numpy(X.indices[at].astype(np.int64))
+    vals = torch.from_numpy(np.where(valid, X.data[at], 0.0).astype(np.float32))
+    E = V[cols] * torch.from_numpy(valid)[:, :, None]
+    return E, vals
