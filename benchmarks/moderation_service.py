@@ -131,10 +131,10 @@ def main() -> None:
     fakes = users[users.str.startswith("fake-")].nunique()
     print(f"{args.data}: {users.nunique():,} users ({fakes:,} of them fakes), {len(frame):,} interactions; the "
           f"posted history: {len(history)} rows; warm figures are medians of {args.repeat}\n")
-    print("| detector | users | interactions | cold `GET /moderation/queue` s | warm queue ms | warm score of a stored user ms | score of a posted history ms |")
+    print("| detector | users | interactions | cold queue s | warm queue ms | stored user ms | posted history ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for det, users, version, cold, q, u, h in results:
-        print(f"| {det} | {users:,} | {version:,} | {cold:.2f} | {q * 1e3:.1f} | {u * 1e3:.1f} | {h * 1e3:.0f} |")
+    for det, n_users, version, cold, q, u, h in results:
+        print(f"| {det} | {n_users:,} | {version:,} | {cold:.2f} | {q * 1e3:.1f} | {u * 1e3:.1f} | {h * 1e3:.0f} |")
 
 
 if __name__ == "__main__":

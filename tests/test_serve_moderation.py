@@ -44,7 +44,8 @@ def planted():
 
 def _fill(db, frame: pd.DataFrame) -> None:
     store = Store(db)
-    store.add([Interaction(u, int(i), a, float(t), float(w)) for u, i, a, t, w in frame.itertuples(index=False)])
+    store.add([Interaction(u, int(i), a, None if pd.isna(t) else float(t), float(w))
+               for u, i, a, t, w in frame[COLUMNS].itertuples(index=False)])
     store.close()
 
 
@@ -164,6 +165,29 @@ def test_too_few_users_is_a_409_with_the_fix_and_scoring_needs_the_token(small_t
     assert s.call("POST", "/accounts/score", {"user": "u1"}, token="wrong")[0] == 401
     status, body, _ = s.call("POST", "/accounts/score", {"user": "u1"}, token=TOKEN)
     assert status == 409 and "at least 10" in body["error"], body
+
+
+def test_an_int_id_store_without_timestamps_answers_int_ids(tmp_path):
+    """Imported training rows carry no timestamp: the scorer then goes without the timing features."""
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"user": np.repeat(np.arange(1000, 1012), 5), "item": rng.integers(500, 540, 60),
+                         "action": "like", "timestamp": np.nan, "weight": 1.0})
+    _fill(tmp_path / "feed.db", rows)
+    s = ThreadServer(create_app(tmp_path / "runs", tmp_path / "feed.db"))
+    try:
+        queue = s.call("GET", "/moderation/queue?n=3")[1]["queue"]
+        assert all(isinstance(q["user"], int) for q in queue), queue
+        body = s.call("POST", "/accounts/score", {"user": "1003"})[1]
+        assert body["user"] == 1003 and body["users_scored"] == 12
+        for row in ({"user": 77, "item": 501, "action": "like"}, {"user": 77, "item": 501, "timestamp": 1.7e9}):
+            status, body, _ = s.call("POST", "/accounts/score", {"history": [row]})
+            assert status == 200 and not any("span_days" in r for r in body["reasons"]), body
+        status, body, _ = s.call("POST", "/accounts/score", {"user": "u1"})
+        assert status == 422 and "ASCII digits" in body["error"], body
+        status, body, _ = s.call("POST", "/accounts/score", {"history": [{"user": 7, "item": "p1"}]})
+        assert status == 422 and "history[0].item" in body["error"], body
+    finally:
+        s.stop()
 
 
 def test_requests_are_counted_in_the_metrics(server):

@@ -17,7 +17,8 @@ Errors: 409 when the store holds too few users to compare an account against; 40
 nothing stored; 422 naming the field of a bad history or id. ``POST /accounts/score`` follows the
 service's token rule for POSTs (it needs the token when one is set); the queue is a read.
 """
-
+# no ``from __future__ import annotations``: FastAPI and pydantic read the route and body annotations,
+# which name values local to :func:`router` (``max_n``, the interaction model)
 import threading
 from typing import Annotated, Literal
 
@@ -27,11 +28,12 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from ..data.schema import DataError, Interactions
+from ..moderation.cli import DETECTORS
 from ..moderation.scoring import AccountScorer, TooFewUsersError, UnknownUserError
 from .store import IdTypeError
 
 DEFAULT_QUEUE = 50
-Detector = Literal["anomaly", "pca-varselect"]
+Detector = Literal[DETECTORS]  # "pca-varselect", "anomaly"
 
 
 def _score_body(interaction_model, max_rows: int):
