@@ -67,8 +67,8 @@ class AccountScorer:
         self.scores = scores                                             # (n_users,) index: user
         table = review_queue(scores, self.features)                      # highest first, rank 1..n
         why = [c for c in table.columns if c.startswith("reason_")]
-        self._queue = [{"user": u, "score": float(s), "rank": int(r), "reasons": list(rs)} for u, s, r, rs in
-                       zip(table["user"], table["score"], table["rank"], table[why].itertuples(index=False))]
+        rows = zip(table["user"].tolist(), table["score"], table["rank"], table[why].itertuples(index=False))
+        self._queue = [{"user": u, "score": float(s), "rank": int(r), "reasons": list(rs)} for u, s, r, rs in rows]
         self._rank = {q["user"]: k for k, q in enumerate(self._queue)}
         self._sorted = np.sort(scores.to_numpy(dtype=np.float64))       # for percentiles
 
