@@ -291,14 +291,40 @@ def _checked_features(features: pd.DataFrame) -> np.ndarray:
     return X
 
 
+class AnomalyDetector:
+    """Unsupervised: an IsolationForest (seeded) on the features; higher = more anomalous. Fitted on
+    one population, it scores other users against it (accounts not in the fitted log)."""
+
+    def __init__(self, seed: int = 0, n_estimators: int = 200):
+        self.seed, self.n_estimators = seed, n_estimators
+        self.columns: list[str] | None = None
+        self._forest: IsolationForest | None = None
+
+    def fit(self, features: pd.DataFrame) -> AnomalyDetector:
+        X = _checked_features(features)
+        self._forest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed)
+        with threadpool_limits(ONE_THREAD):
+            self._forest.fit(X)
+        self.columns = list(features.columns)
+        return self
+
+    def score(self, features: pd.DataFrame) -> pd.Series:
+        """The anomaly score of every user of ``features`` (the fitted columns, in any order)."""
+        if self._forest is None:
+            raise DataError("AnomalyDetector.score before fit", fix="call fit(features) first")
+        missing = [c for c in self.columns if c not in features.columns]
+        if missing:
+            raise DataError(f"features lack column {missing[0]!r} the detector was fitted on",
+                            fix="compute the features the same way as for the fitted users")
+        X = _checked_features(features[self.columns])
+        with threadpool_limits(ONE_THREAD):
+            score = -self._forest.score_samples(X)
+        return pd.Series(score, index=features.index, name="anomaly")
+
+
 def anomaly_scores(features: pd.DataFrame, seed: int = 0) -> pd.Series:
     """Unsupervised: IsolationForest (seeded) on the features; higher = more anomalous."""
-    X = _checked_features(features)
-    forest = IsolationForest(n_estimators=200, random_state=seed)
-    with threadpool_limits(ONE_THREAD):
-        forest.fit(X)
-        score = -forest.score_samples(X)
-    return pd.Series(score, index=features.index, name="anomaly")
+    return AnomalyDetector(seed).fit(features).score(features)
 
 
 def _aligned_labels(labels: pd.Series, index: pd.Index, what: str) -> np.ndarray:

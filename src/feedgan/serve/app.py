@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 
 from ..data.schema import ACTIONS, EXPOSURE
 from ..rec.base import FRIENDS, top_n
+from . import moderation
 from .metrics import Metrics
 from .registry import LoadedModel, Registry, UnknownModelError
 from .startup import TrainImport
@@ -527,6 +528,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         svc.startup.check()  # 503 (with Retry-After while starting) until the first start's import is done
 
     needs_store = [Depends(ready)]
+    app.include_router(moderation.router(svc, InteractionIn, MAX_BATCH, MAX_N, needs_store))
 
     @app.get("/health")
     def health(response: Response) -> dict:

@@ -401,6 +401,12 @@ class Store:
             rows = rows[-limit:]
         return [{"item": self.typed(r[0]), "action": r[1], "timestamp": r[2], "weight": r[3], "source": r[4]} for r in rows]
 
+    def rows(self) -> list[tuple]:
+        """Every interaction as ``(user, item, action, timestamp, weight)``, in stored order; ids in
+        their stored text form, a missing timestamp None. One read: a consistent snapshot."""
+        sql = "SELECT user, item, action, timestamp, weight FROM interactions ORDER BY seq"
+        return self._conn().execute(sql).fetchall()
+
     def items_of(self, user: str) -> list[str]:
         """The distinct items the user interacted with."""
         return [r[0] for r in self._conn().execute("SELECT DISTINCT item FROM interactions WHERE user = ?", (user,))]
