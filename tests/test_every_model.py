@@ -21,6 +21,7 @@ SMALL: dict[str, dict] = {
     "rp3beta": dict(k=10, alpha=0.8, beta=0.3),
     "puresvd": dict(factors=8),
     "ease": dict(l2=10.0),
+    "ials": dict(factors=8, reg=0.01, unobserved=0.1, epochs=3, seed=0),
     "ease-seen": dict(l2=10.0, shrink=5.0, ease=0.1),
     "bpr": dict(factors=8, lr=0.01, epochs=5, batch_size=64, seed=3),
     "multvae": dict(hidden=32, latent=8, epochs=5, batch_size=16, seed=3),

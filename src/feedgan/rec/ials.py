@@ -36,7 +36,7 @@ class IALS(Recommender):
 
     name = "ials"
 
-    def __init__(self, factors: int = 128, reg: float = 0.003, unobserved: float = 0.1, nu: float = 1.0,
+    def __init__(self, factors: int = 128, reg: float = 0.01, unobserved: float = 0.1, nu: float = 1.0,
                  epochs: int = 16, init_std: float = 0.1, seed: int = 0):
         self.factors, self.reg, self.unobserved, self.nu = factors, reg, unobserved, nu
         self.epochs, self.init_std, self.seed = epochs, init_std, seed
@@ -113,6 +113,8 @@ def _padded(X: sp.csr_matrix, rows: np.ndarray, V: torch.Tensor, length: int) ->
     """The vectors of each row's columns, zero-padded to ``length``: (B, length, d), and their values (B, length)."""
     starts, ends = X.indptr[rows], X.indptr[rows + 1]
     n = ends - starts
+    if not n.any():                                                    # rows without entries: a zero gather
+        return torch.zeros(len(rows), 1, V.shape[1]), torch.zeros(len(rows), 1)
     slot = np.arange(length)[None, :]                                  # (1, L)
     valid = slot < n[:, None]                                          # (B, L)
     at = np.where(valid, starts[:, None] + slot, 0)
