@@ -38,6 +38,7 @@ EXPECTED = {
     "mrr@1":       [0, 1, nan, 0],
     "hitrate@1":   [0, 1, nan, 0],
     "map@1":       [0, 1, nan, 0],           # u1: precision@1 * 1 / min(2, 1)
+    "map_full@1":  [0, 1 / 2, nan, 0],       # u1: precision@1 * 1 / |R| = 1 / 2
     # k = 2
     "precision@2": [1 / 2, 1 / 2, nan, 1 / 2],
     "recall@2":    [1 / 3, 1 / 2, nan, 1 / 1],
@@ -47,6 +48,7 @@ EXPECTED = {
     "hitrate@2":   [1, 1, nan, 1],
     # u0: precision@2 * hit_2 / min(3, 2) = (1/2) / 2; u1: 1 / min(2, 2); u3: (1/2) / 1
     "map@2":       [1 / 4, 1 / 2, nan, 1 / 2],
+    "map_full@2":  [1 / 6, 1 / 2, nan, 1 / 2],   # u0: (1/2) / |R| = (1/2) / 3
     # k = 3
     "precision@3": [2 / 3, 1 / 3, nan, 1 / 3],
     "recall@3":    [2 / 3, 1 / 2, nan, 1],
@@ -56,6 +58,7 @@ EXPECTED = {
     "hitrate@3":   [1, 1, nan, 1],
     # u0: (precision@2 + precision@3) / min(3, 3) = (1/2 + 2/3) / 3 = 7/18
     "map@3":       [7 / 18, 1 / 2, nan, 1 / 2],
+    "map_full@3":  [7 / 18, 1 / 2, nan, 1 / 2],  # |R| <= 3 for everyone: the same as map@3
 }
 
 
@@ -80,7 +83,7 @@ def test_all_empty_slots_give_zero():
 
 def test_perfect_list():
     out = ranking_metrics(np.array([[4, 2, 0]]), _csr([[0, 2, 4]], 5), ks=[3])
-    for m in ("precision", "recall", "ndcg", "mrr", "hitrate", "map"):
+    for m in ("precision", "recall", "ndcg", "mrr", "hitrate", "map", "map_full"):
         assert out[f"{m}@3"][0] == pytest.approx(1.0), m
 
 

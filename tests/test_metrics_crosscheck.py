@@ -10,9 +10,9 @@ and keeps our order) and their relevant items the qrels (relevance 1). Measure b
 - ``hitrate@k``   = ``success_k``.
 - ``mrr@k``       = ``recip_rank`` of the run cut to its first k items (trec_eval's reciprocal
   rank has no cut-off of its own).
-- ``map@k`` differs by definition: trec_eval's ``map_cut_k`` divides the summed precisions by
-  |R|, ours by min(|R|, k) (so a perfect list scores 1 even when |R| > k). The two agree after
-  rescaling by |R| / min(|R|, k).
+- ``map_full@k`` = ``map_cut_k``: the summed precisions over |R|. ``map@k`` divides by min(|R|, k)
+  instead (so a perfect list scores 1 even when |R| > k); the two agree after rescaling by
+  |R| / min(|R|, k).
 - Users without relevant items are NaN here (skipped in averages); trec_eval evaluates only
   queries that have qrels. An empty list (every slot -1) scores 0 in both; trec_eval gets one
   unjudged placeholder item, which cannot change any measure.
@@ -85,12 +85,14 @@ def test_ranking_metrics_agree_with_trec_eval(seed):
             assert ours[f"mrr@{k}"][u] == pytest.approx(cut_runs[k][f"u{u}"]["recip_rank"], abs=1e-12), (u, k)
             rescale = n_rel[u] / min(n_rel[u], k)
             assert ours[f"map@{k}"][u] == pytest.approx(t[f"map_cut_{k}"] * rescale, abs=1e-12), (u, k)
+            assert ours[f"map_full@{k}"][u] == pytest.approx(t[f"map_cut_{k}"], abs=1e-12), (u, k)
 
 
 def test_map_differs_from_trec_eval_when_more_items_are_relevant_than_the_cut():
     # one user, 4 relevant items, a perfect list of 2: ours (1 + 1) / min(4, 2) = 1, trec_eval (1 + 1) / 4
     top, rel = np.array([[0, 1]]), [np.array([0, 1, 2, 3])]
     assert ranking_metrics(top, _csr(rel, 5), [2])["map@2"][0] == 1.0
+    assert ranking_metrics(top, _csr(rel, 5), [2])["map_full@2"][0] == pytest.approx(0.5)
     assert trec_eval(top, rel)["u0"]["map_cut_3"] == pytest.approx(0.5)  # cut 3 > 2 items: still 2 / 4
 
 

@@ -9,7 +9,10 @@ the item at rank r is in R):
 - ``ndcg@k      = sum_r hit_r / log2(r + 1) / IDCG``,  IDCG over ``min(|R|, k)`` hits
 - ``mrr@k       = 1 / rank of the first hit`` (0 without a hit)
 - ``hitrate@k   = 1 if any hit``
-- ``map@k       = sum_r precision@r * hit_r / min(|R|, k)``
+- ``map@k       = sum_r precision@r * hit_r / min(|R|, k)``   (implicit's and RecBole's convention:
+  a perfect list scores 1 even when |R| > k)
+- ``map_full@k  = sum_r precision@r * hit_r / |R|``          (trec_eval's ``map_cut_k`` and ranx's
+  ``map@k``: a list of k items cannot reach 1 when |R| > k)
 
 A user without relevant items has no value (NaN): averages skip such users.
 """
@@ -20,7 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 import scipy.sparse as sp
 
-METRICS = ("precision", "recall", "ndcg", "mrr", "hitrate", "map")
+METRICS = ("precision", "recall", "ndcg", "mrr", "hitrate", "map", "map_full")
 
 
 def ranking_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: Iterable[int]) -> dict[str, np.ndarray]:
@@ -61,6 +64,7 @@ def ranking_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: Iterable[int])
             "mrr": 1.0 / first,
             "hitrate": (n_hit > 0).astype(np.float64),
             "map": (cum_hits[:, :k] / ranks[:k] * h).sum(1) / np.maximum(np.minimum(n_rel, k), 1.0),
+            "map_full": (cum_hits[:, :k] / ranks[:k] * h).sum(1) / safe,
         }
         for m, v in vals.items():
             out[f"{m}@{k}"] = np.where(has, v, np.nan)
