@@ -57,7 +57,7 @@ BENCHES = {
     "gowalla": Bench("lightgcn-gowalla", "lightgcn", "predefined",
                      "Gowalla, LightGCN/NGCF train/test; validation cut from train"),
 }
-DEFAULT_MODELS = "most-popular,itemknn,rp3beta,ease,puresvd,bpr,multvae"
+DEFAULT_MODELS = "most-popular,itemknn,rp3beta,ease,puresvd,ials,bpr,multvae"
 # Gowalla (41k items) is too large for the full grids on 2 cores (one EASE fit takes minutes), so
 # its grids are smaller, centred on the regions other public tunings of this data found good; the
 # iterative models choose their epoch count on validation (eval_every / patience) within a cap.

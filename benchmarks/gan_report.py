@@ -16,7 +16,7 @@ from feedgan.io import atomic_open
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks"
-BASELINES = ["most-popular", "itemknn", "rp3beta", "ease", "puresvd", "bpr", "multvae"]
+BASELINES = ["most-popular", "itemknn", "rp3beta", "ease", "puresvd", "ials", "bpr", "multvae"]
 GANS = {"cfgan": "CFGAN (tuned)", "cfgan-ae": "CFGAN without D (autoencoder ablation)",
         "cfgan-noise": "CFGAN with input noise", "easegan": "EASE-GAN", "easegan-noD": "EASE-GAN without D"}
 DATASETS = ["ml100k-cfgan", "ciao-cfgan", "ml1m", "lastfm", "gowalla"]

@@ -35,7 +35,7 @@ LEADERBOARD_METRICS = ["precision@10", "recall@20", "ndcg@20", "mrr@20", "covera
 
 # In the order they are run: the baselines and the GAN first, so a tight budget cuts the slow
 # neural baselines at the end (each model gets an equal share of what is left when it starts)
-DEMO_MODELS = ["most-popular", "itemknn", "rp3beta", "ease", "easegan", "puresvd", "multvae", "bpr"]
+DEMO_MODELS = ["most-popular", "itemknn", "rp3beta", "ease", "easegan", "puresvd", "ials", "multvae", "bpr"]
 # Models the demo leaves out by default, and why (``--models`` puts them back with their full schedule)
 LEFT_OUT = {
     # measured on the demo's data (authors' ML-100K setting): validation NDCG@20 0.001 after 20 epochs,
@@ -49,7 +49,10 @@ ADVERSARIAL_BASE = {"easegan": "ease"}
 # A short EASE-GAN schedule (the benchmarks use the full one). Every iterative model chooses its
 # epoch on validation here, which also lets a tight budget stop its training early (TimeLimit).
 DEMO_FIXED = {"easegan": dict(epochs=6, eval_every=2, patience=2, batch_size=256),
-              "bpr": dict(eval_every=2, patience=4), "multvae": dict(eval_every=2, patience=4)}
+              "bpr": dict(eval_every=2, patience=4), "multvae": dict(eval_every=2, patience=4),
+              "ials": dict(epochs=8)}
+# grids narrowed for the demo's small data and budget (the full ones are in feedgan.eval.bench)
+DEMO_GRIDS = {"ials": {"factors": [32, 64], "reg": [0.003, 0.01, 0.03], "unobserved": [0.1, 0.3]}}
 LEADERBOARD_SHARE = 0.6   # of the budget left after simulating (less the reserve); the two parts after it the rest
 PER_ACTION_SHARE = 0.45   # of what the leaderboard leaves; the synthetic-users part gets the rest
 REPORT_RESERVE = 0.06     # of the budget, kept for the examples, saved models and the report at the end
@@ -81,8 +84,8 @@ def run_demo(cfg: DemoConfig, progress: bool | None = None, spent_s: float = 0.0
     unknown = sorted(set(cfg.models) - set(available))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; available: {sorted(available)}")
-    specs = [replace(available[name], fixed={**available[name].fixed, **DEMO_FIXED.get(name, {})})
-             for name in cfg.models]
+    specs = [replace(available[name], grid=DEMO_GRIDS.get(name, available[name].grid),
+                     fixed={**available[name].fixed, **DEMO_FIXED.get(name, {})}) for name in cfg.models]
     run = new_run_dir(cfg.runs_dir, "demo")
     sim_cfg = SimulationConfig(n_users=cfg.users, n_items=cfg.items, seed=cfg.seed)
     console.print(f"[bold]feedgan demo[/] -> {run}")
