@@ -53,11 +53,12 @@ def rating_range(inter: Interactions) -> tuple[float, float] | None:
     return None if lo == hi else (lo, hi)
 
 
-def profile_rows(inter: Interactions, users: pd.Index, items: pd.Index,
+def profile_rows(frame: pd.DataFrame, users: pd.Index, items: pd.Index,
                  scale: tuple[float, float] | None) -> np.ndarray:
     """(len(users), len(items)) float32 profile rows (module docstring) of ``users`` over ``items``
-    (raw ids); rows on other items are ignored, a user without rows is all 0."""
-    acted = inter.frame[inter.frame["action"] != EXPOSURE]
+    (raw ids) from a log's rows (impressions skipped); rows on other items or users are ignored, a
+    user without rows is all 0. ``scale``: the (lowest, highest) rating, None on an implicit log."""
+    acted = frame[frame["action"] != EXPOSURE]
     u = users.get_indexer(acted["user"])
     i = items.get_indexer(acted["item"])
     keep = (u >= 0) & (i >= 0)
@@ -173,7 +174,7 @@ class DiscriminatorDetector:
     # -- inputs ----------------------------------------------------------------------------------------------
     def _inputs(self, inter: Interactions, users: pd.Index, feats: pd.DataFrame | None) -> np.ndarray:
         """(n_users, n_items + n_features) float32 network inputs of ``users``."""
-        X = profile_rows(inter, users, self.items_, self.scale_)
+        X = profile_rows(inter.frame, users, self.items_, self.scale_)
         if not self.features:
             return X
         F_ = _checked_features(feats.reindex(users))
