@@ -32,7 +32,13 @@ import torch
 from moderation import halves, load
 
 from feedgan.moderation.attacks import ATTACKS, inject
-from feedgan.moderation.detect import FeatureDetector, anomaly_scores, detection_metrics, pca_varselect, profile_features
+from feedgan.moderation.detect import (
+    FeatureDetector,
+    anomaly_scores,
+    detection_metrics,
+    pca_varselect,
+    profile_features,
+)
 from feedgan.moderation.discriminator import DiscriminatorDetector
 
 SIZE, FILLER = 0.05, 0.03

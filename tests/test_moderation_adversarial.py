@@ -105,11 +105,11 @@ def test_refined_fakes_fool_a_fresh_discriminator_more_than_templates(log):
 
 def test_template_attack_keeps_the_template_ratings(log):
     res = inject(log, "adversarial", size=0.05, filler=0.075, seed=3, generator_params=TEMPLATE)
-    rating = {(str(u), i): w for u, i, w in log.frame[["user", "item", "weight"]].itertuples(index=False)}
+    rated = {str(u): dict(zip(g["item"], g["weight"])) for u, g in log.frame.groupby("user")}
     for user, g in fake_frame(res).groupby("user"):
         g = g[~g["item"].isin(res.targets)]
-        matches = [u for u in {k[0] for k in rating} if all(rating.get((u, i)) == w for i, w in zip(g["item"], g["weight"]))]
-        assert matches, f"{user}'s filler is no real user's ratings"
+        copied = [u for u, r in rated.items() if all(r.get(i) == w for i, w in zip(g["item"], g["weight"]))]
+        assert copied, f"{user}'s filler is no real user's ratings"
 
 
 def test_implicit_log():

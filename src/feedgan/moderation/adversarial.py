@@ -3,22 +3,23 @@ Lin et al. 2020), for ``inject(log, "adversarial", ...)``.
 
 Every fake starts from a *template*: a real user drawn at random among those with at least
 ``room * L`` items besides the targets (``L = round(filler * items)``, the classic kinds' filler
-count; ``room`` 2 by default, so G has items to choose from; ``L`` when fewer than 5 users have that
-many). A
-generator ``G`` reads the template's profile row and proposes which ``L`` of the template's items
-the fake keeps and how it rates them; the targets are then added at the top rating, a push ``G``
-never changes. Training is a game on the shared engine :class:`feedgan.gan.GANTrainer`::
+count; ``room`` is 2 by default, so G has items to choose from; ``L`` when fewer than 5 users have
+that many). A generator ``G`` reads the template's profile row and proposes which ``L`` of the
+template's items the fake keeps and how it rates them; the targets are then added at the top
+rating, a push ``G`` never changes. Training is a game on the shared engine
+:class:`feedgan.gan.GANTrainer`::
 
-    template t  (n_items,)   the profile row of feedgan.moderation.discriminator.profile_rows
+    template t  (n_items,)   the profile row of feedgan.moderation.discriminator.profile_rows,
+                             target columns zeroed (a template's own rating of a target is not copied)
     G(t) -> selection logits s (n_items,), rating shifts d (n_items,)  (last layer zero: s = d = 0)
-    keep  = the L items of t with the largest s + Gumbel noise  (hard top-L forward; the gradient
-            of softmax((s + noise) / tau) * L backward, a straight-through estimate)
-    rating = sigmoid(logit(u_t) + d)  with u_t the template's rating scaled to [0, 1] (rating logs)
-    fake  = keep * (0.5 + 0.5 * snap(rating))   on rating logs (snap: the nearest rating level,
-            straight through); keep alone on implicit ones
-    D(row) -> real or fake   on rows with the target columns zeroed: D judges what G can change
+    keep   = the L items of t with the largest s + Gumbel noise  (hard top-L forward; the gradient
+             of softmax((s + noise) / tau) * L backward, a straight-through estimate)
+    rating = clip(u_t + max_shift * tanh(d), 0, 1)  with u_t the template's rating scaled to [0, 1]
+    D reads [keep, keep * (2 * snap(rating) - 1)]  on rating logs (presence, and the rating centred
+             on the scale's middle, snapped to the log's levels straight through); keep alone on
+             implicit logs. Its real rows are read the same way; the targets are in neither.
     G loss = adv_weight * nonsaturating(D(fake))
-             + recon_weight * (mean (rating - u_t)^2 + mean s^2 over the template's items)
+             + recon_weight * (mean (rating - u_t)^2 + mean s^2, over the template's items)
 
 The reconstruction term keeps each fake near its template (its ratings, and a selection close to a
 uniform pick of the template's items); the adversarial term moves it towards what real users look
@@ -46,7 +47,6 @@ from .discriminator import profile_rows
 
 MIN_TEMPLATES = 5       # fewer real users with L items than this: the attack refuses
 REAL_POOL_SHARE = 0.25  # D's real samples: this share of the real users, the nearest in length to L
-EPS = 1e-3              # ratings scaled to [EPS, 1 - EPS] before the logit
 
 
 @dataclass
@@ -86,7 +86,8 @@ class AdversarialParams:
 
 def adversarial_params(params: dict | None) -> AdversarialParams:
     if params is not None and not isinstance(params, dict):
-        raise DataError(f"generator_params {params!r} is not a mapping", fix="pass e.g. generator_params={'epochs': 30}")
+        raise DataError(f"generator_params {params!r} is not a mapping",
+                        fix="pass e.g. generator_params={'epochs': 30}")
     try:
         return AdversarialParams(**check_params(AdversarialParams, params or {}, owner="adversarial"))
     except ParamError as err:
@@ -134,7 +135,8 @@ class _Game(GANTask):
     def real_batch(self, n, generator):
         r = torch.randint(len(self.real), (n,), generator=generator)
         t = torch.randint(len(self.templates), (n,), generator=generator)
-        return {"real": self.real[r], "template": self.templates[t], "noise": _gumbel((n, self.templates.shape[1]), generator)}
+        noise = _gumbel((n, self.templates.shape[1]), generator)        # (n, n_items) for the top-L pick
+        return {"real": self.real[r], "template": self.templates[t], "noise": noise}
 
     def fake(self, G, batch, generator):
         template = batch["template"]                                     # (B, n_items)
@@ -153,8 +155,8 @@ class _Game(GANTask):
 
 
 def _unit(rows: torch.Tensor) -> torch.Tensor:
-    """Profile-row values 0.5..1 -> ratings scaled to [EPS, 1 - EPS] (absent entries give EPS)."""
-    return ((rows - 0.5) * 2).clamp(EPS, 1 - EPS)
+    """Profile-row values 0.5..1 -> ratings scaled to [0, 1] (absent entries give 0)."""
+    return ((rows - 0.5) * 2).clamp(0.0, 1.0)
 
 
 def d_view(rows: torch.Tensor, rated: bool) -> torch.Tensor:
@@ -168,7 +170,7 @@ def d_view(rows: torch.Tensor, rated: bool) -> torch.Tensor:
 
 
 def refine(template: torch.Tensor, logits: torch.Tensor, shift: torch.Tensor, noise: torch.Tensor, k: int,
-           levels: torch.Tensor | None, tau: float, max_shift: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           levels: torch.Tensor | None, tau: float, max_shift: float) -> tuple[torch.Tensor, ...]:
     """(D's view of the fakes, kept items (B, n_items), ratings in [0, 1] (B, n_items)): ``k`` of
     each template's items (hard top-k forward, soft backward), the template's ratings moved by at
     most ``max_shift``. ``levels``: the log's rating levels scaled to [0, 1] (None on an implicit
@@ -231,14 +233,15 @@ def adversarial_profiles(acted: pd.DataFrame, items: np.ndarray, levels: np.ndar
 
 def _train(real: torch.Tensor, templates: torch.Tensor, k: int, levels: torch.Tensor | None, p: AdversarialParams,
            seed: int) -> Refiner:
-    """``real``: D's view of its real rows; ``templates``: the template profile rows. G after ``p.epochs`` epochs of the game (its zero start when epochs = 0), in eval mode."""
+    """G after ``p.epochs`` epochs of the game (its zero start when epochs = 0), in eval mode.
+    ``real``: D's view of its real rows; ``templates``: the template profile rows."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         G, D = Refiner(templates.shape[1], p.hidden), BatchD(real.shape[1], p.d_hidden)
     if p.epochs > 0:
         task = _Game(real, templates, k, levels, p)
         cfg = GANConfig(loss="nonsaturating", lr_g=p.lr, lr_d=p.lr, batch_size=p.batch_size, epochs=p.epochs,
-                        adv_weight=p.adv_weight, r1_gamma=p.r1_gamma, tick_every=task.steps_per_epoch, checkpoint_every=None,
-                        seed=int(seed), device="cpu")
+                        adv_weight=p.adv_weight, r1_gamma=p.r1_gamma, tick_every=task.steps_per_epoch,
+                        checkpoint_every=None, seed=int(seed), device="cpu")
         GANTrainer(G, D, task, cfg).fit()
     return G.cpu().eval()
