@@ -21,6 +21,13 @@ draws from real users (``filler`` is not used). Each fake then gets the targets 
 action, at one of its own event times. On rating data every generated row is rated N(item mean,
 item std) like ``average`` filler, and the target rows the maximum.
 
+``kind="adversarial"`` starts each fake from a real *template* user's items and ratings and lets a
+generator trained against a discriminator choose which ``filler`` share of the template's items it
+keeps and how it rates them (:mod:`feedgan.moderation.adversarial`; ``generator_params`` override
+:class:`~feedgan.moderation.adversarial.AdversarialParams`, ``{"epochs": 0}`` gives the unrefined
+template attack); the targets are added at the maximum, and rows, action and timing are as for the
+classic kinds.
+
 The statistics (popularity = distinct users per item, item means and spreads, the rating range) come
 from the log's interaction rows; exposure rows (``impression``) are never a rating. Fake rows carry
 the log's most frequent action and part ``train`` (when it has parts). Timestamps (when the log has
@@ -52,7 +59,8 @@ from feedgan.synth.profiles import Profiles
 
 ATTACKS = ("random", "average", "bandwagon", "segment")
 GENERATED = "generated"
-KINDS = ATTACKS + (GENERATED,)
+ADVERSARIAL = "adversarial"
+KINDS = ATTACKS + (GENERATED, ADVERSARIAL)
 TIMINGS = ("uniform", "real")
 FRIENDS = ("none", "real")
 # small, fast settings (seconds on ML-100K); ``generator_params`` overrides them
@@ -242,7 +250,14 @@ def inject(inter: Interactions, kind: str, *, size: float = 0.05, filler: float 
     if kind == GENERATED:
         rows = _generated_rows(inter, log, pushed, fakes, generator, generator_params, seed, rng)
     else:
-        items, ratings = _profiles(log, kind, pushed, _count(filler, len(log.items)), len(fakes), rng)
+        n_filler = _count(filler, len(log.items))
+        if kind == ADVERSARIAL:
+            from .adversarial import adversarial_profiles  # torch: imported only for this attack
+
+            items, ratings = adversarial_profiles(acted, log.items, log.levels, pushed, n_filler, len(fakes),
+                                                  generator_params, seed, rng)
+        else:
+            items, ratings = _profiles(log, kind, pushed, n_filler, len(fakes), rng)
         rows = _fake_rows(inter, fakes, log.items[items], ratings, acted, timing, rng)
 
     social = inter.social
