@@ -1,6 +1,6 @@
 """Fake-account detection on real rating logs and a simulated network: attacks injected, detectors scored honestly.
 
-    cd benchmarks && PYTHONPATH=../src python moderation.py --datasets filmtrust,ml100k,sim --seeds 0,1,2
+    cd benchmarks && PYTHONPATH=../src python moderation.py --datasets filmtrust,ml100k,ciao,sim --seeds 0,1,2
 
 For each data set, attack and seed, fake users are planted at 5% of the users with 3% filler, and
 every detector scores every user. The attacks (rows):
@@ -56,24 +56,30 @@ from markers import write_section
 from feedgan.data.readers import read
 from feedgan.data.simulate import SimulationConfig, simulate
 from feedgan.io import atomic_open
-from feedgan.moderation.attacks import ATTACKS, GENERATED, inject
+from feedgan.moderation.attacks import ADVERSARIAL, ATTACKS, GENERATED, inject
 from feedgan.moderation.bots import BEHAVIOURS, add_bots
 from feedgan.moderation.effect import attack_effect
 from feedgan.moderation.detect import (FeatureDetector, anomaly_scores, detection_metrics, pca_varselect,
                                        profile_features)
+from feedgan.moderation.discriminator import DiscriminatorDetector
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "moderation.md"
 SECTIONS = {part: (f"<!-- moderation-{part}:begin -->", f"<!-- moderation-{part}:end -->")
             for part in ("benchmark", "sizes", "effect")}
-DATASETS = {"filmtrust": ("filmtrust", "filmtrust"), "ml100k": ("movielens-100k", "movielens")}
+DATASETS = {"filmtrust": ("filmtrust", "filmtrust"), "ml100k": ("movielens-100k", "movielens"),
+            "ciao": ("cfgan-original-splits/Ciao", "cfgan")}   # Ciao's 1-5 ratings, the CFGAN authors' file
 METRICS = ("roc_auc", "pr_auc", "tpr_at_1pct_fpr", "precision_at_budget", "precision_at_oracle")
 GENERATORS = ("vae", "independent")
-DETECTORS = ("pca-varselect", "anomaly", "features", "features-gen")
+DETECTORS = ("pca-varselect", "anomaly", "features", "discriminator", "features-gen")
+TEMPLATE = {"epochs": 0}     # the adversarial attack's fakes before the generator refines them
 # row name -> (the attack injected: inject() keywords or {"bots": behaviour}, its family)
 ATTACK_ROWS = {**{k: ({"kind": k}, "classic") for k in ATTACKS},
                **{f"{k} real-timing": ({"kind": k, "timing": "real"}, "classic") for k in ATTACKS},
                **{f"generated {g}": ({"kind": GENERATED, "generator": g}, "generated") for g in GENERATORS},
+               **{f"{name}{t}": ({"kind": ADVERSARIAL, **({"generator_params": TEMPLATE} if name == "template" else {}),
+                                  **({"timing": "real"} if t else {})}, "adversarial")
+                  for name in ("adversarial", "template") for t in ("", " real-timing")},
                **{f"bots {b}": ({"bots": b}, "bots") for b in BEHAVIOURS}}
 # held-out sizes and fillers of the classic attacks; the detectors are trained at the default 5% / 3%
 GRID = [(s, 0.03) for s in (0.01, 0.03, 0.05, 0.10)] + [(0.05, f) for f in (0.01, 0.05)]
@@ -104,9 +110,14 @@ def load(name: str) -> Data | None:
 
 
 def rows_for(data: Data) -> dict:
-    """The attack rows that apply: real timing needs timestamps, bot accounts a simulation."""
-    return {row: a for row, a in ATTACK_ROWS.items()
-            if (data.timed or a[0].get("timing") != "real") and (data.sim is not None or a[1] != "bots")}
+    """The attack rows that apply: real timing needs timestamps, bot accounts a simulation; on a log with
+    timestamps the adversarial attack is scored with real timelines only (uniform ones would give it away)."""
+    def applies(spec: dict, family: str) -> bool:
+        real = spec.get("timing") == "real"
+        if family == "adversarial":
+            return real == data.timed
+        return (data.timed or not real) and (data.sim is not None or family != "bots")
+    return {row: a for row, a in ATTACK_ROWS.items() if applies(*a)}
 
 
 def attack(data: Data, log, spec: dict, size: float, filler: float, seed: int):
@@ -119,12 +130,15 @@ def attack(data: Data, log, spec: dict, size: float, filler: float, seed: int):
 
 def training_attacks(spec: dict, family: str) -> dict[str, list[dict]]:
     """Per supervised detector, the attacks it is trained on when scored on ``spec`` (never ``spec`` itself):
-    ``features`` the other kinds of the family (classic: same timing; generated: the four classic kinds);
+    ``features`` (and ``discriminator``) the other kinds of the family (classic: same timing; generated: the
+    four classic kinds; adversarial: the four classic kinds with its timing);
     ``features-gen`` the generators' fakes (the other generator when ``spec`` is generated)."""
     if family == "bots":
         own = [{"bots": b} for b in BEHAVIOURS if b != spec["bots"]]
     elif family == "generated":
         own = [{"kind": k, "timing": "uniform"} for k in ATTACKS]
+    elif family == "adversarial":
+        own = [{"kind": k, "timing": spec.get("timing", "uniform")} for k in ATTACKS]
     else:
         own = [{"kind": k, "timing": spec.get("timing", "uniform")} for k in ATTACKS if k != spec["kind"]]
     generated = [{"kind": GENERATED, "generator": g} for g in GENERATORS if g != spec.get("generator")]
@@ -132,30 +146,64 @@ def training_attacks(spec: dict, family: str) -> dict[str, list[dict]]:
 
 
 class Trainer:
-    """Supervised detectors fitted on attacks planted in the training half, the training sets cached."""
+    """Supervised detectors fitted on attacks planted in the training half, the planted logs cached."""
 
     def __init__(self, data: Data, seen, seed: int):
         self.data, self.seen, self.seed, self.cache = data, seen, seed, {}
 
-    def features(self, spec: dict):
-        key = tuple(sorted(spec.items()))
+    def planted(self, spec: dict):
+        key = tuple(sorted((k, str(v)) for k, v in spec.items()))
         if key not in self.cache:
             t = attack(self.data, self.seen, spec, 0.05, 0.03, 1000 + self.seed)
             f = profile_features(t.interactions)
-            self.cache[key] = (f, t.labels.loc[f.index])
+            self.cache[key] = (t, f, t.labels.loc[f.index])
         return self.cache[key]
 
-    def detector(self, specs: list[dict]) -> FeatureDetector:
-        train = [self.features(s) for s in specs]
+    def features(self, specs: list[dict]) -> FeatureDetector:
+        """Gradient-boosted trees on the profile features of every planted log (real users once per log)."""
+        train = [self.planted(s)[1:] for s in specs]
         return FeatureDetector().fit(pd.concat([f for f, _ in train], ignore_index=True),
                                      pd.concat([y for _, y in train], ignore_index=True))
+
+    def discriminator(self, specs: list[dict]) -> DiscriminatorDetector:
+        """The MLP discriminator on one log: the training half's real users once, every planted log's fakes."""
+        log, labels = combined([self.planted(s)[0] for s in specs])
+        return DiscriminatorDetector(seed=self.seed).fit(log, labels)
+
+
+def combined(injected: list):
+    """One log of the real users (once) and the fakes of every attack, renamed ``a<j>-<id>`` to stay apart
+    (in the social graph too); and its labels."""
+    first = injected[0]
+    frame, labels = first.interactions.frame, first.labels
+    parts, marks, social = [frame[frame["user"].map(labels).to_numpy() == 0]], [labels[labels == 0]], None
+    if first.interactions.social is not None:
+        s0 = first.interactions.social
+        fake0 = set(labels.index[labels == 1])
+        social = [s0[~s0["src"].isin(fake0) & ~s0["dst"].isin(fake0)]]
+    for j, inj in enumerate(injected):
+        fakes = inj.labels.index[inj.labels == 1]
+        rename = dict(zip(fakes, f"a{j}-" + fakes.astype(str)))
+        f = inj.interactions.frame
+        parts.append(f[f["user"].isin(fakes)].assign(user=lambda x: x["user"].map(rename)))
+        marks.append(pd.Series(1, index=pd.Index(list(rename.values()), dtype=object), dtype=np.int8))
+        if social is not None:
+            s = inj.interactions.social
+            s = s[s["src"].isin(fakes) | s["dst"].isin(fakes)]
+            social.append(s.assign(src=s["src"].map(lambda u: rename.get(u, u)),
+                                   dst=s["dst"].map(lambda u: rename.get(u, u))))
+    log = first.interactions.with_frame(pd.concat(parts, ignore_index=True))
+    if social is not None:
+        log = replace(log, social=pd.concat(social, ignore_index=True))
+    return log, pd.concat(marks).rename_axis("user")
 
 
 def scores_of(test, feats, trainer: Trainer, specs: dict[str, list[dict]], seed: int) -> dict:
     out = {"pca-varselect": pca_varselect(test.interactions).reindex(feats.index),
-           "anomaly": anomaly_scores(feats, seed=seed)}
-    for d, train in specs.items():
-        out[d] = trainer.detector(train).score(feats)
+           "anomaly": anomaly_scores(feats, seed=seed),
+           "features": trainer.features(specs["features"]).score(feats),
+           "discriminator": trainer.discriminator(specs["features"]).score(test.interactions).loc[feats.index],
+           "features-gen": trainer.features(specs["features-gen"]).score(feats)}
     return out
 
 
@@ -204,7 +252,7 @@ def run(data: Data, seeds: list[int], size: float, filler: float) -> dict:
                 feats = profile_features(test.interactions)
                 labels = test.labels.loc[feats.index]
                 scores = {"pca-varselect": pca_varselect(test.interactions).reindex(feats.index),
-                          "features": trainer.detector(specs["features"]).score(feats)}
+                          "features": trainer.features(specs["features"]).score(feats)}
                 for d, sc in scores.items():
                     m = detection_metrics(sc.loc[labels.index], labels, review_budget=budget)
                     for key in grid[f"{kind} {s:.0%}/{f:.0%}"][d]:
@@ -288,7 +336,7 @@ def write_docs(results: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="filmtrust,ml100k,sim")
+    ap.add_argument("--datasets", default="filmtrust,ml100k,ciao,sim")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--size", type=float, default=0.05)
     ap.add_argument("--filler", type=float, default=0.03)

@@ -77,7 +77,8 @@ def measure(scores: dict[str, pd.Series], labels: pd.Series, out: dict) -> None:
 
 
 def run(name: str, seeds: list[int]) -> dict:
-    inter = load(name)
+    data = load(name)
+    inter = None if data is None else data.inter
     if inter is None:
         return {}
     rows: dict[str, dict] = {}
