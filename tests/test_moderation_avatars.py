@@ -189,6 +189,7 @@ def test_cli_trains_reports_per_generator_and_scores_a_folder(folders, tmp_path)
     by_name = dict(zip(uploads.names, det.score(uploads.images)))
     np.testing.assert_allclose(scores["score"], [by_name[n] for n in scores["image"]])
     assert det.threshold == report["threshold"]
+    assert report["validation"]["n_real"] == report["validation"]["n_fake"] == 12
 
 
 def test_cli_names_the_empty_folder_and_the_unreadable_file(folders, tmp_path):

@@ -101,7 +101,7 @@ def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
             out[i] = jpeg(images[i:i + 1], int(rng.integers(AUG_QUALITIES[0], AUG_QUALITIES[1] + 1)))[0]
         else:
-            out[i] = resize_roundtrip(images[i:i + 1], max(2, int(round(side * rng.uniform(0.5, 0.9)))))[0]
+            out[i] = resize_roundtrip(images[i:i + 1], max(2, round(side * rng.uniform(0.5, 0.9))))[0]
     return out
 
 
@@ -320,8 +320,8 @@ def split(n: int, seed: int, shares: tuple[float, float] = (0.6, 0.2)) -> tuple[
     """Indices of ``n`` images shuffled (``seed``) into train, validation and test parts, in that order;
     ``shares``: the train and validation parts' shares (the test part has the rest, at least one each)."""
     order = np.random.default_rng(seed).permutation(n)
-    n_train = max(1, int(round(shares[0] * n)))
-    n_val = max(1, int(round(shares[1] * n)))
+    n_train = max(1, round(shares[0] * n))
+    n_val = max(1, round(shares[1] * n))
     n_train = min(n_train, n - n_val - 1)
     return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
 

@@ -263,7 +263,7 @@ def avatars_cmd(
     per generator and per JPEG quality / resize, at a threshold set on validation real pictures."""
     from ..io import write_json
     from ..progress import progress_bar
-    from .avatars import MIN_IMAGES, AvatarDetector, evaluate, split
+    from .avatars import MIN_IMAGES, AvatarDetector, avatar_metrics, evaluate, split
 
     t0 = time.perf_counter()
     det = AvatarDetector(detector, seed=seed, epochs=epochs, augment=augment)  # checks the options first
@@ -278,6 +278,7 @@ def avatars_cmd(
         det.calibrate(reals.images[r_val])
         tests = {fake.stem: fakes.images[f_te], **others}
         metrics = evaluate(det, reals.images[r_te], tests, progress=prog)
+        validation = avatar_metrics(det.score(reals.images[r_val]), det.score(fakes.images[f_val]), det.threshold)
         scores = det.score(to_score.images) if to_score is not None else None
     folder = _out_folder(out, runs_dir)   # only now: a failed run leaves no folder
     det.save(folder / "detector.safetensors")
@@ -288,7 +289,7 @@ def avatars_cmd(
               "trained_on": {"real": len(r_tr), "generated": len(f_tr), "generator": fake.stem},
               "test": {"real": len(r_te), **{k: len(v) for k, v in tests.items()}},
               "sources": {"real": str(real), "fake": str(fake), "heldout": [str(p) for p in heldout]},
-              "metrics": metrics, "seconds": round(time.perf_counter() - t0, 3)}
+              "validation": validation, "metrics": metrics, "seconds": round(time.perf_counter() - t0, 3)}
     write_json(folder / "report.json", report)
     written = "report.json, detector.safetensors" + (", scores.csv" if scores is not None else "")
     console.print(f"wrote {written} to {folder} in {report['seconds']:.1f}s")
