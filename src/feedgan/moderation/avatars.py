@@ -120,7 +120,7 @@ def spectrum_features(images: np.ndarray) -> np.ndarray:
     ring = np.zeros((radius.max() + 1, side * side))                  # (R, S * S) ring membership
     ring[radius, np.arange(side * side)] = 1.0
     ring /= ring.sum(1, keepdims=True)
-    rings = np.einsum("rp,npc->ncr", ring, logmag.reshape(len(arr), side * side, 3))  # (N, 3, R) ring means
+    rings = logmag.reshape(len(arr), side * side, 3).transpose(0, 2, 1) @ ring.T  # (N, 3, R) ring means
     return rings.reshape(len(arr), -1)
 
 
