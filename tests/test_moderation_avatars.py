@@ -203,4 +203,6 @@ def test_cli_names_the_empty_folder_and_the_unreadable_file(folders, tmp_path):
     few = write_folder(tmp_path / "few", blobs(3, 0))
     one_error_line(runner.invoke(app, base + ["--fake", str(few)]), "3 images", "at least 5")
     one_error_line(runner.invoke(app, base + ["--fake", str(folders / "gan-a"), "--detector", "svm"]), "svm")
+    twin = write_folder(tmp_path / "other" / "gan-a", blobs(6, 0))
+    one_error_line(runner.invoke(app, base + ["--fake", str(folders / "gan-a"), "--heldout", str(twin)]), "'gan-a'")
     assert not (tmp_path / "o").exists()   # nothing written by a failed run

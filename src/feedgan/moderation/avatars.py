@@ -71,8 +71,9 @@ def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
     """Every image encoded as JPEG at ``quality`` (1-95) and decoded again: uint8, same shape."""
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 95:
         raise ValueError(f"quality={quality!r}: give a JPEG quality from 1 to 95")
-    out = np.empty_like(check_images(images))
-    for i, im in enumerate(images):
+    arr = check_images(images)
+    out = np.empty_like(arr)
+    for i, im in enumerate(arr):
         buf = io.BytesIO()
         Image.fromarray(im).save(buf, format="JPEG", quality=int(quality))
         out[i] = np.asarray(Image.open(buf).convert("RGB"))

@@ -267,6 +267,10 @@ def avatars_cmd(
 
     t0 = time.perf_counter()
     det = AvatarDetector(detector, seed=seed, epochs=epochs, augment=augment)  # checks the options first
+    names = [fake.stem] + [p.stem for p in heldout]
+    if len(set(names)) < len(names):
+        raise DataError(f"the generated sources are named by their folders and two are called "
+                        f"{next(n for n in names if names.count(n) > 1)!r}", fix="rename one of the folders")
     with progress_bar(progress) as prog:
         reals = _load_avatars(real, size, skip_bad, limit, prog, "real", MIN_IMAGES)
         fakes = _load_avatars(fake, size, skip_bad, limit, prog, "generated", MIN_IMAGES)
