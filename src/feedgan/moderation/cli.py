@@ -3,6 +3,7 @@
     feedgan moderate scan ratings.csv --detector anomaly                 # -> runs/00001-moderate/
     feedgan moderate scan ml-100k/ --format movielens --detector pca-varselect --out review/ --top 50
     feedgan moderate scan log.csv --detector anomaly --inject random --size 0.05   # self-check
+    feedgan moderate avatars --real faces.tar --fake generated/ --heldout other-gan/ --score uploads/
 
 A scan writes three files into its folder:
 
@@ -13,7 +14,12 @@ A scan writes three files into its folder:
 * ``scan.json``: the detector, the number of users, the seconds taken, the options and, with
   ``--inject``, the attack and :func:`~feedgan.moderation.detect.detection_metrics`.
 
-Both detectors are unsupervised: no labels and no attack size are needed. ``--inject`` first adds a
+``moderate avatars`` trains a detector of generated pictures (:mod:`feedgan.moderation.avatars`) on a
+split of ``--real`` and ``--fake``, sets its threshold on the validation real images (1% flagged) and
+writes ``report.json`` (held-out metrics per generator and per JPEG / resize condition),
+``detector.safetensors`` and, with ``--score``, ``scores.csv`` (every picture there, highest score first).
+
+The scan detectors are unsupervised: no labels and no attack size are needed. ``--inject`` first adds a
 labelled attack (:func:`~feedgan.moderation.attacks.inject`) so a team can see how well the
 detector finds accounts it knows to be fake, on its own data.
 """
@@ -201,3 +207,97 @@ def scan_cmd(
         console.print(f"detection of the injected {inject} attack: ROC-AUC {m['roc_auc']:.3f}, PR-AUC "
                       f"{m['pr_auc']:.3f}, TPR at 1% FPR {m['tpr_at_1pct_fpr']:.3f}, precision at the top "
                       f"{m['budget']} {m['precision_at_budget']:.3f}")
+
+
+
+def _load_avatars(path: Path, size: int, skip_bad: bool, limit: Optional[int], progress, what: str,
+                  minimum: int = 1):
+    """The images of ``path`` through the avatar reader: the same decode and resize for every source."""
+    from ..avatars.images import ImageDataError, load_images
+
+    data = load_images(path, size=size, skip_bad=skip_bad, limit=limit, progress=progress)
+    if len(data) < minimum:
+        raise ImageDataError(f"{what} {path}: {len(data)} images, too few to split into training, validation "
+                             f"and test parts; give at least {minimum}")
+    console.print(f"read {what} {path}: {len(data):,} images at {size}x{size}")
+    return data
+
+
+def _write_scores(path: Path, names: list[str], scores, threshold: Optional[float]) -> None:
+    """scores.csv: ``image, score, rank, flagged`` (score above the threshold), highest score first."""
+    import pandas as pd
+
+    from ..io import atomic_open
+
+    table = pd.DataFrame({"image": names, "score": scores})
+    table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    table["rank"] = range(1, len(table) + 1)
+    if threshold is not None:
+        table["flagged"] = (table["score"] > threshold).astype(int)
+    with atomic_open(path) as fh:
+        table.to_csv(fh, index=False)
+
+
+@moderate_app.command("avatars")
+def avatars_cmd(
+    real: Path = typer.Option(..., "--real", help="real pictures: a folder, .tar/.zip or .npz"),
+    fake: Path = typer.Option(..., "--fake", help="generated pictures to train on (e.g. `feedgan avatars sample "
+                                                  "--each`): a folder, .tar/.zip or .npz"),
+    heldout: list[Path] = typer.Option([], "--heldout", help="generated pictures of another generator, only "
+                                       "tested on (repeat for more); named by their folder"),
+    detector: str = typer.Option("cnn", "--detector", "-d", help="cnn (a small discriminator) or spectrum "
+                                 "(logistic regression on the Fourier spectrum)"),
+    size: int = typer.Option(64, "--size", help="side in pixels every picture is read at"),
+    epochs: int = typer.Option(8, "--epochs", help="training epochs of the cnn detector"),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="cnn: train on JPEG re-encoded and "
+                                 "resized copies too"),
+    score: Optional[Path] = typer.Option(None, "--score", help="also score every picture here into scores.csv"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="read at most this many pictures of each source"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip pictures that cannot be decoded"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the files (default: a new run folder)"),
+    seed: int = typer.Option(0, help="seed of the split and of the cnn's training"),
+    runs_dir: Path = typer.Option(Path("runs")),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+):
+    """Train a detector of generated avatars on a split of --real and --fake; report held-out metrics
+    per generator and per JPEG quality / resize, at a threshold set on validation real pictures."""
+    from ..io import write_json
+    from ..progress import progress_bar
+    from .avatars import MIN_IMAGES, AvatarDetector, avatar_metrics, evaluate, split
+
+    t0 = time.perf_counter()
+    det = AvatarDetector(detector, seed=seed, epochs=epochs, augment=augment)  # checks the options first
+    names = [fake.stem] + [p.stem for p in heldout]
+    if len(set(names)) < len(names):
+        raise DataError(f"the generated sources are named by their folders and two are called "
+                        f"{next(n for n in names if names.count(n) > 1)!r}", fix="rename one of the folders")
+    with progress_bar(progress) as prog:
+        reals = _load_avatars(real, size, skip_bad, limit, prog, "real", MIN_IMAGES)
+        fakes = _load_avatars(fake, size, skip_bad, limit, prog, "generated", MIN_IMAGES)
+        others = {p.stem: _load_avatars(p, size, skip_bad, limit, prog, "held-out").images for p in heldout}
+        to_score = _load_avatars(score, size, skip_bad, None, prog, "to score") if score is not None else None
+        r_tr, r_val, r_te = split(len(reals), seed)
+        f_tr, f_val, f_te = split(len(fakes), seed + 1)
+        det.fit(reals.images[r_tr], fakes.images[f_tr], progress=prog)
+        det.calibrate(reals.images[r_val])
+        tests = {fake.stem: fakes.images[f_te], **others}
+        metrics = evaluate(det, reals.images[r_te], tests, progress=prog)
+        validation = avatar_metrics(det.score(reals.images[r_val]), det.score(fakes.images[f_val]), det.threshold)
+        scores = det.score(to_score.images) if to_score is not None else None
+    folder = _out_folder(out, runs_dir)   # only now: a failed run leaves no folder
+    det.save(folder / "detector.safetensors")
+    if scores is not None:
+        _write_scores(folder / "scores.csv", to_score.names, scores, det.threshold)
+    report = {"detector": detector, "size": size, "seed": seed, "epochs": epochs, "augment": augment,
+              "threshold": det.threshold, "threshold_from": f"{len(r_val)} validation real pictures, 1% flagged",
+              "trained_on": {"real": len(r_tr), "generated": len(f_tr), "generator": fake.stem},
+              "test": {"real": len(r_te), **{k: len(v) for k, v in tests.items()}},
+              "sources": {"real": str(real), "fake": str(fake), "heldout": [str(p) for p in heldout]},
+              "validation": validation, "metrics": metrics, "seconds": round(time.perf_counter() - t0, 3)}
+    write_json(folder / "report.json", report)
+    written = "report.json, detector.safetensors" + (", scores.csv" if scores is not None else "")
+    console.print(f"wrote {written} to {folder} in {report['seconds']:.1f}s")
+    for name, per in metrics.items():
+        cells = ", ".join(f"{c} {m['tpr_at_threshold']:.2f}" for c, m in per.items())
+        console.print(f"  {name}: ROC-AUC {per['clean']['roc_auc']:.3f}; TPR at the 1% FPR threshold: {cells}",
+                      highlight=False)
