@@ -1,0 +1,126 @@
+"""feedgan's iALS beside implicit's AlternatingLeastSquares on ML-1M: fit time and NDCG@20, one process.
+
+    PYTHONPATH=src python benchmarks/ials_compare.py               # -> runs/ials-compare.json
+    PYTHONPATH=src python benchmarks/ials_compare.py --publish     # -> docs/benchmarks/ials-compare.json
+
+Both fit the LightGCN++ split's train part at one thread, 16 epochs, 128 factors, alternating
+(feedgan, implicit, feedgan, implicit, ...) ``--pairs`` times so a busy machine slows both alike;
+fit time is the median per library and the ratio is taken pair by pair. Each side's setting:
+feedgan's ``reg`` / ``unobserved`` and implicit's ``regularization`` / ``alpha``, both given on the
+command line (defaults: feedgan's chosen on validation by a small search, implicit's the tuned
+setting quoted for this split: regularisation 100, alpha 10). Both models are scored by feedgan's
+evaluation (the same full ranking, seen items excluded) on valid and test. implicit is optional:
+without it only feedgan's row is written.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from feedgan.data.dataset import DataConfig, prepare
+from feedgan.data.readers import read
+from feedgan.eval.metrics import evaluate
+from feedgan.io import write_json
+from feedgan.rec.base import Recommender
+from feedgan.rec.ials import IALS
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data")) / "movielens-1m" / "lightgcnpp-implicit-split"
+
+
+class Factors(Recommender):
+    """Fixed user and item factors (from another library) behind feedgan's scoring and evaluation."""
+
+    name = "external-factors"
+    fold_in = False
+
+    def __init__(self, users: np.ndarray | None = None, items: np.ndarray | None = None):
+        self.users, self.items = users, items
+
+    def _fit(self, X, progress=None):
+        self.U_, self.V_ = np.asarray(self.users, np.float32), np.asarray(self.items, np.float32)
+
+    def _score(self, users, history):
+        return self.U_[users] @ self.V_.T
+
+
+def fit_implicit(X, factors: int, reg: float, alpha: float, epochs: int, seed: int):
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=epochs,
+                                    num_threads=1, random_state=seed, calculate_training_loss=False)
+    t0 = time.perf_counter()
+    model.fit(X, show_progress=False)
+    return model, time.perf_counter() - t0
+
+
+def scores(model, ds) -> dict:
+    out = {}
+    for part in ("valid", "test"):
+        r = evaluate(model, ds, part, ks=(20,))
+        out[part] = {k: float(r[k]) for k in ("ndcg@20", "recall@20")}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--factors", type=int, default=128)
+    ap.add_argument("--reg", type=float, default=0.01, help="feedgan iALS reg")
+    ap.add_argument("--unobserved", type=float, default=0.1, help="feedgan iALS unobserved weight")
+    ap.add_argument("--implicit-reg", type=float, default=100.0)
+    ap.add_argument("--implicit-alpha", type=float, default=10.0)
+    ap.add_argument("--publish", action="store_true")
+    args = ap.parse_args()
+    if not DATA.exists():
+        print(f"skip: {DATA} not found (set FEEDGAN_DATA)")
+        return
+    torch.set_num_threads(1)
+    ds = prepare(read(DATA, "lightgcn"), DataConfig(split="predefined", valid=0.1, test=0.2, seed=0))
+    X = ds.matrix("train")
+    try:
+        import implicit  # noqa: F401
+        have_implicit = True
+    except ImportError:
+        have_implicit = False
+    times = {"feedgan": [], "implicit": []}
+    last = {}
+    for i in range(args.pairs):
+        t0 = time.perf_counter()
+        last["feedgan"] = IALS(factors=args.factors, reg=args.reg, unobserved=args.unobserved, epochs=args.epochs,
+                               seed=i).fit(ds)
+        times["feedgan"].append(time.perf_counter() - t0)
+        if have_implicit:
+            model, secs = fit_implicit(X, args.factors, args.implicit_reg, args.implicit_alpha, args.epochs, i)
+            times["implicit"].append(secs)
+            last["implicit"] = Factors(model.user_factors, model.item_factors).fit(ds)
+        print(f"pair {i}: feedgan {times['feedgan'][-1]:.1f}s" +
+              (f", implicit {times['implicit'][-1]:.1f}s" if have_implicit else ""), flush=True)
+    rows = []
+    for lib, model in last.items():
+        rows.append({"library": lib, "fit_s": statistics.median(times[lib]), "fit_s_all": times[lib],
+                     **scores(model, ds)})
+        print(lib, rows[-1], flush=True)
+    out = {"data": "ml1m (LightGCN++ split)", "threads": 1, "epochs": args.epochs, "factors": args.factors,
+           "feedgan": {"reg": args.reg, "unobserved": args.unobserved},
+           "implicit": {"regularization": args.implicit_reg, "alpha": args.implicit_alpha} if have_implicit else None,
+           "rows": rows, "command": "PYTHONPATH=src python benchmarks/ials_compare.py " + " ".join(
+               f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "publish")}
+    if have_implicit:
+        out["fit_ratio_feedgan_over_implicit"] = statistics.median(
+            f / m for f, m in zip(times["feedgan"], times["implicit"]))
+    path = ROOT / ("docs/benchmarks" if args.publish else "runs") / "ials-compare.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, out)
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
