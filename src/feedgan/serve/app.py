@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 from ..data.schema import ACTIONS, EXPOSURE
 from ..rec.base import FRIENDS, top_n
 from . import moderation
+from .cache import TopNCache
 from .metrics import Metrics
 from .registry import LoadedModel, Registry, UnknownModelError
 from .startup import TrainImport
@@ -69,6 +70,7 @@ MAX_N = 1_000  # items per list, and items per /predict request
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a full batch of 10,000 interactions with long text ids fits
 MIN_KNOWN_ITEMS = 0.5  # a model answers only when at least this share of its item ids is in the store
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, served from the installed package
+REC_CACHE = 10_000  # recommendation responses kept (about 1-2 KB each at n=20)
 
 Id = StrictInt | StrictStr
 
@@ -219,10 +221,11 @@ class Service:
     import of training rows (``startup``: the app starts it; ``startup.run()`` runs it here)."""
 
     def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False,
-                 allow_actions: tuple[str, ...] = (), import_report=None):
+                 allow_actions: tuple[str, ...] = (), import_report=None, rec_cache: int = REC_CACHE):
         self.store = Store(db, accept_loss=accept_loss)
         self.registry = Registry(registry)
-        self.metrics = Metrics()
+        self.cache = TopNCache(rec_cache)
+        self.metrics = Metrics(self.cache)
         self.allow_actions = set(allow_actions)
         self._fits_store: set[str] = set()  # entries whose item ids were found in the store
         self.active: str | None = None
@@ -327,8 +330,25 @@ class Service:
     # -- recommendation logic ---------------------------------------------------------------------
     def recommend(self, user: str, n: int, model: str | None, exclude_seen: bool, action: str | None = None) -> dict:
         lm = self.pick(model, action)
-        m = lm.model
+        return self._recommend(lm, self.canonical(user, "user"), n, exclude_seen)
+
+    def recommend_body(self, user: str, n: int, model: str | None, exclude_seen: bool,
+                       action: str | None = None) -> bytes:
+        """:meth:`recommend` as a rendered JSON body, from the cache while the user's stored history
+        is unchanged (:class:`~feedgan.serve.cache.TopNCache`)."""
+        lm = self.pick(model, action)  # first: a model that does not fit the store is a 409, cached or not
         uid = self.canonical(user, "user")
+        if self.cache.size == 0:
+            return JSONResponse(self._recommend(lm, uid, n, exclude_seen)).body
+        key, version = (lm.entry.name, uid, n, exclude_seen), self.store.last_seq(uid)  # version before computing
+        body = self.cache.get(key, version)
+        if body is None:
+            body = JSONResponse(self._recommend(lm, uid, n, exclude_seen)).body
+            self.cache.put(key, version, body)
+        return body
+
+    def _recommend(self, lm: LoadedModel, uid: str, n: int, exclude_seen: bool) -> dict:
+        m = lm.model
         if m.target_ is not None:
             return self._recommend_target(lm, uid, n, exclude_seen)
         seen = {lm.item_index[i] for i in self.store.items_of(uid) if i in lm.item_index}
@@ -467,7 +487,7 @@ def _id_type(m) -> str:
 
 def create_app(registry: str | Path, db: str | Path, import_train: bool = True, *, token: str | None = None,
                protect_reads: bool = False, max_body_bytes: int = MAX_BODY_BYTES, accept_loss: bool = False,
-               allow_actions: tuple[str, ...] = (), import_report=None) -> FastAPI:
+               allow_actions: tuple[str, ...] = (), import_report=None, rec_cache: int = REC_CACHE) -> FastAPI:
     """The FastAPI app over ``registry`` (a runs folder) and the SQLite file ``db``.
 
     ``token``: writes and admin calls need it (reads too with ``protect_reads``); None: no token,
@@ -476,8 +496,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     :class:`~feedgan.serve.store.Store`). ``allow_actions``: actions posted interactions may carry
     besides the known ones (:meth:`Service.known_actions`). ``import_report``: called as the first
     start's import of training rows goes (:class:`~feedgan.serve.startup.TrainImport`; e.g.
-    :class:`~feedgan.serve.startup.ImportLog`). Starting the app starts that import in the
-    background; stopping it stops the import (nothing of it stored), checkpoints and closes the store."""
+    :class:`~feedgan.serve.startup.ImportLog`). ``rec_cache``: how many recommendation responses
+    to keep for reuse until the user's history changes (0: none; :mod:`~feedgan.serve.cache`).
+    Starting the app starts that import in the background; stopping it stops the import (nothing of
+    it stored), checkpoints and closes the store."""
     if token is not None and not token.strip():
         raise ValueError("the token is empty: give a non-empty --token / FEEDGAN_TOKEN, or none at all")
     if protect_reads and token is None:
@@ -487,7 +509,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     for name in allow_actions:
         if not 1 <= len(name) <= 64 or name != name.strip():
             raise ValueError(f"--allow-action {name!r}: an action is 1 to 64 characters without surrounding spaces")
-    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions), import_report)
+    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions), import_report, rec_cache)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -524,7 +546,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
                 problems.append(f"{where}: {e['msg']}")
         return JSONResponse({"error": "invalid request: " + "; ".join(problems[:5])}, status_code=422)
 
-    def ready() -> None:
+    async def ready() -> None:  # async: no thread hop for a check that reads two attributes
         svc.startup.check()  # 503 (with Retry-After while starting) until the first start's import is done
 
     needs_store = [Depends(ready)]
@@ -571,7 +593,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         A model with a target action reads the history per action (target + auxiliary actions) and
         excludes only the target's items. ``fallback`` is ``"popularity"`` when the model cannot score
         this user; ``action`` is the model's target (null for a model fitted on every action)."""
-        return svc.recommend(user_id, n, model, exclude_seen, action)
+        return Response(svc.recommend_body(user_id, n, model, exclude_seen, action), media_type="application/json")
 
     @app.get("/users/{user_id}/history", dependencies=needs_store)
     def history(user_id: str, limit: Annotated[int | None, Query(ge=1)] = None) -> dict:
@@ -608,6 +630,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         lm = svc.model(name)  # loads it: a broken model fails here, not on the next request
         svc.active = lm.entry.name
         svc.store.set_meta("active_model", svc.active)
+        svc.cache.clear()
         return {"active": svc.active}
 
     return app
