@@ -53,6 +53,7 @@ import scipy.sparse as sp
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
@@ -332,6 +333,20 @@ class Service:
         lm = self.pick(model, action)
         return self._recommend(lm, self.canonical(user, "user"), n, exclude_seen)
 
+    def cached_body(self, user: str, n: int, model: str | None, exclude_seen: bool,
+                    action: str | None) -> bytes | None:
+        """The cached response of the active model's recommendations, or None -- without loading a
+        model, scanning the registry or scoring, so it may run on the event loop. Only a request for
+        the active model (no ``model``, no ``action``) whose model is loaded and fits the store is
+        looked up; anything else is None, and :meth:`recommend_body` answers it."""
+        if model is not None or action is not None or self.active not in self._fits_store or self.cache.size == 0:
+            return None
+        lm = self.registry.loaded(self.active)
+        if lm is None:
+            return None
+        uid = self.canonical(user, "user")
+        return self.cache.get((lm.entry.name, uid, n, exclude_seen), self.store.last_seq(uid))
+
     def recommend_body(self, user: str, n: int, model: str | None, exclude_seen: bool,
                        action: str | None = None) -> bytes:
         """:meth:`recommend` as a rendered JSON body, from the cache while the user's stored history
@@ -578,7 +593,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         return {"stored": n}
 
     @app.get("/users/{user_id}/recommendations", dependencies=needs_store)
-    def recommendations(
+    async def recommendations(
         user_id: str,
         n: Annotated[int, Query(ge=1, le=MAX_N, description="how many items")] = 20,
         model: Annotated[str | None, Query(description="entry name or model kind; default: the active model")] = None,
@@ -593,7 +608,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         A model with a target action reads the history per action (target + auxiliary actions) and
         excludes only the target's items. ``fallback`` is ``"popularity"`` when the model cannot score
         this user; ``action`` is the model's target (null for a model fitted on every action)."""
-        return Response(svc.recommend_body(user_id, n, model, exclude_seen, action), media_type="application/json")
+        body = svc.cached_body(user_id, n, model, exclude_seen, action)  # on the event loop: no thread hop
+        if body is None:  # scoring (and any model load) in the thread pool, beside the event loop
+            body = await run_in_threadpool(svc.recommend_body, user_id, n, model, exclude_seen, action)
+        return Response(body, media_type="application/json")
 
     @app.get("/users/{user_id}/history", dependencies=needs_store)
     def history(user_id: str, limit: Annotated[int | None, Query(ge=1)] = None) -> dict:

@@ -28,20 +28,21 @@ class TopNCache:
         self._lock = threading.Lock()
 
     def get(self, key: Key, version: int | None) -> bytes | None:
-        """The cached body for ``key`` if it was computed at ``version``, else None (a miss)."""
+        """The cached body for ``key`` if it was computed at ``version``, else None."""
         with self._lock:
             got = self._entries.get(key)
             if got is None or got[0] != version:
-                self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
             return got[1]
 
     def put(self, key: Key, version: int | None, body: bytes) -> None:
-        if self.size == 0:
-            return
+        """Keep ``body``, computed for ``key`` at ``version`` (each put counts as a miss)."""
         with self._lock:
+            self.misses += 1
+            if self.size == 0:
+                return
             self._entries[key] = (version, body)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
