@@ -38,6 +38,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def main() -> None:
     if unknown := set(names) - set(PHASES):
         ap.error(f"unknown phase(s) {sorted(unknown)}; valid: {', '.join(PHASES)}")
     variants = [parse_variant(v) for v in args.variant or ["current=src"]]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: the servers are stopped too (finally)
     result = measure(variants, names, args)
     if result is None:
         return
@@ -145,9 +147,6 @@ def measure(variants: list[dict], names: list[str], args) -> dict | None:
     users, items = ds.user_ids.values.tolist(), ds.item_ids.values.tolist()
     token = secrets.token_urlsafe(24)
     load = [os.getloadavg()]
-    for v in variants:  # one at a time, before any server runs
-        v["in_process_ms"] = in_process(v, tmp, users)
-        print(f"{v['label']}: in process {v['in_process_ms']}", flush=True)
     servers = []
     try:
         for k, v in enumerate(variants):
@@ -156,6 +155,8 @@ def measure(variants: list[dict], names: list[str], args) -> dict | None:
         runs = []
         for r in range(args.rounds):
             for v, (_, port) in zip(variants, servers):
+                v.setdefault("in_process_runs", []).append(in_process(v, tmp, users))
+                print(f"round {r} {v['label']:12s} in process ms {v['in_process_runs'][-1]}", flush=True)
                 for name in names:
                     before = cache_counts(port)
                     x = wrk(port, scripts[name], args)
@@ -164,6 +165,8 @@ def measure(variants: list[dict], names: list[str], args) -> dict | None:
                     print(f"round {r} {v['label']:12s} {name:6s} {x['per_s']:7.0f}/s  p50 {x['p50_ms']:6.1f} ms  "
                           f"p99 {x['p99_ms']:6.1f} ms  errors {x['errors']}  cache {x['cache']}", flush=True)
             load.append(os.getloadavg())
+        for v in variants:
+            v["in_process_ms"] = {k: float(np.median([x[k] for x in v["in_process_runs"]])) for k in ("cold", "warm")}
     finally:
         for proc, _ in servers:
             proc.terminate()
@@ -238,7 +241,8 @@ from feedgan.serve.app import create_app
 registry, db, users, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4:]
 rec_cache = next((int(a.split("=")[1]) for a in args if a.startswith("--rec-cache=")), None)
 app = create_app(registry, db, **({} if rec_cache is None else {"rec_cache": rec_cache}))
-app.state.service.startup.run()
+if app.state.service.startup.status == "starting":  # an empty store: import the training rows here
+    app.state.service.startup.run()
 
 async def call(path):
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
@@ -260,17 +264,29 @@ async def main():
         out[label] = round((time.perf_counter() - t0) / (len(users) - 1) * 1e3, 3)
     print("INPROC " + json.dumps(out))
 asyncio.run(main())
+app.state.service.store.close()  # the WAL checkpointed: the .db file alone is the next run's store
 """
 
 
 def in_process(v: dict, tmp: Path, users: list) -> dict:
-    """ms per recommendation request through the ASGI app, no HTTP: cold (each user once), warm (again)."""
-    rng = np.random.default_rng(0)
+    """ms per recommendation request through the ASGI app, no HTTP: cold (each user once), warm (again).
+    The first run imports the training rows into a store that later runs start from a copy of."""
+    rng = np.random.default_rng(len(v.get("in_process_runs", [])))
     picked = [int(u) for u in rng.choice(users, IN_PROCESS_USERS + 1, replace=False)]
-    db = tmp / f"inproc-{v['label']}.db"
+    db, template = tmp / "inproc.db", tmp / "inproc-template.db"
+    if template.exists():
+        for suffix in ("", "-acked"):
+            shutil.copyfile(f"{template}{suffix}", f"{db}{suffix}")
     out = subprocess.run([sys.executable, "-c", IN_PROCESS, str(tmp / "runs"), str(db), json.dumps(picked), *v["args"]],
                          env={**os.environ, "PYTHONPATH": v["src"], "FEEDGAN_NO_PROGRESS": "1"},
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the in-process run of variant {v['label']} failed:\n{out.stderr[-3000:]}")
+    for leftover in (f"{db}-wal", f"{db}-shm"):  # empty after the checkpoint; never carried to another copy
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    for suffix in ("", "-acked"):
+        os.replace(f"{db}{suffix}", f"{template}{suffix}")  # the same rows: the next run's copy
     return json.loads(re.search(r"^INPROC (\{.*\})$", out.stdout, re.M).group(1))
 
 
@@ -317,11 +333,15 @@ def write_doc(saved: dict) -> None:
               f"{min(load):.1f}-{max(load):.1f} before the servers' own load), so absolute figures are low and only "
               f"the ratios compare. Targets: p99 under {TARGETS['p99_ms']:.0f} ms and at least "
               f"{TARGETS['reads_per_s']:,.0f} recommendations/s. Steps: "
-              + "; ".join(f"`{v['label']}` = `feedgan serve {' '.join(v['args'])}`".replace(" `", "`") + " from "
-                          + ("this tree" if Path(v["src"]).resolve() == (ROOT / "src").resolve() else "the previous commit")
-                          for v in saved["variants"])
+              + "; ".join(f"`{v['label']}`: `feedgan serve {' '.join(v['args'])}`".replace(" `", "`")
+                          + f" from {_where(v['src'])}" for v in saved["variants"])
               + f". Measured by `{saved['command']}` (traffic to 127.0.0.1 only).", ""]
     write_section(DOC, BEGIN, END, lines, "serve-load")
+
+
+def _where(src: str) -> str:
+    path = Path(src).resolve()
+    return "this tree" if path == (ROOT / "src").resolve() else f"`{path}`"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ liked item can still be recommended for sharing). Models without a target work a
 stored action counts, every touched item is excluded). ``POST /predict`` gives P(target | user,
 shown item) from models with ``predict_proba`` (the propensity models).
 
+Caching. A recommendation response is rendered once and reused while the user's stored history
+is unchanged (:mod:`~feedgan.serve.cache`; ``rec_cache`` responses, 0: off): a write for that user,
+from any process on the store, makes the next answer fresh, and activating a model empties it.
+Cached answers of the active model are served on the event loop; scoring runs in the thread pool.
+
 Fit and types. A posted action must be known (:meth:`Service.known_actions`; ``allow_actions`` /
 ``feedgan serve --allow-action`` adds one), else a 422 listing the known ones. A model answers (and
 can be activated) only when it fits the store: the same id type and at least half of its item ids
