@@ -4,9 +4,9 @@ activating a model empties it."""
 import re
 
 import pytest
+from test_serve import Server, items_of, registry  # noqa: F401  (the module-scoped registry fixture)
 
 from feedgan.serve.store import Interaction, Store
-from test_serve import Server, items_of, registry  # noqa: F401  (the module-scoped registry fixture)
 
 QUERIES = ["", "?n=5", "?n=7&exclude_seen=false", "?model=ease", "?model=ease&n=3", "?model=bpr&n=4"]
 
@@ -23,7 +23,7 @@ def servers(registry, tmp_path_factory):  # noqa: F811
 
 def cache_counts(server) -> dict:
     text = server.call("GET", "/metrics")[1]
-    return {k: int(v) for k, v in re.findall(r"^feedgan_recommendation_cache_(hits|misses)_total (\d+)$", text, re.M)}
+    return {k: int(v) for k, v in re.findall(r"^feedgan_recommendation_cache_(hits|misses)_total (\d+)$", text, re.MULTILINE)}
 
 
 def both(servers, path: str) -> tuple[dict, dict]:
@@ -47,7 +47,7 @@ def test_cached_answers_equal_the_uncached_path(servers):
 
 
 def test_a_write_makes_the_next_answer_fresh(servers):
-    cached, uncached = servers
+    cached, _ = servers
     for q in ("", "?model=ease"):  # the active model (answered on the event loop) and one named
         before = both(servers, f"/users/1005/recommendations{q}")[0]
         hits = cache_counts(cached)["hits"]

@@ -58,9 +58,9 @@ import scipy.sparse as sp
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from ..data.schema import ACTIONS, EXPOSURE
 from ..rec.base import FRIENDS, top_n
