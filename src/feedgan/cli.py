@@ -629,6 +629,8 @@ def serve(
     social_columns: Optional[str] = SOCIAL_COLUMNS,
     social_sep: Optional[str] = SOCIAL_SEP,
     social_header: Optional[bool] = SOCIAL_HEADER,
+    rec_cache: int = typer.Option(10_000, min=0, help="recommendation responses kept for reuse until the user's "
+                                  "stored history changes (about 1-2 KB each); 0: none"),
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ):
     """Serve recommendations over HTTP (OpenAPI docs at /docs). Back up the store while it runs with
@@ -648,7 +650,7 @@ def serve(
     try:
         api = create_app(registry, db, import_train=import_train, token=token or None, protect_reads=protect_reads,
                          max_body_bytes=max_body_bytes, accept_loss=accept_loss, allow_actions=tuple(allow_action),
-                         import_report=ImportLog())
+                         import_report=ImportLog(), rec_cache=rec_cache)
     except sqlite3.DatabaseError as e:
         _fail(ValueError(f"{db}: {e}"))
     except (OSError, ValueError) as e:  # a refused store names its file; other errors name theirs

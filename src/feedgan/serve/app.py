@@ -17,6 +17,11 @@ liked item can still be recommended for sharing). Models without a target work a
 stored action counts, every touched item is excluded). ``POST /predict`` gives P(target | user,
 shown item) from models with ``predict_proba`` (the propensity models).
 
+Caching. A recommendation response is rendered once and reused while the user's stored history
+is unchanged (:mod:`~feedgan.serve.cache`; ``rec_cache`` responses, 0: off): a write for that user,
+from any process on the store, makes the next answer fresh, and activating a model empties it.
+Cached answers of the active model are served on the event loop; scoring runs in the thread pool.
+
 Fit and types. A posted action must be known (:meth:`Service.known_actions`; ``allow_actions`` /
 ``feedgan serve --allow-action`` adds one), else a 422 listing the known ones. A model answers (and
 can be activated) only when it fits the store: the same id type and at least half of its item ids
@@ -55,10 +60,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from ..data.schema import ACTIONS, EXPOSURE
 from ..rec.base import FRIENDS, top_n
 from . import moderation
+from .cache import TopNCache
 from .metrics import Metrics
 from .registry import LoadedModel, Registry, UnknownModelError
 from .startup import TrainImport
@@ -69,6 +76,7 @@ MAX_N = 1_000  # items per list, and items per /predict request
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a full batch of 10,000 interactions with long text ids fits
 MIN_KNOWN_ITEMS = 0.5  # a model answers only when at least this share of its item ids is in the store
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, served from the installed package
+REC_CACHE = 10_000  # recommendation responses kept (about 1-2 KB each at n=20)
 
 Id = StrictInt | StrictStr
 
@@ -219,10 +227,11 @@ class Service:
     import of training rows (``startup``: the app starts it; ``startup.run()`` runs it here)."""
 
     def __init__(self, registry: str | Path, db: str | Path, import_train: bool = True, accept_loss: bool = False,
-                 allow_actions: tuple[str, ...] = (), import_report=None):
+                 allow_actions: tuple[str, ...] = (), import_report=None, rec_cache: int = REC_CACHE):
         self.store = Store(db, accept_loss=accept_loss)
         self.registry = Registry(registry)
-        self.metrics = Metrics()
+        self.cache = TopNCache(rec_cache)
+        self.metrics = Metrics(self.cache)
         self.allow_actions = set(allow_actions)
         self._fits_store: set[str] = set()  # entries whose item ids were found in the store
         self.active: str | None = None
@@ -327,8 +336,39 @@ class Service:
     # -- recommendation logic ---------------------------------------------------------------------
     def recommend(self, user: str, n: int, model: str | None, exclude_seen: bool, action: str | None = None) -> dict:
         lm = self.pick(model, action)
-        m = lm.model
+        return self._recommend(lm, self.canonical(user, "user"), n, exclude_seen)
+
+    def cached_body(self, user: str, n: int, model: str | None, exclude_seen: bool,
+                    action: str | None) -> bytes | None:
+        """The cached response of the active model's recommendations, or None -- without loading a
+        model, scanning the registry or scoring, so it may run on the event loop. Only a request for
+        the active model (no ``model``, no ``action``) whose model is loaded and fits the store is
+        looked up; anything else is None, and :meth:`recommend_body` answers it."""
+        if model is not None or action is not None or self.active not in self._fits_store or self.cache.size == 0:
+            return None
+        lm = self.registry.loaded(self.active)
+        if lm is None:
+            return None
         uid = self.canonical(user, "user")
+        return self.cache.get((lm.entry.name, uid, n, exclude_seen), self.store.last_seq(uid))
+
+    def recommend_body(self, user: str, n: int, model: str | None, exclude_seen: bool,
+                       action: str | None = None) -> bytes:
+        """:meth:`recommend` as a rendered JSON body, from the cache while the user's stored history
+        is unchanged (:class:`~feedgan.serve.cache.TopNCache`)."""
+        lm = self.pick(model, action)  # first: a model that does not fit the store is a 409, cached or not
+        uid = self.canonical(user, "user")
+        if self.cache.size == 0:
+            return JSONResponse(self._recommend(lm, uid, n, exclude_seen)).body
+        key, version = (lm.entry.name, uid, n, exclude_seen), self.store.last_seq(uid)  # version before computing
+        body = self.cache.get(key, version)
+        if body is None:
+            body = JSONResponse(self._recommend(lm, uid, n, exclude_seen)).body
+            self.cache.put(key, version, body)
+        return body
+
+    def _recommend(self, lm: LoadedModel, uid: str, n: int, exclude_seen: bool) -> dict:
+        m = lm.model
         if m.target_ is not None:
             return self._recommend_target(lm, uid, n, exclude_seen)
         seen = {lm.item_index[i] for i in self.store.items_of(uid) if i in lm.item_index}
@@ -467,7 +507,7 @@ def _id_type(m) -> str:
 
 def create_app(registry: str | Path, db: str | Path, import_train: bool = True, *, token: str | None = None,
                protect_reads: bool = False, max_body_bytes: int = MAX_BODY_BYTES, accept_loss: bool = False,
-               allow_actions: tuple[str, ...] = (), import_report=None) -> FastAPI:
+               allow_actions: tuple[str, ...] = (), import_report=None, rec_cache: int = REC_CACHE) -> FastAPI:
     """The FastAPI app over ``registry`` (a runs folder) and the SQLite file ``db``.
 
     ``token``: writes and admin calls need it (reads too with ``protect_reads``); None: no token,
@@ -476,8 +516,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     :class:`~feedgan.serve.store.Store`). ``allow_actions``: actions posted interactions may carry
     besides the known ones (:meth:`Service.known_actions`). ``import_report``: called as the first
     start's import of training rows goes (:class:`~feedgan.serve.startup.TrainImport`; e.g.
-    :class:`~feedgan.serve.startup.ImportLog`). Starting the app starts that import in the
-    background; stopping it stops the import (nothing of it stored), checkpoints and closes the store."""
+    :class:`~feedgan.serve.startup.ImportLog`). ``rec_cache``: how many recommendation responses
+    to keep for reuse until the user's history changes (0: none; :mod:`~feedgan.serve.cache`).
+    Starting the app starts that import in the background; stopping it stops the import (nothing of
+    it stored), checkpoints and closes the store."""
     if token is not None and not token.strip():
         raise ValueError("the token is empty: give a non-empty --token / FEEDGAN_TOKEN, or none at all")
     if protect_reads and token is None:
@@ -487,7 +529,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
     for name in allow_actions:
         if not 1 <= len(name) <= 64 or name != name.strip():
             raise ValueError(f"--allow-action {name!r}: an action is 1 to 64 characters without surrounding spaces")
-    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions), import_report)
+    svc = Service(registry, db, import_train, accept_loss, tuple(allow_actions), import_report, rec_cache)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -524,7 +566,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
                 problems.append(f"{where}: {e['msg']}")
         return JSONResponse({"error": "invalid request: " + "; ".join(problems[:5])}, status_code=422)
 
-    def ready() -> None:
+    async def ready() -> None:  # async: no thread hop for a check that reads two attributes
         svc.startup.check()  # 503 (with Retry-After while starting) until the first start's import is done
 
     needs_store = [Depends(ready)]
@@ -556,7 +598,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         return {"stored": n}
 
     @app.get("/users/{user_id}/recommendations", dependencies=needs_store)
-    def recommendations(
+    async def recommendations(
         user_id: str,
         n: Annotated[int, Query(ge=1, le=MAX_N, description="how many items")] = 20,
         model: Annotated[str | None, Query(description="entry name or model kind; default: the active model")] = None,
@@ -571,7 +613,10 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         A model with a target action reads the history per action (target + auxiliary actions) and
         excludes only the target's items. ``fallback`` is ``"popularity"`` when the model cannot score
         this user; ``action`` is the model's target (null for a model fitted on every action)."""
-        return svc.recommend(user_id, n, model, exclude_seen, action)
+        body = svc.cached_body(user_id, n, model, exclude_seen, action)  # on the event loop: no thread hop
+        if body is None:  # scoring (and any model load) in the thread pool, beside the event loop
+            body = await run_in_threadpool(svc.recommend_body, user_id, n, model, exclude_seen, action)
+        return Response(body, media_type="application/json")
 
     @app.get("/users/{user_id}/history", dependencies=needs_store)
     def history(user_id: str, limit: Annotated[int | None, Query(ge=1)] = None) -> dict:
@@ -608,6 +653,7 @@ def create_app(registry: str | Path, db: str | Path, import_train: bool = True, 
         lm = svc.model(name)  # loads it: a broken model fails here, not on the next request
         svc.active = lm.entry.name
         svc.store.set_meta("active_model", svc.active)
+        svc.cache.clear()
         return {"active": svc.active}
 
     return app

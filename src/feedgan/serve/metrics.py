@@ -9,7 +9,10 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # 
 
 
 class Metrics:
-    def __init__(self):
+    """``cache``: a :class:`~feedgan.serve.cache.TopNCache` whose hits and misses are exposed too."""
+
+    def __init__(self, cache=None):
+        self.cache = cache
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self._buckets: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
@@ -43,4 +46,10 @@ class Metrics:
                 lines.append(f"feedgan_request_seconds_count{{{labels}}} {total}")
             lines += ["# HELP feedgan_interactions_stored_total Interactions acknowledged since start.",
                       "# TYPE feedgan_interactions_stored_total counter", f"feedgan_interactions_stored_total {self.stored}"]
+        if self.cache is not None:
+            for what in ("hits", "misses"):
+                lines += [f"# HELP feedgan_recommendation_cache_{what}_total Recommendation responses "
+                          + ("reused from the cache." if what == "hits" else "computed (not in the cache, or stale)."),
+                          f"# TYPE feedgan_recommendation_cache_{what}_total counter",
+                          f"feedgan_recommendation_cache_{what}_total {getattr(self.cache, what)}"]
         return "\n".join(lines) + "\n"

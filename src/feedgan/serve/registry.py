@@ -135,6 +135,13 @@ class Registry:
             raise UnknownModelError(f"model {name!r} is broken: {why}; available: {known}")
         raise UnknownModelError(f"unknown model {name!r}; available: {known}")
 
+    def loaded(self, name: str) -> LoadedModel | None:
+        """Entry ``name``'s model if it is loaded already and still among the entries of the last
+        scan (never loads nor scans: :meth:`load` answers the other cases), else None."""
+        if self._entries is None or not any(e.name == name for e in self._entries):
+            return None
+        return self._loaded.get(name)
+
     def load(self, name: str) -> LoadedModel:
         """The loaded model of entry ``name`` (or the newest of that kind), cached. One that fails
         to load becomes broken (:class:`UnknownModelError` saying why), the registry carries on."""

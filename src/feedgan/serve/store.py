@@ -390,6 +390,11 @@ class Store:
         """The number of stored interactions: a meta row, O(1)."""
         return int(self.get_meta("interactions"))
 
+    def last_seq(self, user: str) -> int | None:
+        """The sequence number of the user's newest stored interaction (None: none stored): it
+        changes with every write for that user, from any process (one index lookup)."""
+        return self._conn().execute("SELECT MAX(seq) FROM interactions WHERE user = ?", (user,)).fetchone()[0]
+
     def has_user(self, user: str) -> bool:
         return self._conn().execute("SELECT 1 FROM users WHERE id = ?", (user,)).fetchone() is not None
 
