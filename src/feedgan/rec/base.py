@@ -298,9 +298,11 @@ class Recommender:
     def score(self, users=None, history=None) -> np.ndarray:
         """Scores (B, n_items) for users (internal indices) and/or their histories: (B, n_items)
         rows, or a mapping action -> rows for a model fitted with a target and aux actions."""
-        return np.asarray(self._call_score(*self._resolve(users, history)), dtype=np.float32)
+        scores = self._call_score(*self._resolve(users, history))
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
     def _score(self, users: np.ndarray | None, history: sp.csr_matrix) -> np.ndarray:
+        """(B, n_items) scores: an array or tensor, or a sparse matrix whose unstored entries score 0."""
         raise NotImplementedError
 
     def recommend(self, users=None, n: int = 10, exclude_seen: bool = True,
@@ -314,7 +316,7 @@ class Recommender:
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         users, inputs, seen, channels = self._resolve(users, history)
-        scores = self._call_score(users, inputs, seen, channels)  # (B, n_items)
+        scores = self._call_score(users, inputs, seen, channels)  # (B, n_items), dense or sparse
         if not exclude_seen:
             return top_n(scores, n)
         return top_n(scores, n, exclude=seen if exclude is None else exclude)
@@ -507,28 +509,126 @@ def _csr_from(arrays: dict, key: str, shape) -> sp.csr_matrix:
 
 
 def top_n(scores, n: int, exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n item indices and scores, each (B, n), best first, of (B, n_items) scores
-    (a tensor or an array; never modified).
+    """Row-wise top-n item indices and scores, each (B, n), best first, of (B, n_items) scores:
+    a tensor, an array, or a sparse matrix whose unstored entries score 0 (never modified).
 
-    The stored entries of ``exclude`` (B, n_items), e.g. the users' seen items, get no slot; -inf
-    entries and the tail of a row with fewer than ``n`` candidates become item -1 with score -inf.
+    Equal scores go to the lower item index. The stored entries of ``exclude`` (B, n_items), e.g.
+    the users' seen items, get no slot; -inf entries and the tail of a row with fewer than ``n``
+    candidates become item -1 with score -inf.
     """
-    scores = scores.float() if torch.is_tensor(scores) else torch.from_numpy(np.asarray(scores, dtype=np.float32))
+    shape = tuple(scores.shape)
+    mask = None
     if exclude is not None:
         mask = sp.csr_matrix(exclude)
-        if mask.shape != tuple(scores.shape):
-            raise ValueError(f"exclude has shape {mask.shape}; the scores are {tuple(scores.shape)}")
-        rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))  # (nnz,) row of each excluded entry
+        if mask.shape != shape:
+            raise ValueError(f"exclude has shape {mask.shape}; the scores are {shape}")
+    if sp.issparse(scores):
+        return _sparse_top_n(sp.csr_matrix(scores, dtype=np.float32), n, mask)
+    scores = scores.float() if torch.is_tensor(scores) else torch.from_numpy(np.asarray(scores, dtype=np.float32))
+    if mask is not None:
         scores = scores.clone()
-        scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
+        _mask_dense(scores, mask)
+    return _dense_top_n(scores, n)
+
+
+def _mask_dense(scores: torch.Tensor, mask: sp.csr_matrix) -> None:
+    """Sets the stored entries of ``mask`` (B, n_items) to -inf in ``scores`` (B, n_items), in place."""
+    rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))  # (nnz,) row of each excluded entry
+    scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
+
+
+def _dense_top_n(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` of masked (B, n_items) scores. ``torch.topk`` picks arbitrarily among equal
+    scores, so rows with a tie inside their list or at its last slot are re-ranked from the
+    candidates that reach the last slot's score, lower item first."""
     n_eff = min(n, scores.shape[1])
-    val, idx = torch.topk(scores, n_eff, dim=1)
+    val, idx = torch.topk(scores, n_eff, dim=1)  # (B, n_eff) each
+    if n_eff > 0:
+        last = val[:, -1:]  # (B, 1)
+        tied = ((scores >= last).sum(1) > n_eff) | (val[:, 1:] == val[:, :-1]).any(1)
+        rows = torch.nonzero(tied).ravel()
+        if len(rows):
+            cand = scores[rows] >= last[rows]  # (R, n_items), at least n_eff per row
+            r, c = torch.nonzero(cand, as_tuple=True)  # row-major, items ascending
+            v = scores[rows][r, c]
+            indptr = np.concatenate([[0], np.cumsum(cand.sum(1).numpy())])
+            pos, _ = row_topk(indptr, v.numpy(), n_eff)
+            pos = torch.from_numpy(pos)
+            idx[rows], val[rows] = c[pos].view(-1, n_eff), v[pos].view(-1, n_eff)
     idx[torch.isneginf(val)] = -1
     if n_eff < n:
         pad = n - n_eff
         idx = torch.cat([idx, torch.full((idx.shape[0], pad), -1, dtype=idx.dtype)], 1)
         val = torch.cat([val, torch.full((val.shape[0], pad), -torch.inf)], 1)
     return idx.numpy(), val.numpy()
+
+
+def _sparse_top_n(scores: sp.csr_matrix, n: int, mask: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` of sparse (B, n_items) scores without a dense (B, n_items) array: a row whose
+    ``n`` best unmasked stored scores are all positive beats every unstored (zero) item, so its
+    list comes from its stored entries alone; the other rows go through the dense path."""
+    B, n_items = scores.shape
+    n_eff = min(n, n_items)
+    kept = scores
+    if mask is not None:  # masked entries drop out of the stored ones (s - s * 1 = 0 is not stored)
+        binary = sp.csr_matrix((np.ones(mask.nnz, np.float32), mask.indices, mask.indptr), shape=mask.shape)
+        kept = (scores - scores.multiply(binary)).tocsr()
+    if not kept.has_sorted_indices:
+        kept = kept.sorted_indices()  # a copy: the caller's matrix stays as it is
+    pos, counts = row_topk(kept.indptr, kept.data, n_eff)
+    items, values = kept.indices[pos].astype(np.int64), kept.data[pos]  # (sum(counts),) row by row
+    ends = np.cumsum(counts) - 1
+    fast = (counts == n_eff) & (n_eff > 0)
+    fast[fast] = values[ends[fast]] > 0
+    idx = np.full((B, n), -1, dtype=np.int64)
+    val = np.full((B, n), -np.inf, dtype=np.float32)
+    take = np.repeat(fast, counts)
+    idx[fast, :n_eff] = items[take].reshape(-1, n_eff)
+    val[fast, :n_eff] = values[take].reshape(-1, n_eff)
+    slow = np.flatnonzero(~fast)
+    if len(slow):  # fewer than n positive candidates: zeros (unstored items) compete
+        dense = torch.from_numpy(scores[slow].toarray())
+        if mask is not None:
+            _mask_dense(dense, mask[slow])
+        idx[slow], val[slow] = _dense_top_n(dense, n)
+    return idx, val
+
+
+def row_topk(indptr: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of every row of a CSR layout, best first; equal values keep
+    their stored order (the lower column first when a row's columns are sorted).
+
+    indptr: (n_rows + 1,) row boundaries; values: (nnz,) float32.
+    Returns ``pos`` (sum(counts),): positions into ``values``, row after row, best first, and
+    ``counts`` (n_rows,) = min(k, row length). One sort of packed (row, value, position) keys
+    instead of a loop over rows.
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    lengths = np.diff(indptr)  # (n_rows,)
+    counts = np.minimum(lengths, k)
+    if values.size == 0 or k <= 0:
+        return np.zeros(0, np.int64), np.zeros_like(counts)
+    rows = np.repeat(np.arange(len(lengths), dtype=np.uint64), lengths)
+    within = (np.arange(values.size, dtype=np.int64) - np.repeat(indptr[:-1], lengths)).astype(np.uint64)
+    bits = np.asarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> 0.0: equal values, equal keys
+    bits = bits.view(np.uint32)
+    # order-preserving float -> unsigned map, then flipped so that an ascending sort puts the largest first
+    desc = ~np.where(bits >> 31 == 1, ~bits, bits | np.uint32(0x80000000))
+    pos_bits = max(1, int(lengths.max() - 1).bit_length())
+    row_bits = max(1, (len(lengths) - 1).bit_length())
+    if row_bits + 32 + pos_bits <= 64:
+        key = (rows << np.uint64(32 + pos_bits)) | (desc.astype(np.uint64) << np.uint64(pos_bits)) | within
+        key.sort()  # rows keep their ranges: row r's entries stay at indptr[r]:indptr[r + 1]
+        order_within = None
+    else:  # too many rows or columns to pack: the same order from a three-key sort
+        order_within = np.lexsort((within, desc, rows))
+    sel_rows = np.repeat(np.arange(len(lengths)), counts)
+    rank = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)  # 0 = best
+    at = indptr[sel_rows] + rank  # where each kept entry sits in the sorted order
+    if order_within is not None:
+        return order_within[at], counts
+    mask = np.uint64((1 << pos_bits) - 1)
+    return indptr[sel_rows] + (key[at] & mask).astype(np.int64), counts
 
 
 def registry() -> dict[str, type[Recommender]]:
