@@ -69,12 +69,16 @@ def test_sparse_top_n_leaves_its_input_as_it_was():
         np.testing.assert_array_equal(a, b)
 
 
-def test_row_topk_orders_each_row_best_first_ties_in_stored_order():
-    indptr = np.array([0, 4, 4, 7])
-    values = np.array([1, 3, 3, 2, 5, 5, 5], np.float32)
-    pos, counts = row_topk(indptr, values, 3)
+def test_row_topk_orders_each_row_best_first_ties_to_the_lower_column():
+    indptr = np.array([0, 4, 4, 8])
+    cols = np.array([7, 2, 5, 0, 9, 3, 6, 1])  # unsorted within a row
+    values = np.array([1, 3, 3, 2, 5, 5, -0.0, 5], np.float32)
+    c, v, counts = row_topk(indptr, cols, values, 3)
     assert counts.tolist() == [3, 0, 3]
-    assert pos.tolist() == [1, 2, 3, 4, 5, 6]
+    assert c.tolist() == [2, 5, 0, 1, 3, 9]
+    assert v.tolist() == [3, 3, 2, 5, 5, 5]
+    c, v, _ = row_topk(indptr, cols, values, 10)
+    assert c[-1] == 6 and v[-1] == 0.0 and v.dtype == np.float32
 
 
 @pytest.mark.parametrize("cls", [ItemKNN, RP3beta])
@@ -90,3 +94,36 @@ def test_sparse_item_models_recommend_what_their_dense_scores_rank(cls):
         want = _reference(dense, n, X.toarray())
         np.testing.assert_array_equal(items, want[0])
         np.testing.assert_array_equal(values, want[1])
+
+
+def test_row_topk_sorts_rows_in_groups_when_columns_are_wide():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(0, 6, 11)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    cols = rng.integers(0, 2**30, indptr[-1])  # 30 column bits: two rows per packed sort
+    values = rng.integers(-2, 3, indptr[-1]).astype(np.float32)
+    c, v, counts = row_topk(indptr, cols, values, 3)
+    want = [sorted(zip(-values[a:b], cols[a:b]))[:3] for a, b in zip(indptr[:-1], indptr[1:])]
+    assert counts.tolist() == [len(w) for w in want]
+    assert c.tolist() == [int(col) for w in want for _, col in w]
+    assert v.tolist() == [float(-neg) for w in want for neg, _ in w]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_row_topk_on_long_rows_equals_a_full_sort(seed):
+    """Long rows are first cut down to the entries that can make the list; the answer must not move."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 400, 25)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    cols = np.concatenate([rng.permutation(1000)[:n] for n in lengths])
+    # few distinct values (ties everywhere), sorted runs in some rows (chunk maxima all alike)
+    values = rng.integers(0, 6, indptr[-1]).astype(np.float32)
+    values[indptr[3]:indptr[4]] = np.sort(values[indptr[3]:indptr[4]])
+    k = rng.integers(0, 30, 25)
+    for kk in (1, 5, k):
+        c, v, counts = row_topk(indptr, cols, values, kk)
+        kr = np.broadcast_to(kk, lengths.shape)
+        want = [sorted(zip(-values[a:b], cols[a:b]))[:q] for a, b, q in zip(indptr[:-1], indptr[1:], kr)]
+        assert counts.tolist() == [len(w) for w in want]
+        assert c.tolist() == [int(col) for w in want for _, col in w]
+        assert v.tolist() == [float(-neg) for w in want for neg, _ in w]

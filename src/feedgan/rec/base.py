@@ -550,11 +550,9 @@ def _dense_top_n(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
         if len(rows):
             cand = scores[rows] >= last[rows]  # (R, n_items), at least n_eff per row
             r, c = torch.nonzero(cand, as_tuple=True)  # row-major, items ascending
-            v = scores[rows][r, c]
             indptr = np.concatenate([[0], np.cumsum(cand.sum(1).numpy())])
-            pos, _ = row_topk(indptr, v.numpy(), n_eff)
-            pos = torch.from_numpy(pos)
-            idx[rows], val[rows] = c[pos].view(-1, n_eff), v[pos].view(-1, n_eff)
+            c, v, _ = row_topk(indptr, c.numpy(), scores[rows][r, c].numpy(), n_eff)
+            idx[rows], val[rows] = torch.from_numpy(c).view(-1, n_eff), torch.from_numpy(v).view(-1, n_eff)
     idx[torch.isneginf(val)] = -1
     if n_eff < n:
         pad = n - n_eff
@@ -569,14 +567,17 @@ def _sparse_top_n(scores: sp.csr_matrix, n: int, mask: sp.csr_matrix | None) -> 
     list comes from its stored entries alone; the other rows go through the dense path."""
     B, n_items = scores.shape
     n_eff = min(n, n_items)
-    kept = scores
-    if mask is not None:  # masked entries drop out of the stored ones (s - s * 1 = 0 is not stored)
-        binary = sp.csr_matrix((np.ones(mask.nnz, np.float32), mask.indices, mask.indptr), shape=mask.shape)
-        kept = (scores - scores.multiply(binary)).tocsr()
-    if not kept.has_sorted_indices:
-        kept = kept.sorted_indices()  # a copy: the caller's matrix stays as it is
-    pos, counts = row_topk(kept.indptr, kept.data, n_eff)
-    items, values = kept.indices[pos].astype(np.int64), kept.data[pos]  # (sum(counts),) row by row
+    n_masked = 0 if mask is None else np.diff(mask.indptr)  # (B,)
+    # each row's n + n_masked best stored entries hold its n best unmasked ones
+    items, values, counts = row_topk(scores.indptr, scores.indices, scores.data, n_eff + n_masked)
+    rows = np.repeat(np.arange(B), counts)
+    if mask is not None:
+        masked = np.isin(rows * n_items + items, np.repeat(np.arange(B), n_masked) * n_items + mask.indices)
+        items, values, rows = items[~masked], values[~masked], rows[~masked]
+        counts = np.bincount(rows, minlength=B)
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    first_n = within < n_eff
+    items, values, counts = items[first_n], values[first_n], np.minimum(counts, n_eff)
     ends = np.cumsum(counts) - 1
     fast = (counts == n_eff) & (n_eff > 0)
     fast[fast] = values[ends[fast]] > 0
@@ -594,41 +595,89 @@ def _sparse_top_n(scores: sp.csr_matrix, n: int, mask: sp.csr_matrix | None) -> 
     return idx, val
 
 
-def row_topk(indptr: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest entries of every row of a CSR layout, best first; equal values keep
-    their stored order (the lower column first when a row's columns are sorted).
+def row_topk(indptr: np.ndarray, cols: np.ndarray, values: np.ndarray, k
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of every row of a CSR layout, best first, equal values lower
+    column first; the columns of a row need not be sorted.
 
-    indptr: (n_rows + 1,) row boundaries; values: (nnz,) float32.
-    Returns ``pos`` (sum(counts),): positions into ``values``, row after row, best first, and
-    ``counts`` (n_rows,) = min(k, row length). One sort of packed (row, value, position) keys
-    instead of a loop over rows.
+    indptr: (n_rows + 1,) row boundaries; cols, values: (nnz,) columns and float32 values; k: an
+    int or (n_rows,) ints. Returns (cols, values, counts): the kept entries row after row, best
+    first, each (sum(counts),), and counts (n_rows,) = min(k, row length). Entries that cannot
+    make a row's list are dropped first (:func:`_candidates`), then one sort of packed
+    (row, value, column) 64-bit keys per group of rows replaces a loop over rows.
     """
     indptr = np.asarray(indptr, dtype=np.int64)
-    lengths = np.diff(indptr)  # (n_rows,)
-    counts = np.minimum(lengths, k)
-    if values.size == 0 or k <= 0:
-        return np.zeros(0, np.int64), np.zeros_like(counts)
-    rows = np.repeat(np.arange(len(lengths), dtype=np.uint64), lengths)
-    within = (np.arange(values.size, dtype=np.int64) - np.repeat(indptr[:-1], lengths)).astype(np.uint64)
-    bits = np.asarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> 0.0: equal values, equal keys
-    bits = bits.view(np.uint32)
-    # order-preserving float -> unsigned map, then flipped so that an ascending sort puts the largest first
-    desc = ~np.where(bits >> 31 == 1, ~bits, bits | np.uint32(0x80000000))
-    pos_bits = max(1, int(lengths.max() - 1).bit_length())
-    row_bits = max(1, (len(lengths) - 1).bit_length())
-    if row_bits + 32 + pos_bits <= 64:
-        key = (rows << np.uint64(32 + pos_bits)) | (desc.astype(np.uint64) << np.uint64(pos_bits)) | within
-        key.sort()  # rows keep their ranges: row r's entries stay at indptr[r]:indptr[r + 1]
-        order_within = None
-    else:  # too many rows or columns to pack: the same order from a three-key sort
-        order_within = np.lexsort((within, desc, rows))
-    sel_rows = np.repeat(np.arange(len(lengths)), counts)
-    rank = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)  # 0 = best
-    at = indptr[sel_rows] + rank  # where each kept entry sits in the sorted order
-    if order_within is not None:
-        return order_within[at], counts
-    mask = np.uint64((1 << pos_bits) - 1)
-    return indptr[sel_rows] + (key[at] & mask).astype(np.int64), counts
+    counts = np.minimum(np.diff(indptr), np.maximum(k, 0))  # (n_rows,)
+    return _packed_topk(*_candidates(indptr, cols, values, counts), counts)
+
+
+def _packed_topk(indptr: np.ndarray, cols: np.ndarray, values: np.ndarray, counts: np.ndarray):
+    """:func:`row_topk` by sorting every entry: ``counts`` (n_rows,) entries kept per row."""
+    lengths = np.diff(indptr)
+    col_bits = max(1, int(cols.max()).bit_length()) if cols.size else 1
+    if col_bits > 31:
+        raise ValueError(f"row_topk: column indices need {col_bits} bits; at most 31 fit a packed key")
+    group = 1 << (32 - col_bits)  # rows per sort: row, value and column bits fill 64
+    out_cols, out_vals = [], []
+    for r0 in range(0, len(lengths), group):
+        r1 = min(r0 + group, len(lengths))
+        lo, hi = indptr[r0], indptr[r1]
+        key = _descending_bits(values[lo:hi]).astype(np.uint64)
+        key <<= np.uint64(col_bits)
+        key |= cols[lo:hi].astype(np.uint64)
+        key |= np.repeat(np.arange(r1 - r0, dtype=np.uint64) << np.uint64(32 + col_bits), lengths[r0:r1])
+        key.sort()  # row r keeps its range indptr[r]:indptr[r + 1], best first
+        c = counts[r0:r1]
+        first = np.cumsum(c) - c
+        at = np.repeat(indptr[r0:r1] - lo - first, c) + np.arange(int(c.sum()))
+        kept = key[at]
+        out_cols.append((kept & np.uint64((1 << col_bits) - 1)).astype(np.int64))
+        out_vals.append(_descending_bits((kept >> np.uint64(col_bits)).astype(np.uint32), inverse=True))
+    if not out_cols:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), counts
+    return np.concatenate(out_cols), np.concatenate(out_vals), counts
+
+
+def _candidates(indptr: np.ndarray, cols: np.ndarray, values: np.ndarray, counts: np.ndarray):
+    """The entries of each row that can be among its ``counts[r]`` largest. A long row is cut into
+    m = 4 counts[r] chunks: their maxima are m distinct entries, so the row's counts[r]-th largest
+    value is at least the counts[r]-th largest chunk maximum, and smaller entries are dropped.
+    Rows under 8x their count stay whole. Returns (indptr, cols, values) of the entries kept."""
+    lengths = np.diff(indptr)
+    long = np.flatnonzero((counts > 0) & (lengths >= 8 * counts))
+    if not len(long):
+        return indptr, cols, values
+    m, size = 4 * counts[long], lengths[long]
+    first = np.cumsum(m) - m  # where each long row's chunks begin among all chunks
+    chunk = np.arange(int(m.sum())) - np.repeat(first, m)  # 0..m-1 within the row
+    starts = np.repeat(indptr[long], m) + chunk * np.repeat(size, m) // np.repeat(m, m)
+    # reduceat bounds: each row's chunk starts, then its end, so that no chunk runs into the next row
+    at = np.arange(len(starts)) + np.repeat(np.arange(len(long)), m)
+    bounds = np.empty(len(starts) + len(long), dtype=np.int64)
+    bounds[at] = starts
+    bounds[np.cumsum(m) + np.arange(len(long))] = indptr[long + 1]
+    if bounds[-1] == len(values):  # the last row runs to the end anyway
+        bounds = bounds[:-1]
+    maxima = np.maximum.reduceat(values, bounds)[at]  # (sum(m),) row by row
+    _, best, _ = _packed_topk(np.concatenate([[0], np.cumsum(m)]), chunk, maxima, counts[long])
+    floor = np.full(len(lengths), -np.inf, dtype=np.float32)
+    floor[long] = best[np.cumsum(counts[long]) - 1]  # the counts[r]-th largest chunk maximum
+    keep = np.flatnonzero(values >= np.repeat(floor, lengths))  # (n_kept,) positions, ascending
+    return np.searchsorted(keep, indptr), cols[keep], values[keep]
+
+
+def _descending_bits(x: np.ndarray, inverse: bool = False) -> np.ndarray:
+    """float32 -> uint32 whose ascending order is the floats' descending order (-0.0 as 0.0);
+    with ``inverse``, those uint32 back to float32. The map flips the low 31 bits of non-negative
+    floats and leaves negative ones as they are."""
+    if inverse:
+        bits = x.view(np.int32)
+    else:
+        x = np.asarray(x, dtype=np.float32) + np.float32(0.0)  # a copy; -0.0 + 0.0 = 0.0
+        bits = x.view(np.int32)
+    flip = ~(bits >> 31) & np.int32(0x7FFFFFFF)  # arithmetic shift: 0 for >= 0, -1 for < 0
+    out = bits ^ flip
+    return out.view(np.float32) if inverse else out.view(np.uint32)
 
 
 def registry() -> dict[str, type[Recommender]]:

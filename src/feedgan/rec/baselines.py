@@ -102,18 +102,19 @@ class ItemKNN(_SparseItemModel):
         (b, n_items), sparse throughout: (counts (b,), neighbour items, similarities), each target's
         best first, equal similarities to the lower item.
 
-        ``sim = co / (|U_i|^.5 |U_j|^.5 + shrink)`` on the stored (positive) counts only, in float32;
-        the self-pair is dropped."""
+        ``sim = co / (|U_i|^.5 |U_j|^.5 + shrink)`` in float32 on the stored (positive) counts only;
+        the self-pair scores 0 and, like any non-positive similarity, is never kept."""
         co = co.tocsr()
-        co.sort_indices()
         rows = np.repeat(np.arange(start, start + co.shape[0]), np.diff(co.indptr))  # (nnz,) target item
-        sim = co.data.astype(np.float32) / (norms[rows] * norms[co.indices] + np.float32(self.shrink)
-                                            + np.float32(1e-12))
-        keep = (co.indices != rows) & (sim > 0)
-        cols, sim = co.indices[keep], sim[keep]
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep] - start, minlength=co.shape[0]))])
-        pos, counts = row_topk(indptr, sim, min(self.k, self.n_items_))
-        return counts, cols[pos], sim[pos]
+        denom = norms[rows]
+        denom *= norms[co.indices]
+        denom += np.float32(self.shrink)
+        sim = np.divide(co.data, denom, out=denom, dtype=np.float32)
+        sim[co.indices == rows] = 0.0
+        nbrs, sim, counts = row_topk(co.indptr, co.indices, sim, min(self.k, self.n_items_))
+        keep = sim > 0  # the self-pair only reaches a list shorter than k
+        counts = np.bincount(np.repeat(np.arange(co.shape[0]), counts)[keep], minlength=co.shape[0])
+        return counts, nbrs[keep], sim[keep]
 
 
 class RP3beta(_SparseItemModel):
