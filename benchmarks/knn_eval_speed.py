@@ -10,9 +10,14 @@ fit, and ``implicit.nearest_neighbours.CosineRecommender(K=k)`` on the same (n_u
 matrix, in rotating order. Evaluation: ``feedgan.eval.metrics.evaluate`` on the test part with the
 previous scoring (dense score rows, a masked copy, ``torch.topk``) and with the current one, on the
 same fitted similarity, beside ``implicit.evaluation.ranking_metrics_at_k`` over an implicit
-item-item model holding that same similarity (the same scores: history rows times W). Every metric
-of the two evaluation paths must be equal (asserted); the fit's quality (NDCG@20 etc. on test) is
-reported for both fits on Gowalla and ML-1M. Data is read from ``../shared/data`` (FEEDGAN_DATA).
+item-item model holding that same similarity (the same scores: history rows times W).
+
+Checks (asserted): the sparse path's metrics equal, to the last bit, those of ``top_n`` on the
+same scores as a dense array; the previous path's lists hold the same scores rank by rank (it
+differs only in which of several equal-scored items it lists: ``torch.topk`` picks among them
+arbitrarily, the current path takes the lower item). The fit's quality (NDCG@20 etc. on test) is
+reported for both fits and implicit's cosine on Gowalla and ML-1M. Data: ``../shared/data``
+(override with FEEDGAN_DATA).
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from feedgan.data.dataset import DataConfig, prepare
 from feedgan.data.readers import read
 from feedgan.eval.metrics import evaluate
 from feedgan.io import write_json
-from feedgan.rec.base import as_csr
+from feedgan.rec.base import as_csr, top_n
 from feedgan.rec.baselines import ItemKNN, _blockwise_topk, _dense
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +82,29 @@ class PreviousScoring:
     def recommend(self, users=None, n=10, exclude_seen=True, history=None, exclude=None):
         h = as_csr(history, self.model.n_items_)
         return previous_top_n((h @ self.model.W_).toarray(), n, h if exclude is None else exclude)
+
+
+class DenseScoring(PreviousScoring):
+    """The same model ranked by ``top_n`` from dense (B, n_items) scores: the identity check."""
+
+    name = "itemknn-dense"
+
+    def recommend(self, users=None, n=10, exclude_seen=True, history=None, exclude=None):
+        h = as_csr(history, self.model.n_items_)
+        return top_n(self.model.score(None, h), n, exclude=h if exclude is None else exclude)
+
+
+def same_scores_rank_by_rank(model: ItemKNN, hist: sp.csr_matrix, users: np.ndarray, n: int = 20) -> dict:
+    """Lists of the previous and the current path, user by user: their scores must be equal at
+    every rank; counts the users whose items differ (equal scores listed in another order)."""
+    differ = 0
+    for start in range(0, len(users), 2048):
+        h = hist[users[start:start + 2048]]
+        old_i, old_v = PreviousScoring(model).recommend(history=h, n=n)
+        new_i, new_v = model.recommend(None, n=n, history=h)
+        np.testing.assert_array_equal(old_v, new_v)
+        differ += int((old_i != new_i).any(1).sum())
+    return {"users": int(len(users)), "users_with_tied_items_reordered": differ}
 
 
 def load(name: str):
@@ -170,8 +198,12 @@ def main() -> None:
             s, results[key] = timed(evaluators[key])
             eval_t[key].append(s)
         print("eval", p, {k: round(v[-1], 2) for k, v in eval_t.items()}, flush=True)
-    differ = {k: (results["previous"][k], v) for k, v in results["current"].items() if results["previous"][k] != v}
-    assert not differ, f"evaluation paths disagree: {differ}"
+    dense = evaluate(DenseScoring(model), ds, "test")
+    differ = {k: (dense[k], v) for k, v in results["current"].items() if dense[k] != v}
+    assert not differ, f"sparse and dense top-n disagree: {differ}"
+    ranks = same_scores_rank_by_rank(model, hist, np.flatnonzero(test.getnnz(1) > 0))
+    delta = {k: abs(results["previous"][k] - v) for k, v in results["current"].items() if k.split("@")[0] in
+             ("precision", "recall", "ndcg", "mrr", "map", "hitrate")}
     out = {
         "command": "python benchmarks/knn_eval_speed.py" + (f" --pairs {args.pairs}" if args.pairs != 3 else "")
                    + (f" --threads {args.threads}" if args.threads != 1 else ""),
@@ -179,14 +211,17 @@ def main() -> None:
         "data": {"users": ds.n_users, "items": ds.n_items, "fit_pairs": int(X.nnz), "test_pairs": int(test.nnz)},
         "fit": summary(fit_t, "previous"),
         "evaluate": summary(eval_t, "previous"),
-        "metrics_identical": True,
+        "metrics_identical_to_dense_top_n": True,
+        "previous_path_same_scores_rank_by_rank": ranks,
+        "previous_path_max_metric_difference": max(delta.values()),
         "metrics": {q: results["current"][q] for q in QUALITY},
+        "previous_path_metrics": {q: results["previous"][q] for q in QUALITY},
         "implicit_metrics": {q: float(v) for q, v in results["implicit"].items()},
         "quality": {name: quality(name, args.k, args.shrink, args.threads) for name in SETS},
     }
     write_json(PUBLISHED if args.publish else LOCAL, out)
     print({part: {k: round(v["median_s"], 2) for k, v in out[part].items()} for part in ("fit", "evaluate")})
-    print(out["quality"])
+    print(out["quality"], ranks, out["previous_path_max_metric_difference"])
 
 
 if __name__ == "__main__":

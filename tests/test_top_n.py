@@ -127,3 +127,26 @@ def test_row_topk_on_long_rows_equals_a_full_sort(seed):
         assert counts.tolist() == [len(w) for w in want]
         assert c.tolist() == [int(col) for w in want for _, col in w]
         assert v.tolist() == [float(-neg) for w in want for neg, _ in w]
+
+
+class _DenseScoredKNN(ItemKNN):
+    """ItemKNN scored as a dense array: the path every metric of the sparse one must equal."""
+
+    def _score(self, users, history):
+        return (history @ self.W_).toarray()
+
+
+def test_evaluate_of_sparse_scores_equals_dense_scores_to_the_bit(make_log):
+    from feedgan.data.dataset import DataConfig, prepare
+    from feedgan.data.schema import validate
+    from feedgan.eval.metrics import evaluate
+
+    inter = validate(make_log(n_users=80, n_items=60, n_rows=1500, seed=2, actions=("view",)), source="gen.csv")
+    ds = prepare(inter, DataConfig(split="random", valid=0.1, test=0.2, seed=0))
+    sparse = ItemKNN(k=5, shrink=2.0).fit(ds)
+    dense = _DenseScoredKNN(k=5, shrink=2.0).fit(ds)
+    assert (sparse.W_ != dense.W_).nnz == 0
+    for part in ("valid", "test"):
+        a = evaluate(sparse, ds, part, ks=(1, 5, 20), batch_size=16)
+        assert a == evaluate(dense, ds, part, ks=(1, 5, 20), batch_size=16)
+        assert a["users_evaluated"] > 20 and 0 < a["ndcg@20"] < 1

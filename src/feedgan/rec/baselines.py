@@ -76,7 +76,9 @@ class ItemKNN(_SparseItemModel):
     """Item-based k-nearest neighbours with shrunk cosine similarity.
 
     ``sim(i, j) = |U_i & U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)``; each item keeps its ``k``
-    most similar neighbours; a user's score for ``j`` sums the similarities from items they have.
+    most similar neighbours (among equal similarities, the lower item index); a user's score for
+    ``j`` sums the similarities from items they have. The fit never forms a dense row: the
+    co-occurrence counts of ``block`` target items at a time stay sparse while they are pruned.
     """
 
     name = "itemknn"
