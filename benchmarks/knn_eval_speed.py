@@ -121,7 +121,9 @@ def timed(fn):
 def implicit_cosine(X: sp.csr_matrix, k: int, threads: int):
     from implicit.nearest_neighbours import CosineRecommender
 
-    return CosineRecommender(K=k, num_threads=threads).fit(X, show_progress=False)
+    model = CosineRecommender(K=k, num_threads=threads)
+    model.fit(X, show_progress=False)  # implicit's fit returns None
+    return model
 
 
 def implicit_eval(W: sp.csr_matrix, hist: sp.csr_matrix, test: sp.csr_matrix, k: int, threads: int):
