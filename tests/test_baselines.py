@@ -101,6 +101,45 @@ def test_ease_closed_form():
     np.testing.assert_allclose(m.score(np.arange(5)), X @ B, rtol=1e-4, atol=1e-5)
 
 
+def _reference_knn(X: sp.csr_matrix, k: int, shrink: float) -> np.ndarray:
+    """A slow ItemKNN written out: the float32 shrunk cosine of every pair, then for each target
+    item its k most similar others (positive only), equal similarities to the lower item."""
+    D = X.toarray().astype(np.float32)
+    norms = np.sqrt(D.sum(0)).astype(np.float32)
+    n = D.shape[1]
+    W = np.zeros((n, n), np.float32)
+    for j in range(n):
+        sims = []
+        for i in range(n):
+            co = np.float32(D[:, i] @ D[:, j])
+            if i != j and co > 0:
+                sims.append((co / (norms[j] * norms[i] + np.float32(shrink) + np.float32(1e-12)), i))
+        for s, i in sorted(sims, key=lambda p: (-p[0], p[1]))[:k]:
+            W[i, j] = s
+    return W
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_itemknn_equals_a_written_out_reference_with_ties_to_the_lower_item(seed):
+    rng = np.random.default_rng(seed)
+    # few users: many pairs of items share the same co-occurrence and popularity (ties)
+    X = sp.csr_matrix((rng.random((12, 40)) < 0.3).astype(np.float32))
+    for k, shrink in ((3, 0.0), (7, 10.0), (60, 2.5)):
+        m = ItemKNN(k=k, shrink=shrink).fit(X)
+        np.testing.assert_array_equal(m.W_.toarray(), _reference_knn(X, k, shrink))
+        assert m.W_.has_sorted_indices and m.W_.dtype == np.float32
+
+
+def test_itemknn_fit_in_blocks_equals_one_block():
+    rng = np.random.default_rng(5)
+    X = sp.csr_matrix((rng.random((30, 50)) < 0.2).astype(np.float32))
+    whole = ItemKNN(k=5).fit(X).W_
+    m = ItemKNN(k=5)
+    m.fit(X)
+    m._fit(m.train_, block=7)  # blocks of 7 target items, the last one short
+    assert (m.W_ != whole).nnz == 0
+
+
 # -- RP3beta ----------------------------------------------------------------------------------------
 # users x items; user degrees 2, 3, 1, 1; item popularity 3, 2, 2
 X4 = sp.csr_matrix(np.array([[1, 1, 0],

@@ -298,9 +298,11 @@ class Recommender:
     def score(self, users=None, history=None) -> np.ndarray:
         """Scores (B, n_items) for users (internal indices) and/or their histories: (B, n_items)
         rows, or a mapping action -> rows for a model fitted with a target and aux actions."""
-        return np.asarray(self._call_score(*self._resolve(users, history)), dtype=np.float32)
+        scores = self._call_score(*self._resolve(users, history))
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
     def _score(self, users: np.ndarray | None, history: sp.csr_matrix) -> np.ndarray:
+        """(B, n_items) scores: an array or tensor, or a sparse matrix whose unstored entries score 0."""
         raise NotImplementedError
 
     def recommend(self, users=None, n: int = 10, exclude_seen: bool = True,
@@ -314,7 +316,7 @@ class Recommender:
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         users, inputs, seen, channels = self._resolve(users, history)
-        scores = self._call_score(users, inputs, seen, channels)  # (B, n_items)
+        scores = self._call_score(users, inputs, seen, channels)  # (B, n_items), dense or sparse
         if not exclude_seen:
             return top_n(scores, n)
         return top_n(scores, n, exclude=seen if exclude is None else exclude)
@@ -507,28 +509,175 @@ def _csr_from(arrays: dict, key: str, shape) -> sp.csr_matrix:
 
 
 def top_n(scores, n: int, exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n item indices and scores, each (B, n), best first, of (B, n_items) scores
-    (a tensor or an array; never modified).
+    """Row-wise top-n item indices and scores, each (B, n), best first, of (B, n_items) scores:
+    a tensor, an array, or a sparse matrix whose unstored entries score 0 (never modified).
 
-    The stored entries of ``exclude`` (B, n_items), e.g. the users' seen items, get no slot; -inf
-    entries and the tail of a row with fewer than ``n`` candidates become item -1 with score -inf.
+    Equal scores go to the lower item index. The stored entries of ``exclude`` (B, n_items), e.g.
+    the users' seen items, get no slot; -inf entries and the tail of a row with fewer than ``n``
+    candidates become item -1 with score -inf.
     """
-    scores = scores.float() if torch.is_tensor(scores) else torch.from_numpy(np.asarray(scores, dtype=np.float32))
+    shape = tuple(scores.shape)
+    mask = None
     if exclude is not None:
         mask = sp.csr_matrix(exclude)
-        if mask.shape != tuple(scores.shape):
-            raise ValueError(f"exclude has shape {mask.shape}; the scores are {tuple(scores.shape)}")
-        rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))  # (nnz,) row of each excluded entry
+        if mask.shape != shape:
+            raise ValueError(f"exclude has shape {mask.shape}; the scores are {shape}")
+    if sp.issparse(scores):
+        return _sparse_top_n(sp.csr_matrix(scores, dtype=np.float32), n, mask)
+    scores = scores.float() if torch.is_tensor(scores) else torch.from_numpy(np.asarray(scores, dtype=np.float32))
+    if mask is not None:
         scores = scores.clone()
-        scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
+        _mask_dense(scores, mask)
+    return _dense_top_n(scores, n)
+
+
+def _mask_dense(scores: torch.Tensor, mask: sp.csr_matrix) -> None:
+    """Sets the stored entries of ``mask`` (B, n_items) to -inf in ``scores`` (B, n_items), in place."""
+    rows = np.repeat(np.arange(mask.shape[0]), np.diff(mask.indptr))  # (nnz,) row of each excluded entry
+    scores[torch.from_numpy(rows), torch.from_numpy(mask.indices.astype(np.int64))] = -torch.inf
+
+
+def _dense_top_n(scores: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` of masked (B, n_items) scores. ``torch.topk`` picks arbitrarily among equal
+    scores, so rows with a tie inside their list or at its last slot are re-ranked from the
+    candidates that reach the last slot's score, lower item first."""
     n_eff = min(n, scores.shape[1])
-    val, idx = torch.topk(scores, n_eff, dim=1)
+    val, idx = torch.topk(scores, n_eff, dim=1)  # (B, n_eff) each
+    if n_eff > 0:
+        last = val[:, -1:]  # (B, 1)
+        tied = ((scores >= last).sum(1) > n_eff) | (val[:, 1:] == val[:, :-1]).any(1)
+        rows = torch.nonzero(tied).ravel()
+        if len(rows):
+            cand = scores[rows] >= last[rows]  # (R, n_items), at least n_eff per row
+            r, c = torch.nonzero(cand, as_tuple=True)  # row-major, items ascending
+            indptr = np.concatenate([[0], np.cumsum(cand.sum(1).numpy())])
+            c, v, _ = row_topk(indptr, c.numpy(), scores[rows][r, c].numpy(), n_eff)
+            idx[rows], val[rows] = torch.from_numpy(c).view(-1, n_eff), torch.from_numpy(v).view(-1, n_eff)
     idx[torch.isneginf(val)] = -1
     if n_eff < n:
         pad = n - n_eff
         idx = torch.cat([idx, torch.full((idx.shape[0], pad), -1, dtype=idx.dtype)], 1)
         val = torch.cat([val, torch.full((val.shape[0], pad), -torch.inf)], 1)
     return idx.numpy(), val.numpy()
+
+
+def _sparse_top_n(scores: sp.csr_matrix, n: int, mask: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_n` of sparse (B, n_items) scores without a dense (B, n_items) array: a row whose
+    ``n`` best unmasked stored scores are all positive beats every unstored (zero) item, so its
+    list comes from its stored entries alone; the other rows go through the dense path."""
+    B, n_items = scores.shape
+    n_eff = min(n, n_items)
+    n_masked = 0 if mask is None else np.diff(mask.indptr)  # (B,)
+    # each row's n + n_masked best stored entries hold its n best unmasked ones
+    items, values, counts = row_topk(scores.indptr, scores.indices, scores.data, n_eff + n_masked)
+    rows = np.repeat(np.arange(B), counts)
+    if mask is not None:
+        masked = np.isin(rows * n_items + items, np.repeat(np.arange(B), n_masked) * n_items + mask.indices)
+        items, values, rows = items[~masked], values[~masked], rows[~masked]
+        counts = np.bincount(rows, minlength=B)
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    first_n = within < n_eff
+    items, values, counts = items[first_n], values[first_n], np.minimum(counts, n_eff)
+    ends = np.cumsum(counts) - 1
+    fast = (counts == n_eff) & (n_eff > 0)
+    fast[fast] = values[ends[fast]] > 0
+    idx = np.full((B, n), -1, dtype=np.int64)
+    val = np.full((B, n), -np.inf, dtype=np.float32)
+    take = np.repeat(fast, counts)
+    idx[fast, :n_eff] = items[take].reshape(-1, n_eff)
+    val[fast, :n_eff] = values[take].reshape(-1, n_eff)
+    slow = np.flatnonzero(~fast)
+    if len(slow):  # fewer than n positive candidates: zeros (unstored items) compete
+        dense = torch.from_numpy(scores[slow].toarray())
+        if mask is not None:
+            _mask_dense(dense, mask[slow])
+        idx[slow], val[slow] = _dense_top_n(dense, n)
+    return idx, val
+
+
+def row_topk(indptr: np.ndarray, cols: np.ndarray, values: np.ndarray, k
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of every row of a CSR layout, best first, equal values lower
+    column first; the columns of a row need not be sorted.
+
+    indptr: (n_rows + 1,) row boundaries; cols, values: (nnz,) columns and float32 values; k: an
+    int or (n_rows,) ints. Returns (cols, values, counts): the kept entries row after row, best
+    first, each (sum(counts),), and counts (n_rows,) = min(k, row length). Entries that cannot
+    make a row's list are dropped first (:func:`_candidates`), then one sort of packed
+    (row, value, column) 64-bit keys per group of rows replaces a loop over rows.
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    counts = np.minimum(np.diff(indptr), np.maximum(k, 0))  # (n_rows,)
+    return _packed_topk(*_candidates(indptr, cols, values, counts), counts)
+
+
+def _packed_topk(indptr: np.ndarray, cols: np.ndarray, values: np.ndarray, counts: np.ndarray):
+    """:func:`row_topk` by sorting every entry: ``counts`` (n_rows,) entries kept per row."""
+    lengths = np.diff(indptr)
+    col_bits = max(1, int(cols.max()).bit_length()) if cols.size else 1
+    if col_bits > 31:
+        raise ValueError(f"row_topk: column indices need {col_bits} bits; at most 31 fit a packed key")
+    group = 1 << (32 - col_bits)  # rows per sort: row, value and column bits fill 64
+    out_cols, out_vals = [], []
+    for r0 in range(0, len(lengths), group):
+        r1 = min(r0 + group, len(lengths))
+        lo, hi = indptr[r0], indptr[r1]
+        key = _descending_bits(values[lo:hi]).astype(np.uint64)
+        key <<= np.uint64(col_bits)
+        key |= cols[lo:hi].astype(np.uint64)
+        key |= np.repeat(np.arange(r1 - r0, dtype=np.uint64) << np.uint64(32 + col_bits), lengths[r0:r1])
+        key.sort()  # row r keeps its range indptr[r]:indptr[r + 1], best first
+        c = counts[r0:r1]
+        first = np.cumsum(c) - c
+        at = np.repeat(indptr[r0:r1] - lo - first, c) + np.arange(int(c.sum()))
+        kept = key[at]
+        out_cols.append((kept & np.uint64((1 << col_bits) - 1)).astype(np.int64))
+        out_vals.append(_descending_bits((kept >> np.uint64(col_bits)).astype(np.uint32), inverse=True))
+    if not out_cols:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), counts
+    return np.concatenate(out_cols), np.concatenate(out_vals), counts
+
+
+def _candidates(indptr: np.ndarray, cols: np.ndarray, values: np.ndarray, counts: np.ndarray):
+    """The entries of each row that can be among its ``counts[r]`` largest. A long row is cut into
+    m = 4 counts[r] chunks: their maxima are m distinct entries, so the row's counts[r]-th largest
+    value is at least the counts[r]-th largest chunk maximum, and smaller entries are dropped.
+    Rows under 8x their count stay whole. Returns (indptr, cols, values) of the entries kept."""
+    lengths = np.diff(indptr)
+    long = np.flatnonzero((counts > 0) & (lengths >= 8 * counts))
+    if not len(long):
+        return indptr, cols, values
+    m, size = 4 * counts[long], lengths[long]
+    first = np.cumsum(m) - m  # where each long row's chunks begin among all chunks
+    chunk = np.arange(int(m.sum())) - np.repeat(first, m)  # 0..m-1 within the row
+    starts = np.repeat(indptr[long], m) + chunk * np.repeat(size, m) // np.repeat(m, m)
+    # reduceat bounds: each row's chunk starts, then its end, so that no chunk runs into the next row
+    at = np.arange(len(starts)) + np.repeat(np.arange(len(long)), m)
+    bounds = np.empty(len(starts) + len(long), dtype=np.int64)
+    bounds[at] = starts
+    bounds[np.cumsum(m) + np.arange(len(long))] = indptr[long + 1]
+    if bounds[-1] == len(values):  # the last row runs to the end anyway
+        bounds = bounds[:-1]
+    maxima = np.maximum.reduceat(values, bounds)[at]  # (sum(m),) row by row
+    _, best, _ = _packed_topk(np.concatenate([[0], np.cumsum(m)]), chunk, maxima, counts[long])
+    floor = np.full(len(lengths), -np.inf, dtype=np.float32)
+    floor[long] = best[np.cumsum(counts[long]) - 1]  # the counts[r]-th largest chunk maximum
+    keep = np.flatnonzero(values >= np.repeat(floor, lengths))  # (n_kept,) positions, ascending
+    return np.searchsorted(keep, indptr), cols[keep], values[keep]
+
+
+def _descending_bits(x: np.ndarray, inverse: bool = False) -> np.ndarray:
+    """float32 -> uint32 whose ascending order is the floats' descending order (-0.0 as 0.0);
+    with ``inverse``, those uint32 back to float32. The map flips the low 31 bits of non-negative
+    floats and leaves negative ones as they are."""
+    if inverse:
+        bits = x.view(np.int32)
+    else:
+        x = np.asarray(x, dtype=np.float32) + np.float32(0.0)  # a copy; -0.0 + 0.0 = 0.0
+        bits = x.view(np.int32)
+    flip = ~(bits >> 31) & np.int32(0x7FFFFFFF)  # arithmetic shift: 0 for >= 0, -1 for < 0
+    out = bits ^ flip
+    return out.view(np.float32) if inverse else out.view(np.uint32)
 
 
 def registry() -> dict[str, type[Recommender]]:

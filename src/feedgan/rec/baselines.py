@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .base import Recommender
+from .base import Recommender, row_topk
 
 
 class MostPopular(Recommender):
@@ -61,7 +61,7 @@ class _SparseItemModel(Recommender):
     """Shared scoring for models whose state is a sparse item-item matrix ``W_`` (n_items, n_items)."""
 
     def _score(self, users, history):
-        return (history @ self.W_).toarray()
+        return history @ self.W_  # (B, n_items) sparse: top-n reads the stored scores alone
 
     def _state(self):
         W = self.W_
@@ -76,7 +76,9 @@ class ItemKNN(_SparseItemModel):
     """Item-based k-nearest neighbours with shrunk cosine similarity.
 
     ``sim(i, j) = |U_i & U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink)``; each item keeps its ``k``
-    most similar neighbours; a user's score for ``j`` sums the similarities from items they have.
+    most similar neighbours (among equal similarities, the lower item index); a user's score for
+    ``j`` sums the similarities from items they have. The fit never forms a dense row: the
+    co-occurrence counts of ``block`` target items at a time stay sparse while they are pruned.
     """
 
     name = "itemknn"
@@ -84,18 +86,37 @@ class ItemKNN(_SparseItemModel):
     def __init__(self, k: int = 100, shrink: float = 10.0):
         self.k, self.shrink = k, shrink
 
-    def _fit(self, X, progress=None):
+    def _fit(self, X, progress=None, block: int = 2048):
         XT = X.T.tocsr()  # (n_items, n_users)
-        norms = torch.from_numpy(np.sqrt(np.asarray(X.sum(0)).ravel()).astype(np.float32))  # (n_items,)
+        norms = np.sqrt(np.asarray(X.sum(0)).ravel()).astype(np.float32)  # (n_items,)
+        n = self.n_items_
+        # S is symmetric: row j of S holds the candidate neighbours of target item j; keep its k
+        # best, so that W[i, j] = sim(i, j) for i among j's neighbours (W is the kept rows, transposed)
+        parts = [self._neighbours(XT[start:start + block] @ X, start, norms) for start in range(0, n, block)]
+        counts = np.concatenate([c for c, _, _ in parts])  # (n_items,) neighbours kept per target
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        nbrs = np.concatenate([i for _, i, _ in parts])
+        sims = np.concatenate([v for _, _, v in parts])
+        self.W_ = sp.csc_matrix((sims, nbrs, indptr), shape=(n, n)).tocsr()
 
-        def block(start, stop):  # rows start:stop of the shrunk cosine similarity
-            co = _dense(XT[start:stop] @ X)  # (b, n_items) co-occurrence counts
-            co[torch.arange(stop - start), torch.arange(start, stop)] = 0.0  # no self-similarity
-            return co / (norms[start:stop, None] * norms[None, :] + self.shrink + 1e-12)
+    def _neighbours(self, co: sp.csr_matrix, start: int, norms: np.ndarray):
+        """The kept neighbours of target items start:start + b from their co-occurrence rows ``co``
+        (b, n_items), sparse throughout: (counts (b,), neighbour items, similarities), each target's
+        best first, equal similarities to the lower item.
 
-        # S is symmetric: row j of S holds the candidate neighbours of target item j; keep k of
-        # them and transpose, so that W[i, j] = sim(i, j) for i among j's neighbours.
-        self.W_ = _blockwise_topk(block, self.n_items_, self.n_items_, self.k).T.tocsr()
+        ``sim = co / (|U_i|^.5 |U_j|^.5 + shrink)`` in float32 on the stored (positive) counts only;
+        the self-pair scores 0 and, like any non-positive similarity, is never kept."""
+        co = co.tocsr()
+        rows = np.repeat(np.arange(start, start + co.shape[0]), np.diff(co.indptr))  # (nnz,) target item
+        denom = norms[rows]
+        denom *= norms[co.indices]
+        denom += np.float32(self.shrink)
+        sim = np.divide(co.data, denom, out=denom, dtype=np.float32)
+        sim[co.indices == rows] = 0.0
+        nbrs, sim, counts = row_topk(co.indptr, co.indices, sim, min(self.k, self.n_items_))
+        keep = sim > 0  # the self-pair only reaches a list shorter than k
+        counts = np.bincount(np.repeat(np.arange(co.shape[0]), counts)[keep], minlength=co.shape[0])
+        return counts, nbrs[keep], sim[keep]
 
 
 class RP3beta(_SparseItemModel):
