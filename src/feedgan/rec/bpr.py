@@ -41,6 +41,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam
 
 from ..gan import BestCheckpoint, LossTrainer
 from .base import Recommender, Validation
@@ -162,25 +163,27 @@ class _Epochs:
 
 class _RowSums:
     """Sums per-example row gradients into the gradient of a ``table`` (n_rows, d): a coalesced
-    sparse tensor with one stored row per touched table row, duplicates summed. The sums go
-    through a dense buffer kept between batches (cheaper than sorting the indices); only the rows
-    a batch touched are cleared afterwards."""
+    sparse tensor with one stored row per touched table row, duplicates summed. Instead of sorting
+    the indices, a mask marks the touched rows and a lookup table numbers them (both kept between
+    batches; only what a batch touched is reset)."""
 
     def __init__(self, table: torch.Tensor):
-        self.dense = torch.zeros_like(table, requires_grad=False)  # (n_rows, d)
+        self.shape = table.shape
         self.touched = torch.zeros(table.shape[0], dtype=torch.bool, device=table.device)  # (n_rows,)
+        self.slot = torch.zeros(table.shape[0], dtype=torch.long, device=table.device)  # row -> its stored row
 
     def __call__(self, *parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """``parts``: pairs ``(idx, vals)``, rows ``vals`` (m, d) belonging to table rows ``idx`` (m,)."""
-        for idx, vals in parts:
-            self.dense.index_add_(0, idx, vals)
+        for idx, _ in parts:
             self.touched[idx] = True
         rows = self.touched.nonzero()[:, 0]  # (r,), sorted
-        summed = self.dense.index_select(0, rows)  # (r, d)
-        self.dense.index_fill_(0, rows, 0.0)
         self.touched[rows] = False
-        return torch.sparse_coo_tensor(rows[None], summed, self.dense.shape, is_coalesced=True,
-                                       check_invariants=False)
+        self.slot[rows] = torch.arange(len(rows), device=rows.device)
+        vals0 = parts[0][1]
+        summed = torch.zeros(len(rows), *self.shape[1:], dtype=vals0.dtype, device=vals0.device)  # (r, d)
+        for idx, vals in parts:
+            summed.index_add_(0, self.slot[idx], vals)
+        return torch.sparse_coo_tensor(rows[None], summed, self.shape, is_coalesced=True, check_invariants=False)
 
 
 def _sq(x: torch.Tensor) -> torch.Tensor:
@@ -238,8 +241,11 @@ class _BatchLoss(torch.autograd.Function):
 
 class LazyAdam(torch.optim.Optimizer):
     """Lazy Adam on sparse row gradients: the update of ``torch.optim.SparseAdam`` (the moments of
-    a row advance only on the steps that touch it; the bias correction follows the step count),
-    done by gathering the touched rows of the moments, updating them and writing them back.
+    a row advance only on the steps that touch it; the bias correction follows the step count).
+    Each step gathers the touched rows of the parameter and its moments, runs torch's fused Adam
+    kernel on them (one pass instead of one per elementwise operation) and writes them back.
+    SparseAdam adds ``eps`` to ``sqrt(v)`` before the bias correction, the fused kernel after it,
+    so the kernel gets ``eps / sqrt(1 - beta2 ** step)``: the same update.
     Gradients must be coalesced sparse tensors of rows (as :class:`_BatchLoss` gives)."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
@@ -253,13 +259,15 @@ class LazyAdam(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if not state:  # the first and second moments side by side: (n, 2, d)
-                    state.update(step=0, moments=torch.zeros(p.shape[0], 2, *p.shape[1:], dtype=p.dtype,
-                                                             device=p.device))
+                if not state:  # step: a host count; the kernel reads (and advances) its own copy
+                    state.update(step=0, step_t=torch.zeros((), dtype=torch.float32, device=p.device),
+                                 exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
                 state["step"] += 1
                 rows, g = p.grad._indices()[0], p.grad._values()  # (r,), (r, d)
-                mv = state["moments"].index_select(0, rows)  # (r, 2, d)
-                m, v = mv[:, 0].lerp_(g, 1 - beta1), mv[:, 1].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                state["moments"].index_copy_(0, rows, mv)
-                step_size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
-                p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
+                tables = (p, state["exp_avg"], state["exp_avg_sq"])
+                p_r, m_r, v_r = (F.embedding(rows, t) for t in tables)  # (r, d) each
+                adam([p_r], [g.contiguous()], [m_r], [v_r], [], [state["step_t"]], fused=True, amsgrad=False,
+                     beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
+                     eps=eps / math.sqrt(1 - beta2 ** state["step"]), maximize=False)
+                for table, r in zip(tables, (p_r, m_r, v_r)):
+                    table.index_copy_(0, rows, r)
