@@ -234,9 +234,11 @@ class _BatchLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        scaled = tuple(None if g is None else g * grad_loss for g in ctx.grads)
-        ctx.grads = None
-        return (*scaled, None, None, None, None, None, None)
+        grads, ctx.grads = ctx.grads, None
+        for g in grads:
+            if g is not None:
+                g._values().mul_(grad_loss)  # in place: the tensors are this batch's own
+        return (*grads, None, None, None, None, None, None)
 
 
 class LazyAdam(torch.optim.Optimizer):
