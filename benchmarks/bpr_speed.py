@@ -50,7 +50,7 @@ def baseline_module(rev: str):
     spec = importlib.util.spec_from_loader(name, loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "feedgan.rec"
-    exec(compile(source, f"{rev}:src/feedgan/rec/bpr.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:src/feedgan/rec/bpr.py", "exec"), module.__dict__)  # noqa: S102 (our own git history)
     sys.modules[name] = module
     return module
 
@@ -86,7 +86,7 @@ def spread(values: list[float]) -> dict:
 
 def time_epochs(X, old, factors: int, rounds: int) -> dict:
     """Interleaved one-epoch fits: ``rounds`` of (baseline, current, implicit)."""
-    params = dict(factors=factors, lr=3e-3, reg=3e-3, epochs=1, batch_size=2048, seed=0)
+    params = {"factors": factors, "lr": 3e-3, "reg": 3e-3, "epochs": 1, "batch_size": 2048, "seed": 0}
     contestants = {"baseline": lambda: old.BPR(**params).fit(X), "current": lambda: current.BPR(**params).fit(X)}
     imp = implicit_epoch()
     if imp is not None:

@@ -10,20 +10,29 @@ maximises the log-probability that ``u`` ranks ``i`` above ``j``::
 
     loss = -mean log sigmoid(x_ui - x_uj) + reg * sum_batch(|p_u|^2 + |q_i|^2 + |q_j|^2) / B
 
-with lazy Adam (``torch.optim.SparseAdam``: only the rows a batch touches are updated, and their
-moment estimates advance only then; a dense Adam would rewrite all of both tables on every batch,
-which made a Gowalla epoch ~10x slower), in mini-batches of ``batch_size`` positive pairs (with ``neg_per_pos`` > 1 the
-``|q_j|^2`` term is averaged over a pair's negatives; with ``item_bias`` the biases get the same
-penalty). The L2 term covers only the rows a batch touches (the usual "batch embedding"
-regularisation of LightGCN / RecBole), so ``reg`` is per example: on MovieLens-100K values
-around 1e-2 work far better than 1e-4.
+with lazy Adam (the update of ``torch.optim.SparseAdam``: only the rows a batch touches are
+updated, and their moment estimates advance only then; a dense Adam would rewrite all of both
+tables on every batch, which made a Gowalla epoch ~10x slower), in mini-batches of ``batch_size``
+positive pairs (with ``neg_per_pos`` > 1 the ``|q_j|^2`` term is averaged over a pair's negatives;
+with ``item_bias`` the biases get the same penalty). The L2 term covers only the rows a batch
+touches (the usual "batch embedding" regularisation of LightGCN / RecBole), so ``reg`` is per
+example: on MovieLens-100K values around 1e-2 work far better than 1e-4.
+
+A training step is written out by hand rather than left to autograd: the batch's loss and its
+row gradients come from a few fused operations on the gathered rows (:class:`_BatchLoss`), the
+duplicates of a row are summed without sorting (:class:`_RowSums`), and the lazy Adam gathers
+the touched rows of the factors and moments, runs torch's fused Adam kernel on them and writes
+them back (:class:`_LazyAdam`). The updates are SparseAdam's on autograd's gradients, to float
+rounding; the step dispatches about 130 tensor operations where autograd + SparseAdam took about
+200, most of them passes over the batch's rows, which is what an epoch costs at these sizes.
 
 Sampling, all in torch, seeded by a local ``torch.Generator`` (global RNG state is untouched):
 each epoch shuffles every positive ``(u, i)`` pair of the training matrix once and draws
-``neg_per_pos`` negatives per pair uniformly over all items. There is no rejection step, so a
-"negative" is occasionally an item the user did interact with (a false negative, probability
-``|I_u| / n_items`` per draw). On sparse feedback that is rare and it acts as mild label noise;
-in exchange sampling is one ``randint`` call per batch, with no loop over users.
+``neg_per_pos`` negatives per pair uniformly over all items, all of the epoch's in one call (the
+same stream as one call per batch). There is no rejection step, so a "negative" is occasionally
+an item the user did interact with (a false negative, probability ``|I_u| / n_items`` per draw).
+On sparse feedback that is rare and it acts as mild label noise; in exchange sampling is one
+``randint`` call per epoch, with no loop over users.
 
 Training runs on the shared loop (:class:`feedgan.gan.LossTrainer`: NaN guard, progress). With
 ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every ``eval_every``
@@ -83,7 +92,7 @@ class BPR(Recommender):
         P = torch.randn(n_users, self.factors, generator=gen, device=dev) * _INIT_STD
         Q = torch.randn(n_items, self.factors, generator=gen, device=dev) * _INIT_STD
         net = _Factors(P, Q, torch.zeros(n_items, 1, device=dev), self.item_bias)
-        opt = LazyAdam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
+        opt = _LazyAdam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
         task = _Epochs(self, net, X, gen)
         trainer = LossTrainer(net, task, opt, self.epochs, name=self.name)
         best = None
@@ -201,9 +210,9 @@ class _BatchLoss(torch.autograd.Function):
 
     ``W`` stacks the user rows and then the item rows (item ``i`` is row ``n_users + i``).
     ``forward`` needs no autograd graph (a few fused row operations instead of embedding lookups
-    and their backward); ``backward`` hands back the row gradients of ``W`` (and ``b`` when
-    ``sums`` has a second entry: the item bias is trained) as coalesced sparse tensors, which is
-    what :class:`LazyAdam` updates."""
+    and their backward); ``backward`` hands back the row gradients of ``W`` (and of ``b`` when
+    ``sums`` has a second entry: the item bias is trained) as sparse tensors storing each touched
+    row once, which is what :class:`_LazyAdam` updates."""
 
     @staticmethod
     def forward(ctx, W, b, u, i, j, n_users: int, reg: float, sums: tuple):
@@ -241,17 +250,18 @@ class _BatchLoss(torch.autograd.Function):
         return (*grads, None, None, None, None, None, None)
 
 
-class LazyAdam(torch.optim.Optimizer):
+class _LazyAdam(torch.optim.Optimizer):
     """Lazy Adam on sparse row gradients: the update of ``torch.optim.SparseAdam`` (the moments of
     a row advance only on the steps that touch it; the bias correction follows the step count).
     Each step gathers the touched rows of the parameter and its moments, runs torch's fused Adam
     kernel on them (one pass instead of one per elementwise operation) and writes them back.
     SparseAdam adds ``eps`` to ``sqrt(v)`` before the bias correction, the fused kernel after it,
     so the kernel gets ``eps / sqrt(1 - beta2 ** step)``: the same update.
-    Gradients must be coalesced sparse tensors of rows (as :class:`_BatchLoss` gives)."""
+    Gradients must be sparse tensors storing each touched row once, as :class:`_BatchLoss` gives
+    (autograd's hand-over drops their "coalesced" flag but keeps the rows)."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
     def step(self, closure=None):
