@@ -106,7 +106,7 @@ def time_epochs(X, old, factors: int, rounds: int) -> dict:
     return out
 
 
-def quality(ds, old, seeds: list[int]) -> dict:
+def quality(ds, old, rev: str, seeds: list[int]) -> dict:
     """Test NDCG@20 / Recall@20 after the benchmark's refit on train + valid, old and new, per seed."""
     params = bpr_setting()
     rows = []
@@ -119,7 +119,7 @@ def quality(ds, old, seeds: list[int]) -> dict:
             rows.append({"version": label, "seed": seed, "fit_s": round(fit_s, 2),
                          "ndcg@20": scores["ndcg@20"], "recall@20": scores["recall@20"]})
             print(rows[-1], flush=True)
-    return {"params": params, "rows": rows}
+    return {"params": params, "baseline": rev, "rows": rows}
 
 
 def main() -> None:
@@ -143,9 +143,14 @@ def main() -> None:
     for factors in [int(f) for f in args.factors.split(",")]:
         result["timing"].append(time_epochs(X, old, factors, args.rounds))
         print(json.dumps({k: v for k, v in result["timing"][-1].items() if k != "seconds"}), flush=True)
-    if args.quality:
-        result["quality"] = quality(ds, old, [int(s) for s in args.seeds.split(",")])
     out = PUBLISHED if args.publish else LOCAL
+    if args.quality:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        result["quality"] = {**quality(ds, old, args.baseline, seeds), "command": command}
+    elif out.exists():  # a timing-only run keeps the quality check already there (it has its own command)
+        kept = json.loads(out.read_text()).get("quality")
+        if kept and kept.get("command") and kept.get("baseline", args.baseline) == args.baseline:
+            result["quality"] = kept
     write_json(out, result)
     print(f"wrote {out.relative_to(ROOT)}")
 
