@@ -1,6 +1,6 @@
 """Speed targets of the baselines on 2 CPU cores (not quality: hyperparameters are fixed, not tuned).
 
-    python benchmarks/speed.py            # writes docs/speed.json and docs/speed.md
+    python benchmarks/speed.py            # writes docs/speed.json and the table of docs/speed.md
 
 Measures fit time (and process peak memory) of ItemKNN, RP3beta and EASE on Gowalla (LightGCN
 split, train file) and EASE on ML-1M, and the time of a full-ranking evaluation of every Gowalla
@@ -16,15 +16,17 @@ import time
 from pathlib import Path
 
 import torch
+from markers import write_section
 
 from feedgan.data.dataset import DataConfig, prepare
 from feedgan.data.readers import read
 from feedgan.eval.metrics import evaluate
-from feedgan.io import atomic_open, write_json
+from feedgan.io import write_json
 from feedgan.rec.baselines import EASE, ItemKNN, RP3beta
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data"))
+BEGIN, END = "<!-- speed-table:begin -->", "<!-- speed-table:end -->"
 TARGETS = {("gowalla", "itemknn"): 60, ("gowalla", "rp3beta"): 60, ("ml1m", "ease"): 10, ("gowalla", "eval"): 60}
 
 
@@ -74,7 +76,7 @@ def main() -> None:
             rows.append({"dataset": "gowalla", "task": "eval ease, all users [benchmarks/baselines.py]",
                          "seconds": t["eval_s"]["mean"], "peak_rss_gib": peak, "target_s": TARGETS[("gowalla", "eval")]})
     write_json(ROOT / "docs" / "speed.json", {"threads": torch.get_num_threads(), "rows": rows})
-    lines = ["# Speed of the baselines (2 CPU cores)", "", "Reproduce: `python benchmarks/speed.py`. "
+    lines = ["", "Reproduce: `python benchmarks/speed.py`. "
              "Hyperparameters are fixed, not tuned: these rows measure time, not quality. Peak RSS is the "
              "process peak so far (EASE on Gowalla runs last). EASE on Gowalla is taken from the baseline "
              "benchmark's own timing unless `--measure-ease` is given.", "",
@@ -82,8 +84,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['task']} | {r['seconds']:.1f} | {r['target_s'] or '-'} "
                      f"| {r['peak_rss_gib']:.1f} |")
-    with atomic_open(ROOT / "docs" / "speed.md") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_section(ROOT / "docs" / "speed.md", BEGIN, END, lines + [""], "speed-table")
 
 
 if __name__ == "__main__":

@@ -10,20 +10,29 @@ maximises the log-probability that ``u`` ranks ``i`` above ``j``::
 
     loss = -mean log sigmoid(x_ui - x_uj) + reg * sum_batch(|p_u|^2 + |q_i|^2 + |q_j|^2) / B
 
-with lazy Adam (``torch.optim.SparseAdam``: only the rows a batch touches are updated, and their
-moment estimates advance only then; a dense Adam would rewrite all of both tables on every batch,
-which made a Gowalla epoch ~10x slower), in mini-batches of ``batch_size`` positive pairs (with ``neg_per_pos`` > 1 the
-``|q_j|^2`` term is averaged over a pair's negatives; with ``item_bias`` the biases get the same
-penalty). The L2 term covers only the rows a batch touches (the usual "batch embedding"
-regularisation of LightGCN / RecBole), so ``reg`` is per example: on MovieLens-100K values
-around 1e-2 work far better than 1e-4.
+with lazy Adam (the update of ``torch.optim.SparseAdam``: only the rows a batch touches are
+updated, and their moment estimates advance only then; a dense Adam would rewrite all of both
+tables on every batch, which made a Gowalla epoch ~10x slower), in mini-batches of ``batch_size``
+positive pairs (with ``neg_per_pos`` > 1 the ``|q_j|^2`` term is averaged over a pair's negatives;
+with ``item_bias`` the biases get the same penalty). The L2 term covers only the rows a batch
+touches (the usual "batch embedding" regularisation of LightGCN / RecBole), so ``reg`` is per
+example: on MovieLens-100K values around 1e-2 work far better than 1e-4.
+
+A training step is written out by hand rather than left to autograd: the batch's loss and its
+row gradients come from a few fused operations on the gathered rows (:class:`_BatchLoss`), the
+duplicates of a row are summed without sorting (:class:`_RowSums`), and the lazy Adam gathers
+the touched rows of the factors and moments, runs torch's fused Adam kernel on them and writes
+them back (:class:`_LazyAdam`). The updates are SparseAdam's on autograd's gradients, to float
+rounding; the step dispatches about 130 tensor operations where autograd + SparseAdam took about
+200, most of them passes over the batch's rows, which is what an epoch costs at these sizes.
 
 Sampling, all in torch, seeded by a local ``torch.Generator`` (global RNG state is untouched):
 each epoch shuffles every positive ``(u, i)`` pair of the training matrix once and draws
-``neg_per_pos`` negatives per pair uniformly over all items. There is no rejection step, so a
-"negative" is occasionally an item the user did interact with (a false negative, probability
-``|I_u| / n_items`` per draw). On sparse feedback that is rare and it acts as mild label noise;
-in exchange sampling is one ``randint`` call per batch, with no loop over users.
+``neg_per_pos`` negatives per pair uniformly over all items, all of the epoch's in one call (the
+same stream as one call per batch). There is no rejection step, so a "negative" is occasionally
+an item the user did interact with (a false negative, probability ``|I_u| / n_items`` per draw).
+On sparse feedback that is rare and it acts as mild label noise; in exchange sampling is one
+``randint`` call per epoch, with no loop over users.
 
 Training runs on the shared loop (:class:`feedgan.gan.LossTrainer`: NaN guard, progress). With
 ``eval_every`` > 0 and a validation part, NDCG@20 on validation is measured every ``eval_every``
@@ -41,6 +50,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam
 
 from ..gan import BestCheckpoint, LossTrainer
 from .base import Recommender, Validation
@@ -82,7 +92,7 @@ class BPR(Recommender):
         P = torch.randn(n_users, self.factors, generator=gen, device=dev) * _INIT_STD
         Q = torch.randn(n_items, self.factors, generator=gen, device=dev) * _INIT_STD
         net = _Factors(P, Q, torch.zeros(n_items, 1, device=dev), self.item_bias)
-        opt = torch.optim.SparseAdam([p for p in net.parameters() if p.requires_grad], lr=self.lr)  # lazy Adam
+        opt = _LazyAdam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
         task = _Epochs(self, net, X, gen)
         trainer = LossTrainer(net, task, opt, self.epochs, name=self.name)
         best = None
@@ -100,22 +110,6 @@ class BPR(Recommender):
         self.item_factors_ = net.Q.detach().cpu().numpy().astype(np.float32)  # (n_items, factors)
         self.item_bias_ = net.b.detach()[:, 0].cpu().numpy().astype(np.float32)  # (n_items,)
 
-    def _loss(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor, u: torch.Tensor, i: torch.Tensor,
-              j: torch.Tensor) -> torch.Tensor:
-        """BPR loss of one batch: B positive pairs ``(u, i)``, each with n negatives ``j`` (B, n)."""
-        def rows(table, idx):  # sparse gradient: cost follows the batch, not the table size
-            return F.embedding(idx, table, sparse=True)
-
-        pu, qi, qj = rows(P, u), rows(Q, i), rows(Q, j)  # (B, d), (B, d), (B, n, d)
-        bi, bj = rows(b, i)[..., 0], rows(b, j)[..., 0]  # (B,), (B, n)
-        x_ui = (pu * qi).sum(-1) + bi  # (B,)
-        x_uj = torch.einsum("bd,bnd->bn", pu, qj) + bj  # (B, n)
-        rank = -F.logsigmoid(x_ui[:, None] - x_uj).mean()  # mean over the B * n triples
-        sq = pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / j.shape[1]
-        if self.item_bias:
-            sq = sq + bi.pow(2).sum() + bj.pow(2).sum() / j.shape[1]
-        return rank + self.reg * sq / u.shape[0]
-
     # -- scoring ----------------------------------------------------------------------------------
     def _score(self, users, history):
         # users is never None here: fold_in = False makes the base class refuse history-only calls
@@ -125,34 +119,167 @@ class BPR(Recommender):
 
 
 class _Factors(nn.Module):
-    """The learned tables: ``P`` (n_users, d), ``Q`` (n_items, d), the item bias ``b`` (n_items, 1)
-    (a one-column table, trained only with ``item_bias``)."""
+    """The learned tables: one parameter ``W`` (n_users + n_items, d) holding the user rows ``P``
+    (n_users, d) and then the item rows ``Q`` (n_items, d) (one table: a batch's rows are summed
+    and updated in one pass), and the item bias ``b`` (n_items, 1) (a one-column table, trained
+    only with ``item_bias``)."""
 
     def __init__(self, P: torch.Tensor, Q: torch.Tensor, b: torch.Tensor, item_bias: bool):
         super().__init__()
-        self.P, self.Q = nn.Parameter(P), nn.Parameter(Q)
+        self.n_users = P.shape[0]
+        self.W = nn.Parameter(torch.cat([P, Q]))
         self.b = nn.Parameter(b, requires_grad=item_bias)
+
+    @property
+    def P(self) -> torch.Tensor:
+        return self.W[:self.n_users]
+
+    @property
+    def Q(self) -> torch.Tensor:
+        return self.W[self.n_users:]
 
 
 class _Epochs:
     """BPR batches for :class:`~feedgan.gan.LossTrainer`: every epoch shuffles all positive pairs
-    once; step ``t`` is batch ``t mod steps_per_epoch`` of that order, with uniform negatives."""
+    once and draws every negative of the epoch in one call; step ``t`` is batch
+    ``t mod steps_per_epoch`` of that order."""
 
     def __init__(self, model: BPR, net: _Factors, X: sp.csr_matrix, gen: torch.Generator):
-        dev = net.P.device
+        dev = net.W.device
         # every positive pair once: pos_u[k], pos_i[k] is the k-th non-zero of X
         self.pos_u = torch.from_numpy(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))).to(dev)  # (nnz,)
         self.pos_i = torch.from_numpy(X.indices.astype(np.int64)).to(dev)  # (nnz,)
         self.model, self.net, self.gen, self.n_items = model, net, gen, X.shape[1]
         self.steps_per_epoch = math.ceil(len(self.pos_u) / model.batch_size)
-        self.order = None
+        self.sums = (_RowSums(net.W), _RowSums(net.b) if model.item_bias else None)
+        self.u = self.i = self.j = None  # this epoch's pairs in shuffled order (nnz,), (nnz,), (nnz, n)
 
     def loss(self, step: int) -> torch.Tensor:
         k, B, net = step % self.steps_per_epoch, self.model.batch_size, self.net
         if k == 0:
-            self.order = torch.randperm(len(self.pos_u), generator=self.gen, device=net.P.device)  # (nnz,)
-        idx = self.order[k * B:(k + 1) * B]
-        u, i = self.pos_u[idx], self.pos_i[idx]  # (B,), (B,)
-        j = torch.randint(self.n_items, (len(idx), self.model.neg_per_pos), generator=self.gen,
-                          device=net.P.device)  # (B, n)
-        return self.model._loss(net.P, net.Q, net.b, u, i, j)
+            self._new_epoch()
+        batch = slice(k * B, (k + 1) * B)
+        return _BatchLoss.apply(net.W, net.b, self.u[batch], self.i[batch], self.j[batch], net.n_users,
+                                float(self.model.reg), self.sums)
+
+    def _new_epoch(self) -> None:
+        # the same random stream as one randint per batch: the draws are consumed in order
+        dev = self.net.W.device
+        order = torch.randperm(len(self.pos_u), generator=self.gen, device=dev)  # (nnz,)
+        self.u, self.i = self.pos_u[order], self.pos_i[order]
+        self.j = torch.randint(self.n_items, (len(order), self.model.neg_per_pos), generator=self.gen, device=dev)
+
+
+class _RowSums:
+    """Sums per-example row gradients into the gradient of a ``table`` (n_rows, d): a coalesced
+    sparse tensor with one stored row per touched table row, duplicates summed. Instead of sorting
+    the indices, a mask marks the touched rows and a lookup table numbers them (both kept between
+    batches; only what a batch touched is reset)."""
+
+    def __init__(self, table: torch.Tensor):
+        self.shape = table.shape
+        self.touched = torch.zeros(table.shape[0], dtype=torch.bool, device=table.device)  # (n_rows,)
+        self.slot = torch.zeros(table.shape[0], dtype=torch.long, device=table.device)  # row -> its stored row
+
+    def __call__(self, *parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``parts``: pairs ``(idx, vals)``, rows ``vals`` (m, d) belonging to table rows ``idx`` (m,)."""
+        for idx, _ in parts:
+            self.touched[idx] = True
+        rows = self.touched.nonzero()[:, 0]  # (r,), sorted
+        self.touched[rows] = False
+        self.slot[rows] = torch.arange(len(rows), device=rows.device)
+        vals0 = parts[0][1]
+        summed = torch.zeros(len(rows), *self.shape[1:], dtype=vals0.dtype, device=vals0.device)  # (r, d)
+        for idx, vals in parts:
+            summed.index_add_(0, self.slot[idx], vals)
+        return torch.sparse_coo_tensor(rows[None], summed, self.shape, is_coalesced=True, check_invariants=False)
+
+
+def _sq(x: torch.Tensor) -> torch.Tensor:
+    """Sum of squares (a dot product: no temporary)."""
+    flat = x.reshape(-1)
+    return torch.dot(flat, flat)
+
+
+class _BatchLoss(torch.autograd.Function):
+    """The BPR loss of one batch with its gradient written out by hand: B positive pairs
+    ``(u, i)``, each with n negatives ``j`` (B, n)::
+
+        z = x_ui - x_uj                                        (B, n)
+        loss = mean softplus(-z) + reg * (|p_u|^2 + |q_i|^2 + mean_n |q_j|^2 [+ bias terms]) / B
+
+    ``W`` stacks the user rows and then the item rows (item ``i`` is row ``n_users + i``).
+    ``forward`` needs no autograd graph (a few fused row operations instead of embedding lookups
+    and their backward); ``backward`` hands back the row gradients of ``W`` (and of ``b`` when
+    ``sums`` has a second entry: the item bias is trained) as sparse tensors storing each touched
+    row once, which is what :class:`_LazyAdam` updates."""
+
+    @staticmethod
+    def forward(ctx, W, b, u, i, j, n_users: int, reg: float, sums: tuple):
+        B, n = j.shape
+        i_row, j_row = i + n_users, j.reshape(-1) + n_users  # rows of W (B,), (B n,)
+        pu, qi = F.embedding(u, W), F.embedding(i_row, W)  # (B, d), (B, d)
+        qj = F.embedding(j_row, W).reshape(B, n, -1)  # (B, n, d)
+        z = torch.linalg.vecdot(pu, qi)[:, None] - torch.linalg.vecdot(pu[:, None, :], qj)  # x_ui - x_uj (B, n)
+        sq = _sq(pu) + _sq(qi) + _sq(qj) / n
+        if sums[1] is not None:
+            bi, bj = F.embedding(i, b)[:, 0], F.embedding(j, b)[..., 0]  # (B,), (B, n)
+            z = z + (bi[:, None] - bj)
+            sq = sq + _sq(bi) + _sq(bj) / n
+        loss = F.softplus(-z).mean() + reg * sq / B
+        # d loss / d z (B, n) and its sum over a pair's negatives (B, 1); c: the L2 slope per appearance
+        dz = torch.sigmoid(-z).mul_(-1.0 / (B * n))
+        dz_sum, c = dz.sum(1, keepdim=True), 2.0 * reg / B
+        d_q = dz[:, 0, None] * qj[:, 0] if n == 1 else (dz[..., None] * qj).sum(1)  # (B, d)
+        d_pu = torch.addcmul(d_q.neg_().add_(pu, alpha=c), qi, dz_sum)  # (B, d)
+        d_qi = torch.addcmul(qi * c, pu, dz_sum)  # (B, d)
+        d_qj = torch.addcmul(qj * (c / n), dz[..., None], pu[:, None, :], value=-1.0)  # (B, n, d)
+        grads = [sums[0]((u, d_pu), (i_row, d_qi), (j_row, d_qj.reshape(B * n, -1))), None]
+        if sums[1] is not None:
+            grads[1] = sums[1]((i, torch.add(dz_sum, bi[:, None], alpha=c)),
+                               (j.reshape(-1), torch.add(-dz, bj, alpha=c / n).reshape(B * n, 1)))
+        ctx.grads = grads
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads, ctx.grads = ctx.grads, None
+        for g in grads:
+            if g is not None:
+                g._values().mul_(grad_loss)  # in place: the tensors are this batch's own
+        return (*grads, None, None, None, None, None, None)
+
+
+class _LazyAdam(torch.optim.Optimizer):
+    """Lazy Adam on sparse row gradients: the update of ``torch.optim.SparseAdam`` (the moments of
+    a row advance only on the steps that touch it; the bias correction follows the step count).
+    Each step gathers the touched rows of the parameter and its moments, runs torch's fused Adam
+    kernel on them (one pass instead of one per elementwise operation) and writes them back.
+    SparseAdam adds ``eps`` to ``sqrt(v)`` before the bias correction, the fused kernel after it,
+    so the kernel gets ``eps / sqrt(1 - beta2 ** step)``: the same update.
+    Gradients must be sparse tensors storing each touched row once, as :class:`_BatchLoss` gives
+    (autograd's hand-over drops their "coalesced" flag but keeps the rows)."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            (beta1, beta2), eps = group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # step: a host count; the kernel reads (and advances) its own copy
+                    state.update(step=0, step_t=torch.zeros((), dtype=torch.float32, device=p.device),
+                                 exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                rows, g = p.grad._indices()[0], p.grad._values()  # (r,), (r, d)
+                tables = (p, state["exp_avg"], state["exp_avg_sq"])
+                p_r, m_r, v_r = (F.embedding(rows, t) for t in tables)  # (r, d) each
+                adam([p_r], [g.contiguous()], [m_r], [v_r], [], [state["step_t"]], fused=True, amsgrad=False,
+                     beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
+                     eps=eps / math.sqrt(1 - beta2 ** state["step"]), maximize=False)
+                for table, r in zip(tables, (p_r, m_r, v_r)):
+                    table.index_copy_(0, rows, r)
