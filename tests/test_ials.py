@@ -41,15 +41,26 @@ def test_rows_are_the_exact_solves_of_the_frequency_scaled_normal_equations(nu):
     np.testing.assert_allclose(m.score(np.arange(20)), want, rtol=2e-3, atol=2e-4)
 
 
-def test_small_batches_give_the_same_model(monkeypatch):
+def test_enough_conjugate_gradient_steps_reach_the_exact_solver():
+    X = planted(seed=5)
+    exact = IALS(factors=6, epochs=4, solver="exact", seed=2).fit(X).score(np.arange(40))
+    cg = IALS(factors=6, epochs=4, solver="cg", cg_steps=12, seed=2).fit(X).score(np.arange(40))
+    few = IALS(factors=6, epochs=4, solver="cg", cg_steps=1, seed=2).fit(X).score(np.arange(40))
+    np.testing.assert_allclose(cg, exact, rtol=1e-3, atol=1e-4)
+    assert np.abs(few - exact).max() > 10 * np.abs(cg - exact).max()    # one step is not the exact answer
+
+
+@pytest.mark.parametrize("solver", ["cg", "exact"])
+def test_small_batches_give_the_same_model(monkeypatch, solver):
     X = planted(seed=2)
-    big = IALS(factors=5, epochs=2, seed=0).fit(X).score(np.arange(30))
+    big = IALS(factors=5, epochs=2, solver=solver, seed=0).fit(X).score(np.arange(30))
     monkeypatch.setattr(ials, "BATCH_FLOATS", 64)               # a handful of rows per batch
-    small = IALS(factors=5, epochs=2, seed=0).fit(X).score(np.arange(30))
+    small = IALS(factors=5, epochs=2, solver=solver, seed=0).fit(X).score(np.arange(30))
     np.testing.assert_allclose(big, small, rtol=1e-4, atol=1e-5)
 
 
-def test_it_learns_the_planted_blocks_where_popularity_cannot():
+@pytest.mark.parametrize("solver", ["cg", "exact"])
+def test_it_learns_the_planted_blocks_where_popularity_cannot(solver):
     X = planted(seed=3).tocoo()
     rng = np.random.default_rng(0)
     test = rng.random(X.nnz) < 0.2
@@ -59,7 +70,7 @@ def test_it_learns_the_planted_blocks_where_popularity_cannot():
     def ndcg(model):
         top, _ = model.fit(train).recommend(np.arange(train.shape[0]), n=10)
         return float(np.nanmean(ranking_metrics(top, held, [10])["ndcg@10"]))
-    assert ndcg(IALS(factors=8, reg=0.01, unobserved=0.1, epochs=8)) > ndcg(MostPopular()) + 0.15
+    assert ndcg(IALS(factors=8, reg=0.01, unobserved=0.1, epochs=8, solver=solver)) > ndcg(MostPopular()) + 0.15
 
 
 def test_more_epochs_fit_the_training_entries_better():
@@ -73,7 +84,8 @@ def test_more_epochs_fit_the_training_entries_better():
 @pytest.mark.parametrize("params, words", [
     (dict(factors=0), "factors must be a positive integer"), (dict(epochs=1.5), "epochs"),
     (dict(reg=0.0), "reg must be a positive number"), (dict(unobserved=-1.0), "unobserved"),
-    (dict(nu=2.0), "nu must be between 0"),
+    (dict(nu=2.0), "nu must be between 0"), (dict(solver="lu"), "solver must be one of cg, exact"),
+    (dict(cg_steps=0), "cg_steps must be a positive integer"),
 ])
 def test_bad_hyperparameters_are_refused_by_name(params, words):
     with pytest.raises(ValueError, match=words):

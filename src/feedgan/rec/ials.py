@@ -8,13 +8,16 @@ The loss over user vectors ``w_u`` and item vectors ``h_i`` (both ``factors`` lo
          + sum_i (n_i + unobserved * n_users)^nu |h_i|^2)          #   heavy users/items pay more)
 
 ``x_ui`` is the input's weight (1 on a binary log; the stacked weight with ``aux``), ``n_u`` and
-``n_i`` the numbers of observed entries in the row and column. Each half-epoch solves every row
-exactly: ``(E_u^T E_u + unobserved * H^T H + reg_u I) w_u = E_u^T x_u`` with ``E_u`` the vectors
-of the user's items, the shared Gramian ``H^T H`` computed once (the trick that makes the
-all-pairs term cheap). Rows are solved in batches of users of similar length (padded to the
-longest, Cholesky in float32 through PyTorch).
+``n_i`` the numbers of observed entries in the row and column. Each half-epoch solves every row's
+normal equations ``(E_u^T E_u + unobserved * H^T H + reg_u I) w_u = E_u^T x_u`` with ``E_u`` the
+vectors of the user's items and the shared Gramian ``H^T H`` computed once (the trick that makes
+the all-pairs term cheap). ``solver="cg"`` (the default) takes ``cg_steps`` conjugate-gradient
+steps from the row's previous vector, as implicit's ALS does: each step costs a product with
+``E_u`` and the Gramian, O(n_u d + d^2), where ``solver="exact"`` (a Cholesky factorisation per
+row, O(d^3 + n_u d^2)) reaches the exact minimiser of each half-step; both minimise the same loss.
+Rows are solved in batches of users of similar length (padded to the longest, float32, PyTorch).
 
-Unseen users fold in by the same solve against the fitted item vectors, so ``fold_in = True``.
+Unseen users fold in by the exact solve against the fitted item vectors, so ``fold_in = True``.
 The item vectors start at N(0, init_std^2 / factors), seeded; the user vectors are solved first.
 The paper's guidance: large ``factors`` (128 and up), about 16 epochs, ``unobserved`` and ``reg``
 tuned on validation (both scale with the data; the grid in :mod:`feedgan.eval.bench`).
@@ -27,6 +30,7 @@ import torch
 
 from .base import Recommender
 
+SOLVERS = ("cg", "exact")
 BATCH_FLOATS = 1 << 24     # per batch of rows, at most this many floats in the padded gather (B * L * d)
                            # and in the normal-equation matrices (B * d * d): 64 MB each
 
@@ -37,12 +41,14 @@ class IALS(Recommender):
     name = "ials"
 
     def __init__(self, factors: int = 128, reg: float = 0.01, unobserved: float = 0.1, nu: float = 1.0,
-                 epochs: int = 16, init_std: float = 0.1, seed: int = 0):
+                 epochs: int = 16, init_std: float = 0.1, solver: str = "cg", cg_steps: int = 3, seed: int = 0):
         self.factors, self.reg, self.unobserved, self.nu = factors, reg, unobserved, nu
-        self.epochs, self.init_std, self.seed = epochs, init_std, seed
+        self.epochs, self.init_std, self.solver, self.cg_steps, self.seed = epochs, init_std, solver, cg_steps, seed
 
     def _check(self) -> None:
-        for name in ("factors", "epochs"):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"{self.name}: solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        for name in ("factors", "epochs", "cg_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{self.name}: {name} must be a positive integer, got {v!r} (e.g. {name}=16)")
@@ -61,15 +67,17 @@ class IALS(Recommender):
         d = int(self.factors)
         H = torch.randn(X.shape[1], d, generator=gen) * (self.init_std / np.sqrt(d))
         task = None if progress is None else progress.add_task(f"fit {self.name}", total=int(self.epochs))
+        W = torch.zeros(X.shape[0], d)
         for _ in range(int(self.epochs)):
-            W = self._solve_rows(X, H)                                 # (n_users, d)
-            H = self._solve_rows(XT, W)                                # (n_items, d)
+            W = self._solve_rows(X, H, W if self.solver == "cg" else None)      # (n_users, d)
+            H = self._solve_rows(XT, W, H if self.solver == "cg" else None)     # (n_items, d)
             if task is not None:
                 progress.advance(task, 1)
         self.item_factors_ = H.numpy()
 
-    def _solve_rows(self, X: sp.csr_matrix, V: torch.Tensor) -> torch.Tensor:
-        """Each row's exact least-squares vector against the fixed other side ``V`` (n_cols, d)."""
+    def _solve_rows(self, X: sp.csr_matrix, V: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """Each row's least-squares vector against the fixed other side ``V`` (n_cols, d): exact without
+        ``start``, else ``cg_steps`` conjugate-gradient steps from ``start`` (n_rows, d)."""
         n_rows, n_cols = X.shape
         d = V.shape[1]
         G = self.unobserved * (V.T @ V)                                # (d, d) the all-pairs term
@@ -78,16 +86,20 @@ class IALS(Recommender):
         out = torch.zeros(n_rows, d)
         order = np.argsort(counts, kind="stable")
         eye = torch.eye(d)
-        for rows in _batches(counts[order], d):
+        for rows in _batches(counts[order], d, square=start is None):
             rows = order[rows]
             longest = max(1, int(counts[rows[-1]]))
             E, x = _padded(X, rows, V, longest)                         # (B, L, d), (B, L)
-            A = E.transpose(1, 2) @ E + G + lam[rows, None, None] * eye  # (B, d, d)
             b = (E * x[:, :, None]).sum(1)                              # (B, d)
+            at = torch.from_numpy(rows)
+            if start is not None:
+                out[at] = _cg(E, G, lam[at], b, start[at], int(self.cg_steps))
+                continue
+            A = E.transpose(1, 2) @ E + G + lam[at, None, None] * eye   # (B, d, d)
             L, info = torch.linalg.cholesky_ex(A)
             if int(info.max()):
                 raise ValueError(f"{self.name}: a normal-equation matrix is not positive definite; raise reg")
-            out[torch.from_numpy(rows)] = torch.cholesky_solve(b[:, :, None], L)[:, :, 0]
+            out[at] = torch.cholesky_solve(b[:, :, None], L)[:, :, 0]
         return out
 
     def _score(self, users, history):
@@ -96,10 +108,33 @@ class IALS(Recommender):
         return (W @ H.T).numpy()
 
 
-def _batches(sorted_counts: np.ndarray, d: int):
-    """Slices of rows (sorted by length, ascending) whose padded gather and matrices fit BATCH_FLOATS."""
+def _cg(E: torch.Tensor, G: torch.Tensor, lam: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
+        steps: int) -> torch.Tensor:
+    """``steps`` conjugate-gradient steps on ``(E^T E + G + lam I) w = b`` per row, from ``x`` (B, d).
+
+    ``E`` (B, L, d) padded with zero rows, ``G`` (d, d) shared, ``lam`` (B,). The matrix is never
+    formed: ``A p = E^T (E p) + p G + lam p``."""
+    def matvec(p):
+        return torch.einsum("bld,bl->bd", E, torch.einsum("bld,bd->bl", E, p)) + p @ G + lam[:, None] * p
+    r = b - matvec(x)
+    p = r.clone()
+    rr = (r * r).sum(1)                                                # (B,)
+    for _ in range(steps):
+        Ap = matvec(p)
+        alpha = rr / (p * Ap).sum(1).clamp_min(1e-20)
+        x = x + alpha[:, None] * p
+        r = r - alpha[:, None] * Ap
+        new = (r * r).sum(1)
+        p = r + (new / rr.clamp_min(1e-20))[:, None] * p
+        rr = new
+    return x
+
+
+def _batches(sorted_counts: np.ndarray, d: int, square: bool = True):
+    """Slices of rows (sorted by length, ascending) whose padded gather (and, with ``square``, the
+    (B, d, d) normal-equation matrices) fit BATCH_FLOATS."""
     start, n = 0, len(sorted_counts)
-    cap = max(1, BATCH_FLOATS // (d * d))
+    cap = max(1, BATCH_FLOATS // (d * d)) if square else n
     while start < n:
         # the longest row of a batch is its last; take as many rows as fit at the longest length
         stop = start + 1
