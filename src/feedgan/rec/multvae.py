@@ -9,7 +9,7 @@ over a ``latent``-dimensional code; the decoder maps a code to logits over all i
 ``softmax(logits)`` is the multinomial distribution the user's clicks are drawn from::
 
     x -> normalise -> dropout -> Linear(n_items, hidden) -> tanh -> Linear(hidden, 2 * latent)
-      -> (mu, logvar) -> z = mu + eps * exp(logvar / 2)
+      -> (mu, logvar) -> z = mu + noise_scale * eps * exp(logvar / 2),  eps ~ N(0, I)
       -> Linear(latent, hidden) -> tanh -> Linear(hidden, n_items) -> logits
 
     loss = -sum_i x_i log softmax(logits)_i  +  beta * KL(q(z | x) || N(0, I))
@@ -134,9 +134,9 @@ class MultVAE(Recommender):
 
     def __init__(self, hidden: int = 600, latent: int = 200, dropout: float = 0.5, beta_max: float = 0.2,
                  anneal_steps: int = 20000, epochs: int = 100, batch_size: int = 500, lr: float = 1e-3,
-                 weight_decay: float = 0.0, eval_every: int = 0, patience: int | None = None, seed: int = 0,
-                 device: str = "cpu"):
-        self.hidden, self.latent, self.dropout = hidden, latent, dropout
+                 weight_decay: float = 0.0, noise_scale: float = 1.0, eval_every: int = 0,
+                 patience: int | None = None, seed: int = 0, device: str = "cpu"):
+        self.hidden, self.latent, self.dropout, self.noise_scale = hidden, latent, dropout, noise_scale
         self.beta_max, self.anneal_steps = beta_max, anneal_steps
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
@@ -145,6 +145,8 @@ class MultVAE(Recommender):
     def _fit(self, X: sp.csr_matrix, progress=None, valid: Validation | None = None) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ValueError(f"{self.name}: noise_scale must be a finite number >= 0, got {self.noise_scale}")
         dev = torch.device(self.device)
         gen = torch.Generator(device=dev).manual_seed(int(self.seed))
         net = _VAENet(X.shape[1], self.hidden, self.latent).to_empty(device=dev)
@@ -173,7 +175,8 @@ class MultVAE(Recommender):
     def _loss(self, net: _VAENet, x: _Batch, beta: float, gen: torch.Generator) -> torch.Tensor:
         """Negative ELBO (with KL weight ``beta``) averaged over the batch ``x`` of B users."""
         mu, logvar = net.encode(x.normalised(self.dropout, gen))  # (B, latent) each
-        eps = torch.randn(mu.shape, generator=gen, device=mu.device)  # (B, latent)
+        # drawn even at noise_scale 0, so the scale alone changes between two runs of one seed
+        eps = torch.randn(mu.shape, generator=gen, device=mu.device) * self.noise_scale  # (B, latent)
         z = mu + eps * torch.exp(0.5 * logvar)  # (B, latent) reparameterised sample
         logits = net.decode(z)  # (B, n_items)
         nll = -(F.log_softmax(logits, dim=1)[x.row, x.col] * x.val).sum() / x.n  # only non-zeros count
