@@ -3,6 +3,7 @@
     python benchmarks/multvae_gap.py                      # every variant, seeds 0 and 1 -> runs/multvae-gap.json
     python benchmarks/multvae_gap.py --variants base,noise-0.01 --seeds 3
     python benchmarks/multvae_gap.py --publish            # also writes docs/benchmarks/multvae-gap.json
+    python benchmarks/multvae_gap.py --variants base --seeds 3 --extend   # adds seed 2 to runs/multvae-gap.json
 
 The starting point is the setting the ML-1M benchmark chose on validation (``docs/benchmarks/ml1m.json``:
 50 epochs, batch 500, beta_max 0.5, anneal_steps 2000, latent 200, full reparameterisation noise).
@@ -14,6 +15,7 @@ run, so an interrupted ablation keeps what it measured.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -89,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "runs" / "multvae-gap.json"))
     ap.add_argument("--publish", action="store_true", help="also write docs/benchmarks/multvae-gap.json")
+    ap.add_argument("--extend", action="store_true",
+                    help="keep the runs already in --out and run only the seeds a variant lacks")
     args = ap.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
@@ -104,12 +108,15 @@ def main(argv=None) -> int:
     dataset = prepare(read(path, "lightgcn"), DataConfig(path=str(path), format="lightgcn", split="predefined",
                                                          valid=0.1, test=0.2, seed=0))
     command = "python benchmarks/multvae_gap.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = {"data": ML1M, "base": BASE, "threads": args.threads, "command": command.strip(), "variants": {}}
+    result = {"data": ML1M, "base": BASE, "threads": args.threads, "variants": {}}
+    if args.extend and Path(args.out).exists():
+        result = json.loads(Path(args.out).read_text())
+    result["commands"] = result.get("commands", []) + [command.strip()]
     outs = [Path(args.out)] + ([ROOT / "docs" / "benchmarks" / "multvae-gap.json"] if args.publish else [])
     for name in names:
-        row = {"change": VARIANTS[name], "runs": []}
-        result["variants"][name] = row
-        for seed in range(args.seeds):
+        row = result["variants"].setdefault(name, {"change": VARIANTS[name], "runs": []})
+        done = {r["seed"] for r in row["runs"]}
+        for seed in (s for s in range(args.seeds) if s not in done):
             run = one_run(dataset, {**BASE, **VARIANTS[name]}, seed)
             row["runs"].append(run)
             row["summary"] = summary(row["runs"])

@@ -15,7 +15,16 @@ over a ``latent``-dimensional code; the decoder maps a code to logits over all i
     loss = -sum_i x_i log softmax(logits)_i  +  beta * KL(q(z | x) || N(0, I))
 
 ``beta`` is annealed linearly from 0 to ``beta_max`` over ``anneal_steps`` gradient steps (the
-"partially regularised" ^PR variant). Scoring uses the posterior mean ``z = mu`` and no dropout,
+"partially regularised" ^PR variant).
+
+``noise_scale`` multiplies the reparameterisation noise at training time. 1 is the paper's VAE;
+0.01 is what RecBole's Mult-VAE does (its noise is drawn with standard deviation 0.01), which makes
+the model close to a denoising autoencoder whose code is pulled towards 0 by the KL term; 0 makes
+``z = mu`` (deterministic given the dropout mask). On ML-1M at 50 epochs of 500-user batches (650
+steps), 0.01 raised test NDCG@20 from .334 to .343 and Recall@20 from .258 to .272 over two seeds
+(``benchmarks/multvae_gap.py``): with so few steps the full noise slows the decoder's fit more than
+it regularises. The noise is drawn at every scale, so one seed gives the same dropout masks and
+shuffles whatever the scale. Scoring uses the posterior mean ``z = mu`` and no dropout,
 so it is deterministic, and it needs only the history row: any user, seen at fit or not, is
 folded in (``fold_in = True``).
 
@@ -123,6 +132,9 @@ class _Epochs:
 
 class MultVAE(Recommender):
     """Variational autoencoder with multinomial likelihood and KL annealing (Liang et al. 2018).
+
+    ``noise_scale`` (>= 0) scales the reparameterisation noise during training (1: the paper;
+    0.01: RecBole's choice, better on ML-1M at short training; see the module docstring).
 
     Learned state: ``network_`` (the torch module), saved as its weight arrays.
     ``loss_history_`` is the mean batch loss of every epoch (a list, not saved).
