@@ -35,12 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data"))
 ML1M = "movielens-1m/lightgcnpp-implicit-split"
 BASE = {"epochs": 50, "batch_size": 500, "beta_max": 0.5, "anneal_steps": 2000}  # the benchmark's chosen row
-# one change each from BASE (the last combines the settings a RecBole run uses by default)
+# one change each from BASE, then the two that moved it together, then RecBole's settings together
 VARIANTS = {
     "base": {},
     "noise-0.01": {"noise_scale": 0.01},
     "latent-100": {"latent": 100},
     "anneal-200000": {"beta_max": 0.2, "anneal_steps": 200000},
+    "noise-0.01+latent-100": {"noise_scale": 0.01, "latent": 100},
     "recbole-like": {"noise_scale": 0.01, "latent": 100, "beta_max": 0.2, "anneal_steps": 200000},
     "noise-0": {"noise_scale": 0.0},
     "beta-0.2": {"beta_max": 0.2},
