@@ -22,7 +22,7 @@ over a ``latent``-dimensional code; the decoder maps a code to logits over all i
 the model close to a denoising autoencoder whose code is pulled towards 0 by the KL term; 0 makes
 ``z = mu`` (deterministic given the dropout mask). On ML-1M at 50 epochs of 500-user batches (650
 steps), ``noise_scale=0.01`` with ``latent=100`` was the best setting on validation, and on test
-it moved NDCG@20 from .334 to .351 and Recall@20 from .258 to .274 over two seeds; each change alone
+it moved NDCG@20 from .335 to .350 and Recall@20 from .258 to .273 over three seeds; each change alone
 gave about half of that (``benchmarks/multvae_gap.py``, ``docs/speed.md``). The defaults stay the
 paper's (1 and 200). The noise is drawn at every scale, so one seed gives the same dropout masks and
 shuffles whatever the scale.
