@@ -27,8 +27,8 @@ gave about half of that (``benchmarks/multvae_gap.py``, ``docs/speed.md``). The 
 paper's (1 and 200). The noise is drawn at every scale, so one seed gives the same dropout masks and
 shuffles whatever the scale.
 
-Scoring uses the posterior mean ``z = mu`` and no dropout, so it is deterministic, and it needs only the history row: any user, seen at fit or not, is
-folded in (``fold_in = True``).
+Scoring uses the posterior mean ``z = mu`` and no dropout, so it is deterministic, and it needs
+only the history row: any user, seen at fit or not, is folded in (``fold_in = True``).
 
 The input side stays sparse: a batch of rows is a CSR tensor, dropout acts on its non-zeros
 (dropping a zero changes nothing) and the first layer is one sparse-dense product, so its cost
