@@ -220,3 +220,42 @@ def test_patience_stops_early(planted):
     assert len(model.valid_history_) < 40
     values = [v for _, v in model.valid_history_]
     assert max(values[-2:]) <= max(values[:-2])  # the last two evaluations brought no improvement
+
+
+# -- Mult-VAE's reparameterisation noise ------------------------------------------------------------
+def _vae_loss(planted, noise_scale: float, noise_seed: int) -> float:
+    """One batch's loss from weights seeded 0, with the noise (and any dropout) drawn from ``noise_seed``."""
+    from feedgan.rec.multvae import _Batch, _VAENet
+
+    model = MultVAE(hidden=16, latent=4, dropout=0.0, noise_scale=noise_scale)
+    net = _VAENet(N_ITEMS, 16, 4).to_empty(device="cpu")
+    net.init_weights(torch.Generator().manual_seed(0))
+    batch = _Batch(planted.matrix("train"), np.arange(32), torch.device("cpu"))
+    with torch.no_grad():
+        return float(model._loss(net, batch, 0.3, torch.Generator().manual_seed(noise_seed)))
+
+
+def test_multvae_noise_scale_zero_makes_the_loss_deterministic(planted):
+    # no dropout: the noise is the only draw, so at scale 0 the generator's state cannot matter
+    assert _vae_loss(planted, 0.0, 1) == _vae_loss(planted, 0.0, 2)
+    assert _vae_loss(planted, 1.0, 1) != _vae_loss(planted, 1.0, 2)
+    # a tiny scale moves the loss far less than the full one
+    base = _vae_loss(planted, 0.0, 1)
+    assert abs(_vae_loss(planted, 0.01, 1) - base) < 0.1 * abs(_vae_loss(planted, 1.0, 1) - base)
+
+
+def test_multvae_noise_scale_changes_the_fit(planted):
+    def fit(scale):
+        return MultVAE(hidden=32, latent=8, epochs=3, batch_size=32, noise_scale=scale, seed=0).fit(planted)
+
+    full, small = fit(1.0), fit(0.01)
+    assert not np.allclose(full.score([0, 80]), small.score([0, 80]))
+    assert full.loss_history_ != small.loss_history_
+    # the same scale and seed give the same model: the scale is all that differed
+    np.testing.assert_array_equal(fit(0.01).score([0, 80]), small.score([0, 80]))
+
+
+@pytest.mark.parametrize("scale", [-0.1, float("nan"), float("inf")])
+def test_multvae_refuses_a_bad_noise_scale(planted, scale):
+    with pytest.raises(ValueError, match="noise_scale"):
+        MultVAE(hidden=8, latent=4, epochs=1, noise_scale=scale).fit(planted)
