@@ -209,7 +209,7 @@ def leaders() -> list[str]:
     lines = ["## At a glance (test NDCG@20)", ""]
     for f in sorted(OUT.glob("*.json")):
         r = json.loads(f.read_text())
-        if r.get("name") not in BENCHES:
+        if not isinstance(r, dict) or r.get("name") not in BENCHES:
             continue
         stale = untuned_per_seed(r)
         rows = sorted((x for x in r["rows"] if x["model"] not in stale), key=lambda x: -x["test"]["ndcg@20"]["mean"])
@@ -257,7 +257,7 @@ def write_markdown() -> None:
              "|---|---|---:|---:|---:|---:|"]
     for f in sorted(OUT.glob("*.json")):
         r = json.loads(f.read_text())
-        if r.get("name") not in BENCHES:  # other benchmarks' results share the folder
+        if not isinstance(r, dict) or r.get("name") not in BENCHES:  # other benchmarks' results share the folder
             continue
         d = r["data"]
         title = f"{r['name']}: {d['users']:,} users, {d['items']:,} items, {d['pairs']:,} pairs"
