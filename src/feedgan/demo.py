@@ -50,9 +50,9 @@ ADVERSARIAL_BASE = {"easegan": "ease"}
 # epoch on validation here, which also lets a tight budget stop its training early (TimeLimit).
 DEMO_FIXED = {"easegan": dict(epochs=6, eval_every=2, patience=2, batch_size=256),
               "bpr": dict(eval_every=2, patience=4), "multvae": dict(eval_every=2, patience=4),
-              "ials": dict(epochs=8)}
+              "ials": dict(epochs=6)}
 # grids narrowed for the demo's small data and budget (the full ones are in feedgan.eval.bench)
-DEMO_GRIDS = {"ials": {"factors": [32, 64], "reg": [0.003, 0.01, 0.03], "unobserved": [0.1, 0.3]}}
+DEMO_GRIDS = {"ials": {"factors": [16, 32], "reg": [0.003, 0.01, 0.03], "unobserved": [0.1, 0.3]}}
 LEADERBOARD_SHARE = 0.6   # of the budget left after simulating (less the reserve); the two parts after it the rest
 PER_ACTION_SHARE = 0.45   # of what the leaderboard leaves; the synthetic-users part gets the rest
 REPORT_RESERVE = 0.06     # of the budget, kept for the examples, saved models and the report at the end
