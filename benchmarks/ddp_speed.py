@@ -31,6 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- one run (a worker process; under torchrun, one per rank) ---------------------------------------
+class _Curve:
+    """A callback keeping the mean D and G loss of every stats tick."""
+
+    def __init__(self):
+        self.points: list[dict] = []
+
+    def on_tick(self, trainer, stats: dict) -> None:
+        self.points.append({k: stats[k] for k in ("step", "d_loss", "g_loss")})
+
+
 def worker(args) -> None:
     import numpy as np
     import torch
@@ -51,9 +61,7 @@ def worker(args) -> None:
                        device="cpu")
     trainer = GANTrainer(G, D, task, config)
     trainer.fit()
-    curve: list[dict] = []
-    collect = type("Curve", (), {"on_tick": lambda self, t, s: curve.append(
-        {"step": s["step"], "d_loss": s["d_loss"], "g_loss": s["g_loss"]})})()
+    collect = _Curve()
     trainer.config.max_steps = args.warmup + args.steps
     ddp.barrier(trainer.dist)
     t0 = time.perf_counter()
@@ -62,7 +70,7 @@ def worker(args) -> None:
     seconds = time.perf_counter() - t0
     if trainer.dist.is_main:
         Path(args.out).write_text(json.dumps({"procs": world, "seconds": seconds,
-                                              "steps_per_s": args.steps / seconds, "curve": curve}))
+                                              "steps_per_s": args.steps / seconds, "curve": collect.points}))
     if dist.is_initialized():
         ddp.teardown()
 
