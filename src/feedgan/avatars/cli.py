@@ -8,6 +8,7 @@
     feedgan avatars interpolate runs/00003-avatars-modern --steps 8 --out walk.png
     feedgan avatars score runs/00003-avatars-modern --real heldout/ -n 2000
     feedgan avatars score runs/00004-avatars-dcgan --real heldout-sheet.png --sheet 24x24
+    torchrun --nproc_per_node 2 --no-python feedgan avatars train --images faces/ --device cpu   # DDP
 """
 from __future__ import annotations
 
@@ -85,7 +86,9 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, help="continue this run from its newest checkpoint"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
 ):
-    """Train an avatar GAN; sample grids, stats.jsonl and checkpoints go to a run folder."""
+    """Train an avatar GAN; sample grids, stats.jsonl and checkpoints go to a run folder (under torchrun:
+    every rank trains, rank 0 alone writes and prints)."""
+    from ..gan import ddp
     from ..io import ArtifactError
     from ..progress import progress_bar
     from ..runs import new_run_dir
@@ -113,25 +116,28 @@ def train_cmd(
         src = {"path": str(images), "sheet": sheet, "where": where, "skip_bad": skip_bad, "limit": limit,
                "no_size_limits": no_size_limits}
         run = None
-    with progress_bar(progress) as prog:
+    info, _ = ddp.setup(cfg.device)
+    say = console.print if info.is_main else (lambda *a, **k: None)
+    with progress_bar(progress if info.is_main else False) as prog:
         data = load_images(src["path"], size=cfg.size, grayscale=cfg.channels == 1, sheet=src.get("sheet"),
                            where=src.get("where"), skip_bad=src.get("skip_bad", False), limit=src.get("limit"),
                            limits=_limits(src["no_size_limits"]), progress=prog)
         for line in data.skipped[:5]:
-            console.print(f"[yellow]skipped[/] {line}", highlight=False)
+            say(f"[yellow]skipped[/] {line}", highlight=False)
         if len(data.skipped) > 5:
-            console.print(f"[yellow]skipped[/] {len(data.skipped) - 5} more", highlight=False)
+            say(f"[yellow]skipped[/] {len(data.skipped) - 5} more", highlight=False)
         note = check_image_count(len(data), src)  # refuses a single picture before a run folder exists
         if note:
-            console.print(f"[yellow]note[/] {note}", highlight=False)
-        run = run or new_run_dir(runs_dir, f"avatars-{cfg.preset}")
-        console.print(f"[bold]avatars {cfg.preset}[/] {len(data):,} images at {cfg.size}x{cfg.size} -> {run}")
+            say(f"[yellow]note[/] {note}", highlight=False)
+        # rank 0 numbers and makes the folder; every rank trains into that one
+        run = run or ddp.from_main(lambda: new_run_dir(runs_dir, f"avatars-{cfg.preset}"), info)
+        say(f"[bold]avatars {cfg.preset}[/] {len(data):,} images at {cfg.size}x{cfg.size} -> {run}")
         train(data, run, cfg, progress=prog, resume=resume is not None, source=src)
     last = last_stats(run)
     if last:
         losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("d_loss", "g_loss") if last.get(k) is not None)
-        console.print(f"step {last['step']}: {losses}, {last['samples_per_s']:.0f} samples/s")
-    console.print(f"samples: {run / 'samples' / 'latest.png'}; generator: {run / 'generator.safetensors'}")
+        say(f"step {last['step']}: {losses}, {last['samples_per_s']:.0f} samples/s")
+    say(f"samples: {run / 'samples' / 'latest.png'}; generator: {run / 'generator.safetensors'}")
 
 
 def _limits(off: bool):

@@ -3,7 +3,9 @@
 A run folder holds ``avatar.json`` (preset, sizes, classes, training settings), ``stats.jsonl``
 (one line per tick: losses, samples/s), ``checkpoints/`` (exact resume), ``samples/step-*.png``
 (grids from fixed latents every ``sample_every`` steps, so progress is visible) and, at the end,
-``generator.safetensors`` (the EMA generator when the preset keeps one)::
+``generator.safetensors`` (the EMA generator when the preset keeps one). Under ``torchrun`` every rank
+trains and rank 0 alone writes into the run folder; :func:`train` returns on every rank once those
+files are complete::
 
     from feedgan.avatars.images import load_images
     from feedgan.avatars.train import AvatarConfig, train, sample
@@ -26,7 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
-from ..gan import GANConfig, GANTask, GANTrainer
+from ..gan import GANConfig, GANTask, GANTrainer, ddp
 from ..gan.checkpoint import list_checkpoints, trim_stats
 from ..io import ArtifactError, atomic_open, atomic_path, read_json, read_safetensors, remove_orphans
 from ..params import check_params
@@ -130,25 +132,31 @@ def _with_labels(z: torch.Tensor, y: torch.Tensor | None, n_classes: int) -> tor
 
 
 class _Progress:
-    """Sample grids from fixed latents every ``every`` steps, and the time budget."""
+    """Sample grids from fixed latents every ``every`` steps (rank 0 only), and the time budget
+    (under DDP the ranks stop together: at the first step where any rank's budget is spent)."""
 
     def __init__(self, run: Path, task: AvatarTask, z: torch.Tensor, every: int, budget_s: float | None):
         self.run, self.task, self.z, self.every, self.budget_s = run, task, z, every, budget_s
         self.t0: float | None = None
-        (run / "samples").mkdir(exist_ok=True)
+        self.written: int | None = None  # the step of the newest grid
 
     def on_step(self, trainer) -> None:
         if self.t0 is None:
             self.t0 = time.perf_counter() - trainer.elapsed  # a resumed run keeps its spent time
         if trainer.step % self.every == 0:
             self.write(trainer)
-        if self.budget_s is not None and time.perf_counter() - self.t0 >= self.budget_s:
-            trainer.request_stop(f"time budget of {self.budget_s:.0f} s spent")
+        if self.budget_s is not None:
+            spent = time.perf_counter() - self.t0 >= self.budget_s
+            if ddp.any_true(spent, trainer.dist, trainer.device):  # the same decision on every rank
+                trainer.request_stop(f"time budget of {self.budget_s:.0f} s spent")
 
     def on_end(self, trainer) -> None:
         self.write(trainer)
 
     def write(self, trainer) -> None:
+        if not trainer.dist.is_main or self.written == trainer.step:
+            return
+        self.written = trainer.step
         images = generate(trainer.G_eval, self.z)
         path = save_grid(images, self.run / "samples" / f"step-{trainer.step:07d}.png")
         with atomic_path(self.run / "samples" / "latest.png") as tmp:  # never a half-written latest.png
@@ -234,8 +242,10 @@ def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resum
     for memorisation later."""
     check_image_count(len(image_set), source)
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
     cfg = config.resolved()
+    info, _ = ddp.setup(cfg.device)  # under torchrun: joins the process group GANTrainer uses
+    if info.is_main:
+        run.mkdir(parents=True, exist_ok=True)
     labels, cfg.classes = _classes(image_set, cfg)
     images = _tensor_images(image_set.images, cfg.size, cfg.channels)
     torch.manual_seed(cfg.seed)  # module initialisation
@@ -249,14 +259,18 @@ def train(image_set, run: str | Path, config: AvatarConfig, progress=None, resum
     trainer = GANTrainer(G, D, task, gan, out_dir=run)
     if resume:
         _resume(trainer, run)
-    meta = {"preset": cfg.preset, "config": asdict(cfg), "n_images": len(images), "images": source or {},
-            "first_images": image_set.names[:5]}
-    with atomic_open(run / "avatar.json") as fh:
-        json.dump(meta, fh, indent=2)
+    if info.is_main:
+        meta = {"preset": cfg.preset, "config": asdict(cfg), "n_images": len(images), "images": source or {},
+                "first_images": image_set.names[:5]}
+        with atomic_open(run / "avatar.json") as fh:
+            json.dump(meta, fh, indent=2)
+        (run / "samples").mkdir(exist_ok=True)
     fixed = task.latent(64, torch.Generator().manual_seed(cfg.seed + 1))  # the same grid latents every time
     trainer.fit(progress=progress, callbacks=[_Progress(run, task, fixed, cfg.sample_every, cfg.budget_s)])
-    with atomic_path(run / "generator.safetensors") as tmp:  # a killed run never leaves a half-written generator
-        save_file({k: v.detach().cpu().contiguous() for k, v in trainer.G_eval.state_dict().items()}, str(tmp))
+    if info.is_main:
+        with atomic_path(run / "generator.safetensors") as tmp:  # a killed run never leaves a half-written one
+            save_file({k: v.detach().cpu().contiguous() for k, v in trainer.G_eval.state_dict().items()}, str(tmp))
+    ddp.barrier(info)  # no rank returns before the run folder is complete
     return run
 
 
@@ -266,8 +280,9 @@ def _resume(trainer: GANTrainer, run: Path) -> None:
         trainer.resume()
         return
     warnings.warn(f"{run} has no checkpoint yet (killed before the first one): training again from step 0")
-    remove_orphans(run)
-    trim_stats(run, 0)
+    if trainer.dist.is_main:
+        remove_orphans(run)
+        trim_stats(run, 0)
 
 
 def read_run(run: str | Path) -> tuple[AvatarConfig, dict]:

@@ -113,6 +113,29 @@ def _comm_device(device: torch.device) -> torch.device:
     return device if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank gets here (e.g. until rank 0's files are complete); a no-op alone."""
+    if info.enabled:
+        dist.barrier()
+
+
+def from_main(fn, info: DistInfo):
+    """``fn()`` run on rank 0 alone, its result (picklable) handed to every rank; an error ``fn``
+    raises on rank 0 is raised on every rank, so none is left waiting."""
+    if not info.enabled:
+        return fn()
+    box = [None, None]  # [result, error]
+    if info.is_main:
+        try:
+            box[0] = fn()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            box[1] = exc
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise box[1]
+    return box[0]
+
+
 def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """``flag`` OR-ed over all ranks (so every rank takes the same branch)."""
     if not info.enabled:
