@@ -8,7 +8,8 @@ For each size a log is generated in chunks, one Parquet file per day (hive layou
 the generator never holds the whole log. Each stage then runs in a fresh Python process, so its
 peak RSS (``wait4`` rusage of that process alone) is its own:
 
-- ``ingest``: the folder read with ``pyarrow.dataset`` into pandas and checked by ``schema.validate``.
+- ``ingest``: ``feedgan.data.readers.read(folder)``: the partitioned folder through ``pyarrow.dataset``
+  into pandas, checked by ``schema.validate``.
 - ``split``: ingest again, then ``prepare`` with the default ``DataConfig`` (dedup, random split,
   per-action CSR matrices) and ``Dataset.save``; its peak includes the ingest it repeats.
 - ``fit``: ``Dataset.load``, ItemKNN (k=100, shrink=10) fitted on train, then top-20 for a sample
@@ -37,6 +38,7 @@ N_ITEMS, DAYS, USERS_PER_ROW = 20_000, 30, 1 / 50
 ACTIONS, ACTION_P = ["view", "like", "comment", "share"], [0.85, 0.10, 0.03, 0.02]
 SAMPLE_USERS = 2_000
 GIB = 2 ** 30
+HEADROOM = 0.8  # a stage runs only if its estimated peak stays under this share of the free memory
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -75,20 +77,14 @@ def generate(rows: int, folder: Path, seed: int = 0) -> dict:
 
 # ------------------------------------------------------------------------------------------ stages
 def _ingest(folder: Path):
-    """The partitioned folder as validated Interactions (pandas in memory)."""
-    import pyarrow.dataset as ds
+    """The partitioned folder as validated Interactions: the library's parquet reader (pandas in memory)."""
+    from feedgan.data.readers import read
 
-    from feedgan.data.schema import validate
-
-    frame = ds.dataset(folder, format="parquet", partitioning="hive").to_table(
-        columns=["user", "item", "action", "timestamp"]).to_pandas()
-    return validate(frame, source=folder)
+    return read(folder)
 
 
 def stage_ingest(folder: Path) -> dict:
-    import pyarrow.dataset  # noqa: F401  (imports outside the timed section)
-
-    import feedgan.data.schema  # noqa: F401
+    import feedgan.data.readers  # noqa: F401  (imports outside the timed section)
 
     t = time.perf_counter()
     inter = _ingest(folder)
@@ -97,7 +93,7 @@ def stage_ingest(folder: Path) -> dict:
 
 
 def stage_split(folder: Path) -> dict:
-    import pyarrow.dataset  # noqa: F401
+    import feedgan.data.readers  # noqa: F401
 
     from feedgan.data.dataset import DataConfig, prepare
 
@@ -146,18 +142,66 @@ def run_stage(stage: str, folder: Path) -> dict:
     return {**result, "process_s": wall, "peak_rss_gib": usage.ru_maxrss * 1024 / GIB}
 
 
+def _available_gib() -> float:
+    with open("/proc/meminfo") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:")) / 2 ** 20
+
+
+def _too_big(stage: str, rows: int, done: list[dict], now: dict) -> str:
+    """Why ``stage`` is not run at ``rows`` (empty: run it): a stage it needs did not run, or its peak
+    scaled linearly from the largest size already measured would pass HEADROOM of the free memory."""
+    if stage == "fit" and "skipped" in now.get("split", {}):
+        return "needs the split stage's dataset"
+    measured = [r for r in done if "peak_rss_gib" in r["stages"][stage]]
+    if not measured:
+        return ""
+    last = max(measured, key=lambda r: r["rows"])
+    estimate, free = last["stages"][stage]["peak_rss_gib"] * rows / last["rows"], _available_gib()
+    if estimate <= HEADROOM * free:
+        return ""
+    return (f"estimated peak {estimate:.1f} GiB (linear from {last['rows']:,} rows) over {HEADROOM:.0%} "
+            f"of the {free:.1f} GiB free")
+
+
 def _table(results: list[dict]) -> str:
     lines = ["| rows | users | items | generate s | ingest s | ingest GiB | split s | split GiB | fit+score s | fit GiB |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         s = r["stages"]
-        cell = lambda name, key: (f"{s[name][key]:.1f}" if name in s and "failed" not in s[name]  # noqa: E731
-                                  else "failed")
-        lines.append(f"| {r['rows']:,} | {s['split'].get('users', 0):,} | {s['split'].get('items', 0):,} | "
-                     f"{r['generate_s']:.1f} | {cell('ingest', 'seconds')} | {s['ingest']['peak_rss_gib']:.2f} | "
-                     f"{cell('split', 'seconds')} | {s['split']['peak_rss_gib']:.2f} | "
-                     f"{cell('fit', 'seconds')} | {s['fit']['peak_rss_gib']:.2f} |")
+        def cell(name, key, fmt=".1f"):
+            return f"{s[name][key]:{fmt}}" if key in s[name] else ("not run" if "skipped" in s[name] else "failed")
+        lines.append(f"| {r['rows']:,} | {cell('split', 'users', ',')} | {cell('split', 'items', ',')} | "
+                     f"{r['generate_s']:.1f} | {cell('ingest', 'seconds')} | {cell('ingest', 'peak_rss_gib', '.2f')} | "
+                     f"{cell('split', 'seconds')} | {cell('split', 'peak_rss_gib', '.2f')} | "
+                     f"{cell('fit', 'seconds')} | {cell('fit', 'peak_rss_gib', '.2f')} |")
     return "\n".join(lines)
+
+
+HEADING = "## Past the small data sets"
+
+
+def _section(report: dict) -> str:
+    """The docs section: the table, the command, and every stage that did not run, with why."""
+    skipped = [f"- {r['rows']:,} rows, {stage}: {info.get('skipped') or info.get('failed')}"
+               for r in report["results"] for stage, info in r["stages"].items()
+               if "skipped" in info or "failed" in info]
+    return "\n".join([HEADING, "", "<!-- written by benchmarks/scale.py --publish -->", "",
+                      _table(report["results"]), "", f"Command: `{report['command']}` ({report['cpus']} CPUs).", "",
+                      *(["Not run:", "", *skipped, ""] if skipped else [])])
+
+
+def publish_section(path: Path, section: str) -> None:
+    """Replace the section under HEADING (up to the next ``## `` heading) or append it, atomically."""
+    text = path.read_text() if path.exists() else "# Scale\n"
+    start = text.find(HEADING)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def main() -> None:
@@ -180,7 +224,8 @@ def main() -> None:
         info["generate_s"] = time.perf_counter() - t
         info["stages"] = {}
         for stage in STAGES:
-            info["stages"][stage] = run_stage(stage, base / "log")
+            skip = _too_big(stage, rows, results, info["stages"])
+            info["stages"][stage] = {"skipped": skip} if skip else run_stage(stage, base / "log")
             print(rows, stage, json.dumps(info["stages"][stage]), flush=True)
         results.append(info)
         if not args.keep:
@@ -192,7 +237,8 @@ def main() -> None:
     print(_table(results))
     if args.publish:
         (ROOT / "docs" / "benchmarks" / "scale.json").write_text(json.dumps(report, indent=2))
-        print("published docs/benchmarks/scale.json; paste the table into docs/scale.md")
+        publish_section(ROOT / "docs" / "scale.md", _section(report))
+        print("published docs/benchmarks/scale.json and docs/scale.md")
 
 
 if __name__ == "__main__":

@@ -311,10 +311,13 @@ def _action_names(act: pd.Series) -> pd.Series:
     normalised through its categories, so a row costs a code rather than a new string."""
     if not isinstance(act.dtype, pd.CategoricalDtype):
         return act.astype(str).str.strip().str.lower()
-    names = pd.Index(act.cat.categories.astype(str)).str.strip().str.lower()  # (n_categories,)
-    merged, of_category = np.unique(np.asarray(names, dtype=str), return_inverse=True)  # " Like", "LIKE" -> one
-    codes = of_category.astype(np.int32)[act.cat.codes.to_numpy()]  # no -1: empty actions were refused above
-    return pd.Series(pd.Categorical.from_codes(codes, categories=merged), index=act.index)
+    codes = act.cat.codes.to_numpy()  # (n,), no -1: empty actions were refused above
+    used = np.bincount(codes, minlength=len(act.cat.categories)) > 0  # (n_categories,): only values present
+    names = pd.Index(act.cat.categories[used].astype(str)).str.strip().str.lower()
+    merged, of_used = np.unique(np.asarray(names, dtype=str), return_inverse=True)  # " Like", "LIKE" -> one
+    to_merged = np.zeros(len(used), dtype=np.int32)
+    to_merged[used] = of_used
+    return pd.Series(pd.Categorical.from_codes(to_merged[codes], categories=merged), index=act.index)
 
 
 def validate(frame: pd.DataFrame, *, social: pd.DataFrame | None = None, source: str | Path = "<memory>",
