@@ -94,7 +94,6 @@ def stage_ingest(folder: Path) -> dict:
 
 def stage_split(folder: Path) -> dict:
     import feedgan.data.readers  # noqa: F401
-
     from feedgan.data.dataset import DataConfig, prepare
 
     t0 = time.perf_counter()
@@ -118,7 +117,7 @@ def stage_fit(folder: Path) -> dict:
     model = ItemKNN(k=100, shrink=10.0).fit(data)
     t2 = time.perf_counter()
     users = np.random.default_rng(0).choice(data.n_users, min(SAMPLE_USERS, data.n_users), replace=False)
-    top, _ = model.recommend(users, n=20)
+    model.recommend(users, n=20)
     t3 = time.perf_counter()
     return {"seconds": t3 - t0, "load_s": t1 - t0, "fit_s": t2 - t1, "score_s": t3 - t2,
             "scored_users": len(users), "model": "ItemKNN(k=100, shrink=10)", "W_nnz": int(model.W_.nnz)}
@@ -168,7 +167,7 @@ def _table(results: list[dict]) -> str:
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         s = r["stages"]
-        def cell(name, key, fmt=".1f"):
+        def cell(name, key, fmt=".1f", s=s):
             return f"{s[name][key]:{fmt}}" if key in s[name] else ("not run" if "skipped" in s[name] else "failed")
         lines.append(f"| {r['rows']:,} | {cell('split', 'users', ',')} | {cell('split', 'items', ',')} | "
                      f"{r['generate_s']:.1f} | {cell('ingest', 'seconds')} | {cell('ingest', 'peak_rss_gib', '.2f')} | "
