@@ -669,3 +669,23 @@ def test_kuairand_huge_times_and_dates(tmp_path):
     kr.write_text("user_id,video_id,time_ms,is_click\n1,2,1649404800000,1\n1,3,1649404800000," + "9" * 400 + "\n")
     with raises("is_click is", "line 3", match_file=kr):
         read(kr)
+
+
+def test_partitioned_parquet_folder_reads_like_the_single_file(tmp_path):
+    """A hive-partitioned folder (day=K/part-0.parquet) is detected as parquet and gives the rows
+    of the same log written as one file; the partition key is an extra column, ignored."""
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({"user": rng.integers(0, 40, n), "item": rng.integers(0, 30, n),
+                          "action": rng.choice(["view", "like"], n), "timestamp": 1_700_000_000 + np.arange(n) * 400})
+    frame.to_parquet(tmp_path / "one.parquet", index=False)
+    day = frame["timestamp"] // 86_400
+    for d in day.unique():
+        (tmp_path / "log" / f"day={d}").mkdir(parents=True)
+        frame[day == d].to_parquet(tmp_path / "log" / f"day={d}" / "part-0.parquet", index=False)
+    assert detect_format(tmp_path / "log") == "parquet"
+    key = ["timestamp", "user", "item", "action"]
+    one = read(tmp_path / "one.parquet").frame.sort_values(key).reset_index(drop=True)
+    folder = read(tmp_path / "log").frame.sort_values(key).reset_index(drop=True)
+    assert list(folder.columns) == list(one.columns)
+    pd.testing.assert_frame_equal(folder, one)

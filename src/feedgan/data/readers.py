@@ -12,6 +12,7 @@ name or by 0-based position; columns not mapped or recognised are ignored):
               (``sep`` is any single character or "whitespace"; a header row that looks like data is refused)
     tsv       read("log.tsv")                        # header row, tab-separated
     parquet   read("log.parquet")
+              read("log/")                           # a partitioned folder (log/day=3/part-0.parquet)
     jsonl     read("log.jsonl")                      # one JSON object per line
     uir       read("ratings.txt", "uir")             # headerless ``u i r [timestamp]``, any whitespace;
               read("irgan-ml100k-split/", "uir")     # a folder of *train*/*valid*/*test* files sets ``part``
@@ -63,6 +64,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from feedgan.data.schema import EXPOSURE, DataError, Interactions, numbers, validate, validate_social
@@ -444,22 +447,38 @@ def _read_delimited(path: Path, text: str, sep: str, header: bool = True) -> tup
     return df[~blank], np.flatnonzero(~blank) + 1 + header  # +1 for 1-based, +1 for a header
 
 
+def _parquet_names(path: Path) -> list[str]:
+    if path.is_dir():  # a partitioned data set, e.g. day=3/part-0.parquet: the keys become columns
+        return pads.dataset(path, format="parquet", partitioning="hive").schema.names
+    return pq.read_schema(path).names
+
+
+def _parquet_table(path: Path):
+    if path.is_dir():
+        return pads.dataset(path, format="parquet", partitioning="hive").to_table()
+    return pq.read_table(path)
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """A parquet file as a DataFrame; its strings are checked to be UTF-8 (arrow does not check on read)."""
+    """A parquet file, or a folder of them, as a DataFrame; its strings are checked to be UTF-8
+    (arrow does not check on read)."""
     try:
-        names = pq.read_schema(path).names
+        names = _parquet_names(path)
     except Exception as err:  # pyarrow raises several types for non-parquet or damaged input
         raise DataError(f"not a readable parquet file ({type(err).__name__})", file=path,
                         fix="check the file, or pass the right format") from None
     _check_header(path, [name.strip() for name in names])
     try:
-        table = pq.read_table(path)
+        table = _parquet_table(path)
         table.validate(full=True)
-        return table.to_pandas()
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)  # frees each column once converted
     except Exception as err:
         why = "a string column holds bytes that are not UTF-8" if "UTF8" in str(err) else type(err).__name__
         raise DataError(f"not a readable parquet file ({why})", file=path,
                         fix="check the file, or pass the right format") from None
+    del table
+    pa.default_memory_pool().release_unused()  # hand arrow's freed buffers back (a GB per 10M rows)
+    return frame
 
 
 def _json_object(path: Path, no: int, raw: str) -> dict:
@@ -781,7 +800,8 @@ def detect_format(path: str | Path) -> str:
                                                     for p in path.iterdir() if p.is_dir()), "multi-behaviour"),
                   ({"train.txt", "test.txt"} <= names, "lightgcn"),
                   (globbed("rating*.txt") and globbed("trust*.txt"), "filmtrust"),
-                  (globbed("*.inter"), "recbole"), (globbed("*.train"), "cfgan"), (globbed("*train*"), "uir")]
+                  (globbed("*.inter"), "recbole"), (globbed("*.train"), "cfgan"),
+                  (globbed("*.parquet") or globbed("*=*/*.parquet"), "parquet"), (globbed("*train*"), "uir")]
         found = next((fmt for hit, fmt in checks if hit), None)
     else:
         name, suffix = path.name.lower(), path.suffix.lower()

@@ -306,6 +306,20 @@ def _one_id_kind(frame: pd.DataFrame, social: pd.DataFrame) -> tuple[pd.DataFram
     return frame, social
 
 
+def _action_names(act: pd.Series) -> pd.Series:
+    """Actions as trimmed lower-case names. A categorical column (what parquet and arrow give) is
+    normalised through its categories, so a row costs a code rather than a new string."""
+    if not isinstance(act.dtype, pd.CategoricalDtype):
+        return act.astype(str).str.strip().str.lower()
+    codes = act.cat.codes.to_numpy()  # (n,), no -1: empty actions were refused above
+    used = np.bincount(codes, minlength=len(act.cat.categories)) > 0  # (n_categories,): only values present
+    names = pd.Index(act.cat.categories[used].astype(str)).str.strip().str.lower()
+    merged, of_used = np.unique(np.asarray(names, dtype=str), return_inverse=True)  # " Like", "LIKE" -> one
+    to_merged = np.zeros(len(used), dtype=np.int32)
+    to_merged[used] = of_used
+    return pd.Series(pd.Categorical.from_codes(to_merged[codes], categories=merged), index=act.index)
+
+
 def validate(frame: pd.DataFrame, *, social: pd.DataFrame | None = None, source: str | Path = "<memory>",
              line_of: np.ndarray | None = None, default_action: str = "view") -> Interactions:
     """Check and normalise a raw table into :class:`Interactions`.
@@ -330,7 +344,7 @@ def validate(frame: pd.DataFrame, *, social: pd.DataFrame | None = None, source:
         if act.isna().any():
             raise DataError("empty action", file=source, line=_row_of(act.isna().to_numpy(), line_of),
                             fix="fill the action column or drop it (every row then counts as a view)")
-        out["action"] = act.astype(str).str.strip().str.lower()
+        out["action"] = _action_names(act)
     else:
         out["action"] = default_action
     known = [a for a in ACTIONS if a in set(out["action"].unique())]
