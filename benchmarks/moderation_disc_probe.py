@@ -29,7 +29,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from moderation import halves, load
+from moderation import combined as training_log, halves, load
 
 from feedgan.moderation.attacks import ATTACKS, inject
 from feedgan.moderation.detect import (
@@ -44,21 +44,6 @@ from feedgan.moderation.discriminator import DiscriminatorDetector
 SIZE, FILLER = 0.05, 0.03
 TEMPLATE = {"epochs": 0}
 METRICS = ("roc_auc", "tpr_at_1pct_fpr")
-
-
-def training_log(injected: list):
-    """One log: the training half's real users once, plus the fakes of every injected attack (ids
-    prefixed by the attack's position so they stay apart); its labels."""
-    first = injected[0]
-    frame, labels = first.interactions.frame, first.labels
-    parts, marks = [frame[frame["user"].map(labels).to_numpy() == 0]], [labels[labels == 0]]
-    for j, inj in enumerate(injected):
-        f = inj.interactions.frame
-        fake = f[f["user"].map(inj.labels).to_numpy() == 1]
-        parts.append(fake.assign(user=f"a{j}-" + fake["user"].astype(str)))
-        marks.append(pd.Series(1, index=f"a{j}-" + inj.labels.index[inj.labels == 1].astype(str), dtype=np.int8))
-    log = first.interactions.with_frame(pd.concat(parts, ignore_index=True))
-    return log, pd.concat(marks).rename_axis("user")
 
 
 def supervised(train_log, train_labels, test, seed: int) -> dict[str, pd.Series]:

@@ -82,10 +82,11 @@ def attack_effect(injected: Injected, flagged: Iterable, *, k: int = 10, holdout
     base = None
     for log in LOGS:
         scores = _scores(train, keep[log], real, model)                # (n_real, n_items)
-        seen = train[real]
-        hr, tscore, trank, measured = _target_stats(scores, seen, targets, k)
+        masked = scores.copy()
+        masked[train[real].nonzero()] = -np.inf                        # seen items never rank
+        hr, tscore, trank, measured = _target_stats(scores, masked, targets, k)
         out["hr"][log] = hr
-        out["ndcg"][log] = _ndcg(scores, seen, test[real], k)
+        out["ndcg"][log] = _ndcg(masked, test[real], k)
         if base is None:
             base = (tscore, trank)
         else:
@@ -120,11 +121,9 @@ def _scores(train: sp.csr_matrix, keep: np.ndarray, real: np.ndarray, model) -> 
     return np.asarray(model.score(None, history=train[real]), dtype=np.float64)
 
 
-def _target_stats(scores: np.ndarray, seen: sp.csr_matrix, targets: np.ndarray, k: int):
+def _target_stats(scores: np.ndarray, masked: np.ndarray, targets: np.ndarray, k: int):
     """HR@k of the targets over the (user, target) pairs not in the user's history, and per pair the
     target's score and its rank among the unseen items (1 = top); NaN where the user has the target."""
-    masked = scores.copy()
-    masked[seen.nonzero()] = -np.inf
     t = masked[:, targets]                                      # (n_real, n_targets)
     has = ~np.isfinite(t)
     rank = 1.0 + (masked[:, :, None] > t[:, None, :]).sum(axis=1)   # (n_real, n_targets)
@@ -134,9 +133,8 @@ def _target_stats(scores: np.ndarray, seen: sp.csr_matrix, targets: np.ndarray, 
     return float(hits.mean()) if hits.size else float("nan"), tscore, rank, int((~has).any(axis=1).sum())
 
 
-def _ndcg(scores: np.ndarray, seen: sp.csr_matrix, test: sp.csr_matrix, k: int) -> float:
-    masked = scores.copy()
-    masked[seen.nonzero()] = -np.inf
+def _ndcg(masked: np.ndarray, test: sp.csr_matrix, k: int) -> float:
+    """Mean NDCG@k of ``masked`` scores (seen items at -inf) against the held-out ``test`` rows."""
     top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
     values = ranking_metrics(top, test, [k])[f"ndcg@{k}"]
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
