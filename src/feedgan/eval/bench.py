@@ -5,6 +5,7 @@ Used by ``feedgan bench``, ``feedgan demo`` and the scripts under ``benchmarks/`
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Callable
 
 import numpy as np
@@ -84,6 +85,8 @@ def behaviour_specs(aux: list[str]) -> dict[str, ModelSpec]:
         ModelSpec(ItemKNN, grid={"k": [100, 500], "shrink": [10.0, 50.0], "aux": aux_grid(aux)},
                   label="itemknn-stacked"),
         ModelSpec(EASE, grid={**ease_l2, "aux": aux_grid(aux)}, label="ease-stacked"),
+        base["ials"],  # the target alone, and with the auxiliary actions as weighted observations
+        replace(base["ials"], grid={**base["ials"].grid, "aux": aux_grid(aux)}, label="ials-stacked"),
         # the seen-first rule: the order given is the priority (first = strongest)
         ModelSpec(SeenFirst, aux={a: float(len(own) - j) for j, a in enumerate(own)}),
         ModelSpec(SeenEASE, grid={**ease_l2, "shrink": [1.0, 10.0], "ease": [0.0, 0.03, 0.1],
