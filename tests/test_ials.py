@@ -182,3 +182,18 @@ def test_the_fixed_structure_is_built_once_per_fit_not_per_epoch(monkeypatch):
     built.clear()
     IALS(factors=4, epochs=5, solver="cg").fit(X)
     assert built == []                                           # the cg solver needs no padded plan
+
+
+@pytest.mark.parametrize("solver", ["cg", "exact"])
+def test_unsorted_column_order_and_empty_histories_are_handled(solver):
+    X = planted(seed=7)
+    Y = X.copy()
+    for r in range(Y.shape[0]):                                  # the same entries, each row's columns reversed
+        a, b = Y.indptr[r], Y.indptr[r + 1]
+        Y.indices[a:b], Y.data[a:b] = Y.indices[a:b][::-1].copy(), Y.data[a:b][::-1].copy()
+    Y.has_sorted_indices = False
+    m = IALS(factors=4, epochs=3, solver=solver).fit(X)
+    np.testing.assert_allclose(IALS(factors=4, epochs=3, solver=solver).fit(Y).item_factors_, m.item_factors_,
+                               rtol=1e-4, atol=1e-5)
+    empty = sp.csr_matrix((3, X.shape[1]), dtype=np.float32)    # users with no history fold in to zero scores
+    assert np.array_equal(m._score(None, empty), np.zeros((3, X.shape[1]), np.float32))

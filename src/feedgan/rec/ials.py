@@ -125,6 +125,7 @@ class _Rows:
     batch plan: (row ids (B,), padded column ids (B * L,) with n_cols for padding, L) per batch."""
 
     def __init__(self, X: sp.csr_matrix, lam: torch.Tensor, plan: list | None):
+        X = X if X.has_sorted_indices else X.sorted_indices()          # the CSR layout sparse kernels expect
         crow = torch.from_numpy(X.indptr.astype(np.int64))
         col = torch.from_numpy(X.indices.astype(np.int64))
         self.values = _csr(crow, col, torch.from_numpy(X.data.astype(np.float32)), X.shape)
@@ -190,8 +191,8 @@ def _plan(X: sp.csr_matrix, d: int) -> list:
         length = max(1, int(counts[rows[-1]]))
         slot = np.arange(length)[None, :]                              # (1, L)
         valid = slot < counts[rows][:, None]                           # (B, L)
-        at = np.where(valid, X.indptr[rows][:, None] + slot, 0)
-        cols = np.where(valid, X.indices[at], X.shape[1])              # padding points at the zero row
+        at = np.where(valid, X.indptr[rows][:, None] + slot, X.nnz)
+        cols = np.append(X.indices, X.shape[1])[at]                    # padding points at the zero row
         plan.append((torch.from_numpy(rows.astype(np.int64)), torch.from_numpy(cols.reshape(-1).astype(np.int64)),
                      length))
     return plan
