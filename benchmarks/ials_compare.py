@@ -4,8 +4,11 @@
     PYTHONPATH=src python benchmarks/ials_compare.py --publish     # -> docs/benchmarks/ials-compare.json
 
 Both fit the LightGCN++ split's train part at one thread, 16 epochs, 128 factors, in rounds
-(feedgan's solvers, then implicit) repeated ``--pairs`` times so a busy machine slows all alike;
-fit time is the median per library and the ratio to implicit is taken round by round. Each side's setting:
+(each feedgan solver in this tree and, with ``--old COMMIT``, the same solver as of that commit, in
+alternating order; then implicit) repeated ``--pairs`` times so a busy machine slows all alike;
+fit time is the median per library and every ratio (this tree / old, this tree / implicit) is taken
+round by round (median and range). The old implementation is read with ``git show COMMIT:...``
+into runs/ and imported from there, not from the package. Each side's setting:
 feedgan's ``reg`` / ``unobserved`` and implicit's ``regularization`` / ``alpha``, both given on the
 command line (defaults: feedgan's chosen on validation by a small search, implicit's the tuned
 setting quoted for this split: regularisation 100, alpha 10). Both models are scored by feedgan's
@@ -15,20 +18,25 @@ without it only feedgan's row is written.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):   # one thread, set before numpy loads
+    os.environ.setdefault(_var, "1")
 
-from feedgan.data.dataset import DataConfig, prepare
-from feedgan.data.readers import read
-from feedgan.eval.metrics import evaluate
-from feedgan.io import write_json
-from feedgan.rec.base import Recommender
-from feedgan.rec.ials import IALS
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from feedgan.data.dataset import DataConfig, prepare  # noqa: E402
+from feedgan.data.readers import read  # noqa: E402
+from feedgan.eval.metrics import evaluate  # noqa: E402
+from feedgan.io import write_json  # noqa: E402
+from feedgan.rec.base import Recommender  # noqa: E402
+from feedgan.rec.ials import IALS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FEEDGAN_DATA", ROOT.parent / "shared" / "data")) / "movielens-1m" / "lightgcnpp-implicit-split"
@@ -48,6 +56,25 @@ class Factors(Recommender):
 
     def _score(self, users, history):
         return self.U_[users] @ self.V_.T
+
+
+def old_ials(commit: str):
+    """``IALS`` as of ``commit``, read by git into runs/ (its package-relative import made absolute)."""
+    path = ROOT / "runs" / f"ials_{commit}.py"
+    if not path.exists():
+        text = subprocess.run(["git", "show", f"{commit}:src/feedgan/rec/ials.py"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("from .base import", "from feedgan.rec.base import"))
+    spec = importlib.util.spec_from_file_location(f"ials_{commit}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.IALS
+
+
+def spread(values) -> dict:
+    values = list(values)
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def fit_implicit(X, factors: int, reg: float, alpha: float, epochs: int, seed: int):
@@ -76,6 +103,7 @@ def main() -> None:
     ap.add_argument("--reg", type=float, default=0.01, help="feedgan iALS reg")
     ap.add_argument("--unobserved", type=float, default=0.1, help="feedgan iALS unobserved weight")
     ap.add_argument("--solvers", default="cg,exact", help="feedgan iALS solvers to time (comma-separated)")
+    ap.add_argument("--old", default="f861720", help="commit whose iALS is timed beside this tree's ('' for none)")
     ap.add_argument("--implicit-reg", type=float, default=100.0)
     ap.add_argument("--implicit-alpha", type=float, default=10.0)
     ap.add_argument("--publish", action="store_true")
@@ -91,15 +119,22 @@ def main() -> None:
         have_implicit = True
     except ImportError:
         have_implicit = False
-    ours = [f"feedgan-{s}" for s in args.solvers.split(",")]
+    solvers = args.solvers.split(",")
+    versions = {"": IALS, **({f" ({args.old})": old_ials(args.old)} if args.old else {})}
+    ours = [f"feedgan-{s}{v}" for s in solvers for v in versions]
     times = {lib: [] for lib in ours + ["implicit"]}
-    last = {}
-    for i in range(args.pairs):           # one round: every feedgan solver, then implicit
-        for lib in ours:
-            t0 = time.perf_counter()
-            last[lib] = IALS(factors=args.factors, reg=args.reg, unobserved=args.unobserved, epochs=args.epochs,
-                             solver=lib.split("-", 1)[1], seed=i).fit(ds)
-            times[lib].append(time.perf_counter() - t0)
+    last, factor_gap = {}, {}
+    for i in range(args.pairs):           # one round: every feedgan solver, new and old alternating first, then implicit
+        for solver in solvers:
+            for v in (list(versions) if i % 2 == 0 else list(versions)[::-1]):
+                lib = f"feedgan-{solver}{v}"
+                t0 = time.perf_counter()
+                last[lib] = versions[v](factors=args.factors, reg=args.reg, unobserved=args.unobserved,
+                                        epochs=args.epochs, solver=solver, seed=i).fit(ds)
+                times[lib].append(time.perf_counter() - t0)
+            if args.old:                  # same seed, same data: how far apart the two fitted item factors are
+                new, old = last[f"feedgan-{solver}"], last[f"feedgan-{solver} ({args.old})"]
+                factor_gap[solver] = float(np.abs(new.item_factors_ - old.item_factors_).max())
         if have_implicit:
             model, secs = fit_implicit(X, args.factors, args.implicit_reg, args.implicit_alpha, args.epochs, i)
             times["implicit"].append(secs)
@@ -116,8 +151,15 @@ def main() -> None:
            "rows": rows, "command": "PYTHONPATH=src python benchmarks/ials_compare.py " + " ".join(
                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "publish")}
     if have_implicit:
-        out["fit_ratio_over_implicit"] = {lib: statistics.median(f / m for f, m in zip(times[lib], times["implicit"]))
+        out["fit_ratio_over_implicit"] = {lib: spread(f / m for f, m in zip(times[lib], times["implicit"]))
                                           for lib in ours}
+    if args.old:
+        out["fit_ratio_new_over_old"] = {
+            s: spread(n / o for n, o in zip(times[f"feedgan-{s}"], times[f"feedgan-{s} ({args.old})"])) for s in solvers}
+        out["max_item_factor_gap_new_vs_old"] = factor_gap
+    for key in ("fit_ratio_over_implicit", "fit_ratio_new_over_old", "max_item_factor_gap_new_vs_old"):
+        if key in out:
+            print(key, out[key], flush=True)
     path = ROOT / ("docs/benchmarks" if args.publish else "runs") / "ials-compare.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, out)

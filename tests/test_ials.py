@@ -90,3 +90,110 @@ def test_more_epochs_fit_the_training_entries_better():
 def test_bad_hyperparameters_are_refused_by_name(params, words):
     with pytest.raises(ValueError, match=words):
         IALS(**params).fit(planted())
+
+
+def weighted_rows(n_rows=40, n_cols=25, seed=0) -> sp.csr_matrix:
+    """Rows of very different lengths (one empty), weights 1 or 2.5: the shapes the batching must handle."""
+    rng = np.random.default_rng(seed)
+    p = np.linspace(0.0, 0.9, n_rows)[:, None]                       # row 0 is empty, the last nearly full
+    mask = rng.random((n_rows, n_cols)) < p
+    return sp.csr_matrix(np.where(mask, rng.choice([1.0, 2.5], size=mask.shape), 0.0).astype(np.float32))
+
+
+def row_systems(X: sp.csr_matrix, V: np.ndarray, reg: float, unobserved: float, nu: float):
+    """Each row's normal equations (A_u, b_u) by the documented formula, float64, one row at a time."""
+    V = V.astype(np.float64)
+    G = unobserved * V.T @ V
+    for u in range(X.shape[0]):
+        cols, vals = X[u].indices, X[u].data.astype(np.float64)
+        lam = reg * (len(cols) + unobserved * X.shape[1]) ** nu
+        yield V[cols].T @ V[cols] + G + lam * np.eye(V.shape[1]), V[cols].T @ vals
+
+
+def plain_cg(A: np.ndarray, b: np.ndarray, x: np.ndarray, steps: int) -> np.ndarray:
+    """Textbook conjugate gradient on one row's system (same guards against a zero residual)."""
+    r = b - A @ x
+    p, rr = r.copy(), r @ r
+    for _ in range(steps):
+        Ap = A @ p
+        alpha = rr / max(p @ Ap, 1e-20)
+        x, r = x + alpha * p, r - alpha * Ap
+        new = r @ r
+        p, rr = r + new / max(rr, 1e-20) * p, new
+    return x
+
+
+@pytest.mark.parametrize("batch_floats", [1 << 24, 200])
+def test_exact_solver_matches_a_dense_least_squares_per_row(monkeypatch, batch_floats):
+    monkeypatch.setattr(ials, "BATCH_FLOATS", batch_floats)     # one batch per similar length, or a few rows each
+    X, d = weighted_rows(), 4
+    V = np.random.default_rng(1).normal(size=(X.shape[1], d)).astype(np.float32)
+    m = IALS(factors=d, reg=0.05, unobserved=0.2, nu=0.5, solver="exact")
+    got = m._solve_rows(m._rows(X, d, exact=True), ials.torch.from_numpy(V)).numpy()
+    want = np.stack([np.linalg.solve(A, b) for A, b in row_systems(X, V, 0.05, 0.2, 0.5)])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_cg_steps_match_a_plain_conjugate_gradient_per_row(steps):
+    X, d = weighted_rows(seed=3), 5
+    rng = np.random.default_rng(2)
+    V = rng.normal(size=(X.shape[1], d)).astype(np.float32)
+    start = rng.normal(size=(X.shape[0], d)).astype(np.float32)
+    start[1] = 0.0                                               # a zero start (and row 0 has no entries)
+    m = IALS(factors=d, reg=0.1, unobserved=0.3, solver="cg", cg_steps=steps)
+    got = m._solve_rows(m._rows(X, d, exact=False), ials.torch.from_numpy(V), ials.torch.from_numpy(start)).numpy()
+    want = np.stack([plain_cg(A, b, start[u].astype(np.float64), steps)
+                     for u, (A, b) in enumerate(row_systems(X, V, 0.1, 0.3, 1.0))])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_blocked_cholesky_equals_lapack_and_flags_each_indefinite_matrix():
+    torch = ials.torch
+    g = torch.Generator().manual_seed(0)
+    E = torch.randn(6, 90, 70, generator=g)
+    A = E.mT @ E + torch.eye(70)                                 # 70 = 35 + 35 -> 17 + 18: uneven blocks
+    A[2, 69, 69] = -1e4                                          # indefinite in the trailing block
+    A[4, 0, 0] = -1.0                                            # indefinite in the leading block
+    L, info = ials._cholesky(A)
+    assert (info > 0).tolist() == [False, False, True, False, True, False]
+    ok = [0, 1, 3, 5]
+    np.testing.assert_allclose(L[ok].numpy(), torch.linalg.cholesky(A[ok]).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_batches_cover_every_row_once_within_the_size_and_length_bounds(monkeypatch):
+    monkeypatch.setattr(ials, "BATCH_FLOATS", 5000)
+    counts = np.sort(np.random.default_rng(0).integers(0, 400, size=500))
+    slices = list(ials._batches(counts, 8))
+    assert [s.start for s in slices[1:]] == [s.stop for s in slices[:-1]] and slices[-1].stop == 500
+    for s in slices:
+        c = counts[s]
+        assert len(c) == 1 or len(c) * max(1, c[-1]) * 8 <= 5000          # a single long row may exceed it
+        assert c[-1] <= ials.PAD_RATIO * max(c[0], ials.PAD_FLOOR)
+
+
+def test_the_fixed_structure_is_built_once_per_fit_not_per_epoch(monkeypatch):
+    built = []
+    real = ials._plan
+    monkeypatch.setattr(ials, "_plan", lambda X, d: built.append(X.shape) or real(X, d))
+    X = planted(seed=6)
+    IALS(factors=4, epochs=5, solver="exact").fit(X)
+    assert built == [X.shape, X.shape[::-1]]                     # users' side and items' side, once each
+    built.clear()
+    IALS(factors=4, epochs=5, solver="cg").fit(X)
+    assert built == []                                           # the cg solver needs no padded plan
+
+
+@pytest.mark.parametrize("solver", ["cg", "exact"])
+def test_unsorted_column_order_and_empty_histories_are_handled(solver):
+    X = planted(seed=7)
+    Y = X.copy()
+    for r in range(Y.shape[0]):                                  # the same entries, each row's columns reversed
+        a, b = Y.indptr[r], Y.indptr[r + 1]
+        Y.indices[a:b], Y.data[a:b] = Y.indices[a:b][::-1].copy(), Y.data[a:b][::-1].copy()
+    Y.has_sorted_indices = False
+    m = IALS(factors=4, epochs=3, solver=solver).fit(X)
+    np.testing.assert_allclose(IALS(factors=4, epochs=3, solver=solver).fit(Y).item_factors_, m.item_factors_,
+                               rtol=1e-4, atol=1e-5)
+    empty = sp.csr_matrix((3, X.shape[1]), dtype=np.float32)    # users with no history fold in to zero scores
+    assert np.array_equal(m._score(None, empty), np.zeros((3, X.shape[1]), np.float32))
