@@ -168,6 +168,37 @@ def total(terms: dict[str, Tensor]) -> Tensor:
     return first
 
 
+def _fused_adam_step(opt: torch.optim.Optimizer, found_inf: Tensor) -> bool:
+    """``opt.step()`` with ``opt.found_inf = found_inf`` for a fused :class:`torch.optim.Adam`:
+    the same calls Adam makes (count the step, one fused kernel, take the step back where
+    ``found_inf`` is set) without its per-call bookkeeping, a tenth of a millisecond a step that
+    matters for small models. Returns False, having done nothing, unless every parameter has a
+    dense gradient and its state, on one device and dtype, with no hooks, amsgrad or tensor lr."""
+    if type(opt) is not torch.optim.Adam or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks:
+        return False
+    for group in opt.param_groups:
+        if group["amsgrad"] or group["capturable"] or group["differentiable"] or isinstance(group["lr"], Tensor):
+            return False
+        for p in group["params"]:
+            if p.grad is None or p.grad.is_sparse or "exp_avg" not in opt.state.get(p, ()):
+                return False
+            if p.device != found_inf.device or p.dtype != group["params"][0].dtype:
+                return False
+    for group in opt.param_groups:
+        params = group["params"]
+        states = [opt.state[p] for p in params]
+        steps = [s["step"] for s in states]
+        beta1, beta2 = group["betas"]
+        kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+        torch._foreach_add_(steps, 1)
+        kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+               [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+               weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"], grad_scale=None,
+               found_inf=found_inf)
+        torch._foreach_sub_(steps, [found_inf] * len(steps))
+    return True
+
+
 def _largest_weight(params: Iterable[Tensor]) -> Tensor:
     """max |w| over ``params`` relative to sqrt(the dtype's largest number), as a device scalar:
     NaN or >= 1 means the weights are no longer usable (a product of two of them overflows)."""
@@ -323,11 +354,13 @@ class TrainLoop:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
             ok = (bad == 0).to(self.device)
         if opt.defaults.get("fused"):  # the fused kernel skips a flagged update on the device
-            opt.found_inf = (~ok).float()
-            try:
-                opt.step()
-            finally:
-                del opt.found_inf
+            found_inf = (~ok).float()
+            if not _fused_adam_step(opt, found_inf):
+                opt.found_inf = found_inf
+                try:
+                    opt.step()
+                finally:
+                    del opt.found_inf
         elif self.nan_policy == "skip":  # optimizers without a device-side skip need the flag here
             if bool(ok):
                 opt.step()
