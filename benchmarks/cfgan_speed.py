@@ -11,7 +11,7 @@ to round: a machine that gets busier moves all of them. One timing is a ``fit`` 
 epochs of the ML-100K benchmark configuration (item-based ZP, the authors' setting) on the CFGAN
 authors' split, divided by the epochs. Reported: the median over rounds of old / new (the speed-up)
 and of 1-thread / 2-thread seconds (the thread scaling of each code), each with its range; the
-load average around the run. ``--check`` first fits old and new for a few epochs on a validation
+load average around the run. The JSON keeps one run per OpenMP waiting policy. ``--check`` first fits old and new for a few epochs on a validation
 split with the same seed and records whether the generators' weights are identical and both
 validation NDCG@20 histories. ``--profile`` adds, per thread count, the share of one epoch's
 operator time spent in the matrix products and the fused Adam step (the work a second thread can
@@ -100,6 +100,16 @@ def op_shares(code: Code, threads: int) -> dict:
     return {"threads": threads, "big_ops": list(BIG_OPS), "share_big_ops": big / total, "op_time_s": total / 1e6}
 
 
+def previous_runs(path: Path) -> dict:
+    """The runs already in ``path``, by OpenMP waiting policy: a run replaces only its own policy's."""
+    if not path.exists():
+        return {}
+    import json
+
+    old = json.loads(path.read_text())
+    return old.get("runs", {old["omp_wait_policy"]: old} if "omp_wait_policy" in old else {})
+
+
 def spread(xs: list[float]) -> dict:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "all": xs}
 
@@ -160,7 +170,7 @@ def main() -> None:
     out["command"] = "python benchmarks/cfgan_speed.py " + " ".join(sys.argv[1:])
     dest = PUBLISHED if args.publish else LOCAL
     dest.parent.mkdir(parents=True, exist_ok=True)
-    write_json(dest, out)
+    write_json(dest, {"runs": {**previous_runs(dest), out["omp_wait_policy"]: out}})
     print("->", dest)
 
 
