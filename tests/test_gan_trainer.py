@@ -454,6 +454,9 @@ def test_fused_adam_step_is_optimizer_step_bit_for_bit():
     assert float(opt_a.state_dict()["state"][0]["step"]) == 5.0
     amsgrad = torch.optim.Adam(a.parameters(), amsgrad=True, fused=True)
     assert not _fused_adam_step(amsgrad, skip)  # outside what it mirrors: the caller falls back to step()
+    handle = opt_a.register_step_pre_hook(lambda *args: None)
+    assert not _fused_adam_step(opt_a, skip)  # a hook must run: only step() runs it
+    handle.remove()
 
 
 def test_cfgan_steps_equal_a_plain_adam_loop_bit_for_bit():

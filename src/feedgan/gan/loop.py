@@ -50,6 +50,7 @@ from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
+from torch.optim import optimizer as _optimizer  # its global step hooks
 
 from . import ddp
 
@@ -173,11 +174,15 @@ def _fused_adam_step(opt: torch.optim.Optimizer, found_inf: Tensor) -> bool:
     the same calls Adam makes (count the step, one fused kernel, take the step back where
     ``found_inf`` is set) without its per-call bookkeeping, a tenth of a millisecond a step that
     matters for small models. Returns False, having done nothing, unless every parameter has a
-    dense gradient and its state, on one device and dtype, with no hooks, amsgrad or tensor lr."""
-    if type(opt) is not torch.optim.Adam or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks:
+    dense gradient and its state, on one device and dtype, with no hooks, amsgrad or tensor
+    hyperparameters."""
+    if (type(opt) is not torch.optim.Adam or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+            or _optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks):
         return False
     for group in opt.param_groups:
-        if group["amsgrad"] or group["capturable"] or group["differentiable"] or isinstance(group["lr"], Tensor):
+        if (not group["fused"] or group["amsgrad"] or group["capturable"] or group["differentiable"]
+                or any(isinstance(group[k], Tensor) for k in ("lr", "weight_decay")) or
+                any(isinstance(b, Tensor) for b in group["betas"])):
             return False
         for p in group["params"]:
             if p.grad is None or p.grad.is_sparse or "exp_avg" not in opt.state.get(p, ()):
