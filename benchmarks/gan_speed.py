@@ -4,7 +4,9 @@
     python benchmarks/gan_speed.py --device cuda    # the same on a GPU, when there is one
     python benchmarks/gan_speed.py --publish        # write docs/benchmarks/gan-speed.json instead
 
-For each (dataset, model) it times one-epoch fits with the configuration the benchmarks report,
+The JSON records the OpenMP waiting policy (``OMP_WAIT_POLICY``; on a busy machine the default
+spin-then-sleep wait makes every multi-threaded kernel wait for a descheduled thread) and the load
+averages before and after. For each (dataset, model) it times one-epoch fits with the configuration the benchmarks report,
 each beside its own reference (a plain float32 matmul measured just before it), so a machine that
 gets busier halfway through moves both. It reports the median seconds per epoch, condition rows
 per second (an epoch passes over every row), the floating-point work of one epoch (counted exactly
@@ -119,7 +121,7 @@ def main() -> None:
         return
     out = PUBLISHED if args.publish else LOCAL
     print(f"{args.device}, {torch.get_num_threads()} threads -> {out}", flush=True)
-    rows = []
+    rows, load_before = [], os.getloadavg()  # 1, 5, 15-minute load averages before and after
     for name in args.datasets.split(","):
         path, fmt = DATASETS[name]
         data = prepare(read(DATA / path, fmt), DataConfig(split="predefined", valid=0.0))
@@ -135,7 +137,10 @@ def main() -> None:
     keep = [r for r in old if (r["dataset"], r["model"], r["device"]) not in
             {(n["dataset"], n["model"], n["device"]) for n in rows}]
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, {"threads": torch.get_num_threads(), "command": "python benchmarks/gan_speed.py "
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    write_json(out, {"threads": torch.get_num_threads(), "omp_wait_policy": policy or "(default)",
+                     "load_average": [round(x, 1) for x in load_before + os.getloadavg()],
+                     "command": (f"OMP_WAIT_POLICY={policy} " if policy else "") + "python benchmarks/gan_speed.py "
                      f"--device {args.device} --datasets {args.datasets}", "rows": keep + rows})
 
 

@@ -420,3 +420,91 @@ def test_unconditional_image_task_trains(options):
     assert not torch.equal(g0["0.weight"], G[0].weight.detach())
     with torch.no_grad():
         assert trainer.G_eval(torch.randn(2, 8)).shape == (2, 1, 8, 8)
+
+
+# -- the hot path computes what a plain loop computes ------------------------------------------
+def test_fused_adam_step_is_optimizer_step_bit_for_bit():
+    from feedgan.gan.loop import _fused_adam_step
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        a = nn.Sequential(nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+    b = nn.Sequential(nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.Adam(a.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    opt_b = torch.optim.Adam(b.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(6):
+        skip = torch.tensor(float(step == 3))  # the fourth update is flagged: neither applies it
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            pa.grad = torch.randn(pa.shape, generator=gen)
+            pb.grad = pa.grad.clone()
+        opt_b.found_inf = skip
+        opt_b.step()
+        del opt_b.found_inf
+        if step == 0:  # Adam creates its state on the first step
+            assert not _fused_adam_step(opt_a, skip)
+            opt_a.found_inf = skip
+            opt_a.step()
+            del opt_a.found_inf
+        else:
+            assert _fused_adam_step(opt_a, skip)
+    assert_same(a.state_dict(), b.state_dict())
+    assert_same(opt_a.state_dict(), opt_b.state_dict())  # moments and step counts (5 applied)
+    assert float(opt_a.state_dict()["state"][0]["step"]) == 5.0
+    amsgrad = torch.optim.Adam(a.parameters(), amsgrad=True, fused=True)
+    assert not _fused_adam_step(amsgrad, skip)  # outside what it mirrors: the caller falls back to step()
+    handle = opt_a.register_step_pre_hook(lambda *args: None)
+    assert not _fused_adam_step(opt_a, skip)  # a hook must run: only step() runs it
+    handle.remove()
+
+
+def test_cfgan_steps_equal_a_plain_adam_loop_bit_for_bit():
+    """GANTrainer on CFGAN's task against the same updates written out by hand (one D update on
+    [x * mask, x] pairs, then G updates with the ZR term), Bernoulli masks drawn PM first."""
+    import scipy.sparse as sp
+
+    from feedgan.rec.cfgan import CFGANTask, mlp
+
+    gen = torch.Generator().manual_seed(3)
+    R = (torch.rand(30, 12, generator=gen) < 0.3).float()  # (rows, cols) conditions
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        G, D = mlp(12, (8,), 12, "sigmoid", True), mlp(24, (6,), 1, "sigmoid", False)
+    G0, D0 = weights(G), weights(D)
+    task = CFGANTask(sp.csr_matrix(R.numpy()), "ZP", s_zr=0.6, s_pm=0.4, alpha=0.05, noise_dim=0, steps_per_epoch=4)
+    config = cfg(max_steps=4, d_steps=1, g_steps=2, batch_size=8, g_batch_size=5, betas=(0.9, 0.999), seed=7)
+    trainer = GANTrainer(G, D, task, config).fit()
+    trained = weights(trainer.G), weights(trainer.D)
+
+    G.load_state_dict(G0), D.load_state_dict(D0)  # the same modules, back to their initial weights
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, fused=True)
+    rng = torch.Generator().manual_seed(7)
+
+    def draw(n):
+        x = R[torch.randint(30, (n,), generator=rng)]
+        pm = ((torch.rand(x.shape, generator=rng) < 0.4) & (x == 0)).float()
+        zr = ((torch.rand(x.shape, generator=rng) < 0.6) & (x == 0)).float()
+        return x, x + pm, zr
+
+    def update(opt, loss):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    sp = torch.nn.functional.softplus
+    for _ in range(4):
+        x, mask, _zr = draw(8)
+        with torch.no_grad():
+            fake = G(x)
+        update(opt_d, sp(-D(torch.cat([x * mask, x], 1))).mean() + sp(D(torch.cat([fake * mask, x], 1))).mean())
+        for _ in range(2):
+            x, mask, zr = draw(5)
+            D.requires_grad_(False)
+            fake = G(x)
+            loss = 1.0 * sp(-D(torch.cat([fake * mask, x], 1))).mean() + 0.05 * (fake * zr).pow(2).sum(1).mean()
+            D.requires_grad_(True)
+            update(opt_g, loss)
+    assert not torch.equal(G0["0.weight"], G.state_dict()["0.weight"])  # both runs moved the weights
+    assert_same(trained, (weights(G), weights(D)))

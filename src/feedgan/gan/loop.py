@@ -50,6 +50,7 @@ from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
+from torch.optim import optimizer as _optimizer  # its global step hooks
 
 from . import ddp
 
@@ -82,27 +83,40 @@ def _valid_field(callbacks: list) -> dict[str, float]:
 
 class _Tick:
     """Running sums of logged values between two stats lines, kept on the device: updates that
-    were not applied (``ok`` false) count for nothing, and :meth:`means` is the one host read."""
+    were not applied (``ok`` false) count for nothing, and :meth:`means` is the one host read.
+
+    Values logged together (one update's dict) are summed as one stacked vector, so an update
+    costs a few kernels whatever the number of values."""
 
     def __init__(self):
-        self.sums: dict[str, Tensor] = {}
-        self.counts: dict[str, Tensor] = {}
+        self.sums: dict[tuple[str, ...], Tensor] = {}  # names -> (n_names,) running sums
+        self.counts: dict[tuple[str, ...], Tensor] = {}  # names -> () updates applied
         self.steps = 0
 
     def add(self, values: dict[str, Tensor], ok: Tensor) -> None:
-        for k, v in values.items():
-            v = v.detach().float().reshape(())
-            self.sums[k] = self.sums.get(k, 0.0) + torch.where(ok, v, torch.zeros_like(v))
-            self.counts[k] = self.counts.get(k, 0.0) + ok.float()
+        names = tuple(values)
+        v = torch.stack([t.detach().float().reshape(()) for t in values.values()])  # (n_names,)
+        applied = torch.where(ok, v, torch.zeros_like(v))
+        if names in self.sums:
+            self.sums[names] += applied
+            self.counts[names] += ok
+        else:
+            self.sums[names], self.counts[names] = applied, ok.float()
 
     def means(self) -> dict[str, float]:
         """Mean of each value over the applied updates (values no update logged are left out)."""
         if not self.sums:
             return {}
-        keys = list(self.sums)
-        sums = torch.stack([self.sums[k] for k in keys]).tolist()
-        counts = torch.stack([self.counts[k] for k in keys]).tolist()
-        return {k: s / c for k, s, c in zip(keys, sums, counts) if c > 0}
+        groups = list(self.sums)
+        sums = torch.cat([self.sums[g] for g in groups]).tolist()
+        counts = torch.stack([self.counts[g] for g in groups]).tolist()
+        total: dict[str, list[float]] = {}  # name -> [sum, count] over every group that logged it
+        i = 0
+        for g, c in zip(groups, counts):
+            for name in g:
+                acc = total.setdefault(name, [0.0, 0.0])
+                acc[0], acc[1], i = acc[0] + sums[i], acc[1] + c, i + 1
+        return {k: s / c for k, (s, c) in total.items() if c > 0}
 
 
 class _Guard:
@@ -145,6 +159,49 @@ class _Guard:
 
     def clear(self) -> None:
         self._first.clear()
+
+
+def total(terms: dict[str, Tensor]) -> Tensor:
+    """The sum of the loss terms (the first term itself when alone: no extra kernel)."""
+    first, *rest = terms.values()
+    for t in rest:
+        first = first + t
+    return first
+
+
+def _fused_adam_step(opt: torch.optim.Optimizer, found_inf: Tensor) -> bool:
+    """``opt.step()`` with ``opt.found_inf = found_inf`` for a fused :class:`torch.optim.Adam`:
+    the same calls Adam makes (count the step, one fused kernel, take the step back where
+    ``found_inf`` is set) without its per-call bookkeeping, a tenth of a millisecond a step that
+    matters for small models. Returns False, having done nothing, unless every parameter has a
+    dense gradient and its state, on one device and dtype, with no hooks, amsgrad or tensor
+    hyperparameters."""
+    if (type(opt) is not torch.optim.Adam or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+            or _optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks):
+        return False
+    for group in opt.param_groups:
+        if (not group["fused"] or group["amsgrad"] or group["capturable"] or group["differentiable"]
+                or any(isinstance(group[k], Tensor) for k in ("lr", "weight_decay")) or
+                any(isinstance(b, Tensor) for b in group["betas"])):
+            return False
+        for p in group["params"]:
+            if p.grad is None or p.grad.is_sparse or "exp_avg" not in opt.state.get(p, ()):
+                return False
+            if p.device != found_inf.device or p.dtype != group["params"][0].dtype:
+                return False
+    for group in opt.param_groups:
+        params = group["params"]
+        states = [opt.state[p] for p in params]
+        steps = [s["step"] for s in states]
+        beta1, beta2 = group["betas"]
+        kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+        torch._foreach_add_(steps, 1)
+        kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+               [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+               weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"], grad_scale=None,
+               found_inf=found_inf)
+        torch._foreach_sub_(steps, [found_inf] * len(steps))
+    return True
 
 
 def _largest_weight(params: Iterable[Tensor]) -> Tensor:
@@ -292,19 +349,23 @@ class TrainLoop:
                terms: dict[str, Tensor]) -> Tensor:
         """One guarded update minimising the sum of ``terms``; returns the device bool ``ok``
         (every term and the gradient norm finite, on every rank). A bad update is not applied."""
-        opt.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
+        for group in opt.param_groups:  # opt.zero_grad(set_to_none=True) without its per-call overhead
+            for p in group["params"]:
+                p.grad = None
+        total(terms).backward()
         ok = self._guard.update(player, self.step + 1, terms, self._grad_norm(params))
         if self.dist.enabled:  # the same decision on every rank (a host read only under gloo)
             bad = (~ok).to(torch.int32).to(ddp._comm_device(self.device))
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
             ok = (bad == 0).to(self.device)
         if opt.defaults.get("fused"):  # the fused kernel skips a flagged update on the device
-            opt.found_inf = (~ok).float()
-            try:
-                opt.step()
-            finally:
-                del opt.found_inf
+            found_inf = (~ok).float()
+            if not _fused_adam_step(opt, found_inf):
+                opt.found_inf = found_inf
+                try:
+                    opt.step()
+                finally:
+                    del opt.found_inf
         elif self.nan_policy == "skip":  # optimizers without a device-side skip need the flag here
             if bool(ok):
                 opt.step()
@@ -322,7 +383,9 @@ class TrainLoop:
         grads = [p.grad for p in params if p.grad is not None]
         dense = [g for g in grads if not g.is_sparse]
         norms = [torch.linalg.vector_norm(g._values()) for g in grads if g.is_sparse]
-        if dense:
+        if dense and len({(g.device, g.dtype) for g in dense}) == 1 and dense[0].device.type in ("cpu", "cuda"):
+            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(dense))))  # get_total_norm's own path
+        elif dense:
             norms.append(nn.utils.get_total_norm(dense))
         return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros((), device=self.device)
 

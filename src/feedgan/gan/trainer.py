@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from ..optim import adam
 from . import ddp
 from .checkpoint import Resumable
-from .loop import NAN_POLICIES, NonFiniteLossError, TrainLoop, _Guard, _Tick
+from .loop import NAN_POLICIES, NonFiniteLossError, TrainLoop, _Guard, _Tick, total
 from .losses import get_loss, gradient_penalty, r1_penalty, r2_penalty
 
 
@@ -315,7 +315,7 @@ class GANTrainer(Resumable, TrainLoop):
         if cfg.r2_gamma and penalise:
             terms["r2"] = lazy * cfg.r2_gamma / 2 * r2_penalty(self._D, fake_in)
         ok = self._apply("D", self.opt_d, self._d_params, terms)
-        values = {**terms, "d_loss": sum(terms.values())}
+        values = {**terms, "d_loss": total(terms)}
         if len(terms) == 1 and not (cfg.r1_gamma or cfg.r2_gamma or cfg.gp_weight):
             del values["d_adv"]  # no penalties: equal to d_loss
         values["d_real"], values["d_fake"] = real_logits.mean(), fake_logits.mean()
@@ -339,7 +339,7 @@ class GANTrainer(Resumable, TrainLoop):
             terms["g_extra"] = extra.reshape(())
         ok = self._apply("G", self.opt_g, self.opt_g.param_groups[0]["params"], terms)
         self._update_ema(ok)
-        values = {**terms, "g_loss": sum(terms.values())}
+        values = {**terms, "g_loss": total(terms)}
         if "g_extra" not in values:
             del values["g_adv"]  # equal to g_loss
         tick.add(values, ok)

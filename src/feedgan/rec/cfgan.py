@@ -82,13 +82,13 @@ class CFGANTask(GANTask):
 
     def real_batch(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         x = _rows(self.R, torch.randint(self.R.shape[0], (n,), generator=generator))  # (n, n_cols)
-        unobserved = x == 0
-        pm = zr = torch.zeros_like(x)
-        if "P" in self.scheme:  # PM or ZP
-            pm = ((torch.rand(x.shape, generator=generator) < self.s_pm) & unobserved).float()
-        if self.scheme in ("ZR", "ZP"):
-            zr = ((torch.rand(x.shape, generator=generator) < self.s_zr) & unobserved).float()
-        return {"real": x, "cond": x, "mask": x + pm, "zr": zr}
+        # one uniform draw per scheme, PM's first: the stream two separate draws would take
+        shares = [s for s, on in ((self.s_pm, "P" in self.scheme), (self.s_zr, "Z" in self.scheme)) if on]
+        u = torch.rand((len(shares), *x.shape), generator=generator)  # (k, n, n_cols)
+        picked = (u < torch.tensor(shares, dtype=u.dtype).view(-1, 1, 1)).logical_and_(x == 0).float()  # (k, n, n_cols)
+        pm = picked[0] if "P" in self.scheme else None
+        zr = picked[-1] if "Z" in self.scheme else torch.zeros_like(x)
+        return {"real": x, "cond": x, "mask": x + pm if pm is not None else x, "zr": zr}
 
     def g_input(self, cond: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if not self.noise_dim:
