@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from feedgan.rec.bpr import BPR, _BatchLoss, _LazyAdam, _RowSums
+from feedgan.rec.bpr import BPR, _BatchLoss, _LazyAdam, _RowSums, _Scratch
 
 N_USERS, N_ITEMS, D = 7, 5, 4  # small tables: every batch repeats users and items
 
@@ -37,11 +37,11 @@ def test_batch_gradient_matches_autograd_on_the_documented_loss(n, item_bias):
     W0 = torch.randn(N_USERS + N_ITEMS, D, generator=gen)
     b0 = torch.randn(N_ITEMS, 1, generator=gen)
     W, b = W0.clone().requires_grad_(), b0.clone().requires_grad_(item_bias)
-    sums = (_RowSums(W), _RowSums(b) if item_bias else None)
+    sums, scratch = (_RowSums(W), _RowSums(b) if item_bias else None), _Scratch()
     for _ in range(2):  # twice through the same sums: what one batch marked must not leak into the next
         u, i, j = batch(gen, 16, n)
         W.grad = b.grad = None
-        loss = _BatchLoss.apply(W, b, u, i, j, N_USERS, 0.1, sums)
+        loss = _BatchLoss.apply(W, b, u, i, j, N_USERS, 0.1, sums, scratch)
         loss.backward()
         Wr, br = W0.clone().requires_grad_(), b0.clone().requires_grad_(item_bias)
         ref = reference_loss(Wr, br, u, i, j, 0.1, item_bias)
