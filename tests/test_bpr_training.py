@@ -122,8 +122,8 @@ def reference_fit(X: sp.csr_matrix, factors: int, lr: float, reg: float, epochs:
 @pytest.mark.parametrize("optimizer, lr, neg_per_pos, item_bias", [
     ("adam", 0.02, 1, False), ("adam", 0.02, 3, True), ("sgd", 5.0, 1, False), ("sgd", 5.0, 2, True)])
 def test_a_fit_makes_the_updates_of_a_plain_autograd_loop(interactions, optimizer, lr, neg_per_pos, item_bias):
-    setting = dict(factors=6, lr=lr, reg=0.01, epochs=3, batch_size=32, neg_per_pos=neg_per_pos,
-                   item_bias=item_bias, seed=2)  # 300 pairs: a short last batch every epoch
+    setting = {"factors": 6, "lr": lr, "reg": 0.01, "epochs": 3, "batch_size": 32, "neg_per_pos": neg_per_pos,
+               "item_bias": item_bias, "seed": 2}  # 300 pairs: a short last batch every epoch
     model = BPR(**setting, optimizer=optimizer).fit(interactions)
     P, Q, bias = reference_fit(interactions, **setting, optimizer=optimizer)
     assert not np.allclose(Q, reference_fit(interactions, **{**setting, "epochs": 2}, optimizer=optimizer)[1])

@@ -234,21 +234,23 @@ def _sq(x: torch.Tensor) -> torch.Tensor:
 
 
 def _row_grads(rows: torch.Tensor, B: int, dz: torch.Tensor, dz_sum: torch.Tensor, c: float,
-               grad: torch.Tensor) -> torch.Tensor:
-    """The loss's gradient for every gathered row, written into ``grad`` in the layout of ``rows`` (B (2 + n), d): the
-    user rows ``p_u``, then the positives ``q_i``, then the negatives ``q_j`` (B n of them, a
-    pair's n in a row). ``dz`` (B, n) is d loss / d (x_ui - x_uj), ``dz_sum`` (B, 1) its sum over
-    a pair's negatives, ``c`` the L2 slope of one appearance (a negative's is ``c / n``)."""
+               grad: torch.Tensor, diff: torch.Tensor | None) -> torch.Tensor:
+    """The loss's gradient for every gathered row, written into ``grad`` (B (2 + n), d) in the
+    layout of ``rows``: the user rows ``p_u``, then the positives ``q_i``, then the negatives
+    ``q_j`` (B n of them, a pair's n in a row). ``dz`` (B, n) is d loss / d (x_ui - x_uj),
+    ``dz_sum`` (B, 1) its sum over a pair's negatives, ``c`` the L2 slope of one appearance (a
+    negative's is ``c / n``); with one negative, ``diff`` (B, d) is ``q_i - q_j``."""
     n = dz.shape[1]
     pu, qi, qj = rows[:B], rows[B:2 * B], rows[2 * B:].view(B, n, -1)
     g_pu, g_qi, g_qj = grad[:B], grad[B:2 * B], grad[2 * B:].view(B, n, -1)
-    torch.mul(rows[:2 * B], c, out=grad[:2 * B])  # the L2 terms, then the ranking terms added in place
-    torch.mul(qj, c / n, out=g_qj)
-    g_pu.addcmul_(qi, dz_sum)
+    # the L2 terms first, then the ranking terms added in place
     if n == 1:
-        g_pu.addcmul_(qj[:, 0], dz, value=-1.0)
+        torch.mul(rows, c, out=grad)
+        g_pu.addcmul_(diff, dz)  # dz (q_i - q_j)
     else:
-        g_pu.sub_(torch.bmm(dz[:, None, :], qj)[:, 0])  # sum_n dz q_j (B, d)
+        torch.mul(rows[:2 * B], c, out=grad[:2 * B])
+        torch.mul(qj, c / n, out=g_qj)
+        g_pu.addcmul_(qi, dz_sum).sub_(torch.bmm(dz[:, None, :], qj)[:, 0])  # sum_n dz (q_i - q_j) (B, d)
     g_qi.addcmul_(pu, dz_sum)
     g_qj.addcmul_(dz[..., None], pu[:, None, :], value=-1.0)
     return grad
@@ -270,11 +272,13 @@ class _BatchLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, W, b, u, i, j, n_users: int, reg: float, sums: tuple, scratch: _Scratch):
         B, n = j.shape
-        idx = torch.cat([u, i + n_users, j.reshape(-1) + n_users])  # rows of W: users, positives, negatives (B (2 + n),)
+        idx = torch.cat([u, i + n_users, j.reshape(-1) + n_users])  # rows of W: users, positives, negatives
         rows = torch.index_select(W, 0, idx, out=scratch.get("rows", len(idx), W))  # (B (2 + n), d), one gather
         pu, qi, qj = rows[:B], rows[B:2 * B], rows[2 * B:].view(B, n, -1)  # (B, d), (B, d), (B, n, d)
-        if n == 1:  # x_ui - x_uj = <p_u, q_i - q_j>, through one kept (B, d) buffer
-            z = torch.sub(qi, qj[:, 0], out=scratch.get("diff", B, W)).mul_(pu).sum(1, keepdim=True)  # (B, 1)
+        diff = None
+        if n == 1:  # x_ui - x_uj = <p_u, q_i - q_j>, through kept (B, d) buffers
+            diff = torch.sub(qi, qj[:, 0], out=scratch.get("diff", B, W))
+            z = torch.mul(diff, pu, out=scratch.get("prod", B, W)).sum(1, keepdim=True)  # (B, 1)
         else:
             z = torch.linalg.vecdot(pu, qi)[:, None] - torch.linalg.vecdot(pu[:, None, :], qj)  # (B, n)
         sq = _sq(rows) if n == 1 else _sq(rows[:2 * B]) + _sq(qj) / n
@@ -286,7 +290,7 @@ class _BatchLoss(torch.autograd.Function):
         # d loss / d z (B, n) and its sum over a pair's negatives (B, 1); c: the L2 slope per appearance
         dz = torch.sigmoid(-z).mul_(-1.0 / (B * n))
         dz_sum, c = dz.sum(1, keepdim=True), 2.0 * reg / B
-        grads = [sums[0]((idx, _row_grads(rows, B, dz, dz_sum, c, scratch.get("grad", len(idx), W)))), None]
+        grads = [sums[0]((idx, _row_grads(rows, B, dz, dz_sum, c, scratch.get("grad", len(idx), W), diff))), None]
         if sums[1] is not None:
             grads[1] = sums[1]((i, torch.add(dz_sum, bi[:, None], alpha=c)),
                                (j.reshape(-1), torch.add(-dz, bj, alpha=c / n).reshape(B * n, 1)))
@@ -359,10 +363,12 @@ class _RowSGD(torch.optim.Optimizer):
     def step(self, closure=None):
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    g = p.grad._values()  # (m, d), row p.grad._indices()[0][k] for g[k]
-                    step = torch.mul(g, -group["lr"], out=self.state[p].setdefault("work", _Scratch()).get("step", len(g), g))
-                    p.scatter_add_(0, p.grad._indices()[0][:, None].expand_as(step), step)  # index_add_ is slower
+                if p.grad is None:
+                    continue
+                rows, g = p.grad._indices()[0], p.grad._values()  # (m,), (m, d): g[k] belongs to row rows[k]
+                work = self.state[p].setdefault("work", _Scratch())  # a kept buffer for -lr g
+                step = torch.mul(g, -group["lr"], out=work.get("step", len(g), g))
+                p.scatter_add_(0, rows[:, None].expand_as(step), step)  # index_add_ with alpha is slower
 
 
 OPTIMIZERS = {"adam": _LazyAdam, "sgd": _RowSGD}  # BPR's ``optimizer`` -> the class that updates the rows
