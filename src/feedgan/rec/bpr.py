@@ -18,13 +18,21 @@ with ``item_bias`` the biases get the same penalty). The L2 term covers only the
 touches (the usual "batch embedding" regularisation of LightGCN / RecBole), so ``reg`` is per
 example: on MovieLens-100K values around 1e-2 work far better than 1e-4.
 
-A training step is written out by hand rather than left to autograd: the batch's loss and its
-row gradients come from a few fused operations on the gathered rows (:class:`_BatchLoss`), the
-duplicates of a row are summed without sorting (:class:`_RowSums`), and the lazy Adam gathers
-the touched rows of the factors and moments, runs torch's fused Adam kernel on them and writes
-them back (:class:`_LazyAdam`). The updates are SparseAdam's on autograd's gradients, to float
-rounding; the step dispatches about 130 tensor operations where autograd + SparseAdam took about
-200, most of them passes over the batch's rows, which is what an epoch costs at these sizes.
+``optimizer="sgd"`` swaps the lazy Adam for plain SGD on the same gradient (``p -= lr * g`` on the
+touched rows, the update implicit's BPR makes per example). ``lr`` then multiplies the gradient of
+the batch *mean*, so it is about ``batch_size`` times a per-example rate (implicit's 0.01 is about
+20 at batch 2048). An SGD step costs about half an Adam step (no moments to gather and write
+back), but it learns less per epoch: see ``docs/speed.md``.
+
+A training step is written out by hand rather than left to autograd: one gather brings a
+batch's user, positive and negative rows, its loss and their gradients come from a few fused
+operations written into buffers kept from batch to batch (:class:`_BatchLoss`, :class:`_Scratch`),
+the duplicates of a row are summed without sorting (:class:`_RowSums`), the gradient is put on
+``.grad`` directly (autograd would copy it), and the lazy Adam gathers the touched rows of the
+factors and moments, runs torch's fused Adam kernel on them and writes them back
+(:class:`_LazyAdam`). The updates are SparseAdam's (or SGD's) on autograd's gradients, to float
+rounding. At ML-1M sizes an epoch is memory traffic: with Adam each step reads and writes the
+~4,000 touched rows of the factors and of both moments several times, which is its floor.
 
 Sampling, all in torch, seeded by a local ``torch.Generator`` (global RNG state is untouched):
 each epoch shuffles every positive ``(u, i)`` pair of the training matrix once and draws
@@ -182,7 +190,7 @@ class _Scratch:
     def __init__(self):
         self.buffers: dict[str, torch.Tensor] = {}
 
-    def get(self, name: str, m: int, like: torch.Tensor) -> torch.Tensor:
+    def get(self, name, m: int, like: torch.Tensor) -> torch.Tensor:
         buf = self.buffers.get(name)
         if buf is None or len(buf) < m or buf.shape[1:] != like.shape[1:] or buf.dtype != like.dtype:
             buf = self.buffers[name] = torch.empty(m, *like.shape[1:], dtype=like.dtype, device=like.device)
@@ -265,9 +273,10 @@ class _BatchLoss(torch.autograd.Function):
 
     ``W`` stacks the user rows and then the item rows (item ``i`` is row ``n_users + i``).
     ``forward`` needs no autograd graph (a few fused row operations instead of embedding lookups
-    and their backward); ``backward`` hands back the row gradients of ``W`` (and of ``b`` when
-    ``sums`` has a second entry: the item bias is trained) as sparse tensors storing each touched
-    row once, which is what :class:`_LazyAdam` updates."""
+    and their backward); ``backward`` puts the row gradients of ``W`` (and of ``b`` when ``sums``
+    has a second entry: the item bias is trained) on their ``.grad`` as sparse tensors, shaped by
+    ``sums``: each touched row once (:class:`_RowSums`, for :class:`_LazyAdam`) or one row per
+    appearance (:class:`_RowList`, for :class:`_RowSGD`)."""
 
     @staticmethod
     def forward(ctx, W, b, u, i, j, n_users: int, reg: float, sums: tuple, scratch: _Scratch):
@@ -319,11 +328,11 @@ class _LazyAdam(torch.optim.Optimizer):
     kernel on them (one pass instead of one per elementwise operation) and writes them back.
     SparseAdam adds ``eps`` to ``sqrt(v)`` before the bias correction, the fused kernel after it,
     so the kernel gets ``eps / sqrt(1 - beta2 ** step)``: the same update.
-    Gradients must be sparse tensors storing each touched row once, as :class:`_BatchLoss` gives
-    (autograd's hand-over drops their "coalesced" flag but keeps the rows)."""
+    Gradients must be sparse tensors storing each touched row once, as :class:`_BatchLoss` gives."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        self.scratch = _Scratch()  # kept buffers for the gathered rows (not state: nothing to save)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -340,9 +349,8 @@ class _LazyAdam(torch.optim.Optimizer):
                 state["step_t"].add_(1)
                 rows, g = p.grad._indices()[0], p.grad._values()  # (r,), (r, d)
                 tables = (p, state["exp_avg"], state["exp_avg_sq"])
-                work = state.setdefault("work", _Scratch())  # kept buffers for the gathered rows
-                p_r, m_r, v_r = (torch.index_select(t, 0, rows, out=work.get(name, len(rows), t))
-                                 for name, t in zip(("p", "m", "v"), tables))  # (r, d) each
+                p_r, m_r, v_r = (torch.index_select(t, 0, rows, out=self.scratch.get((id(p), k), len(rows), t))
+                                 for k, t in enumerate(tables))  # (r, d) each
                 # the kernel torch.optim.Adam(fused=True) runs, called directly (its Python wrapper
                 # costs about as much as the kernel at these sizes)
                 torch._fused_adam_([p_r], [g.contiguous()], [m_r], [v_r], [], [state["step_t"]], amsgrad=False,
@@ -358,6 +366,7 @@ class _RowSGD(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.05):
         super().__init__(params, {"lr": lr})
+        self.scratch = _Scratch()  # a kept buffer for -lr g
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -366,8 +375,7 @@ class _RowSGD(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 rows, g = p.grad._indices()[0], p.grad._values()  # (m,), (m, d): g[k] belongs to row rows[k]
-                work = self.state[p].setdefault("work", _Scratch())  # a kept buffer for -lr g
-                step = torch.mul(g, -group["lr"], out=work.get("step", len(g), g))
+                step = torch.mul(g, -group["lr"], out=self.scratch.get(id(p), len(g), g))
                 p.scatter_add_(0, rows[:, None].expand_as(step), step)  # index_add_ with alpha is slower
 
 
