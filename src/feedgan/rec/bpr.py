@@ -32,7 +32,7 @@ the duplicates of a row are summed without sorting (:class:`_RowSums`), the grad
 factors and moments, runs torch's fused Adam kernel on them and writes them back
 (:class:`_LazyAdam`). The updates are SparseAdam's (or SGD's) on autograd's gradients, to float
 rounding. At ML-1M sizes an epoch is memory traffic: with Adam each step reads and writes the
-~4,000 touched rows of the factors and of both moments several times, which is its floor.
+~3,700 touched rows (of ~9,700) of the factors and of both moments several times, which is its floor.
 
 Sampling, all in torch, seeded by a local ``torch.Generator`` (global RNG state is untouched):
 each epoch shuffles every positive ``(u, i)`` pair of the training matrix once and draws
