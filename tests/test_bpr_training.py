@@ -152,10 +152,11 @@ def test_seeded_runs_are_identical_and_seeds_differ(interactions):
 class _CountOps(TorchDispatchMode):
     def __init__(self):
         super().__init__()
-        self.count = 0
+        self.count, self.clones = 0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.count += 1
+        self.clones += func is torch.ops.aten.clone.default
         return func(*args, **(kwargs or {}))
 
 
@@ -165,10 +166,12 @@ def test_a_training_step_dispatches_few_tensor_operations(interactions):
     # the hand-written one with the lazy Adam runs under 120 (loss, gradient, update and the
     # loop's guard together; the gradient is not copied on its way to .grad), with SGD under 100
     for optimizer, most in (("adam", 120), ("sgd", 100)):
-        counts = []
+        counts, clones = [], []
         for epochs in (1, 2):
             with _CountOps() as ops:
                 BPR(factors=8, epochs=epochs, batch_size=10, optimizer=optimizer).fit(interactions)
             counts.append(ops.count)
+            clones.append(ops.clones)
         steps_per_epoch = -(-interactions.nnz // 10)
         assert (counts[1] - counts[0]) / steps_per_epoch <= most, optimizer
+        assert clones[1] == clones[0], optimizer  # no step copies its gradient
