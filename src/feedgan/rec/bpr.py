@@ -18,13 +18,21 @@ with ``item_bias`` the biases get the same penalty). The L2 term covers only the
 touches (the usual "batch embedding" regularisation of LightGCN / RecBole), so ``reg`` is per
 example: on MovieLens-100K values around 1e-2 work far better than 1e-4.
 
-A training step is written out by hand rather than left to autograd: the batch's loss and its
-row gradients come from a few fused operations on the gathered rows (:class:`_BatchLoss`), the
-duplicates of a row are summed without sorting (:class:`_RowSums`), and the lazy Adam gathers
-the touched rows of the factors and moments, runs torch's fused Adam kernel on them and writes
-them back (:class:`_LazyAdam`). The updates are SparseAdam's on autograd's gradients, to float
-rounding; the step dispatches about 130 tensor operations where autograd + SparseAdam took about
-200, most of them passes over the batch's rows, which is what an epoch costs at these sizes.
+``optimizer="sgd"`` swaps the lazy Adam for plain SGD on the same gradient (``p -= lr * g`` on the
+touched rows, the update implicit's BPR makes per example). ``lr`` then multiplies the gradient of
+the batch *mean*, so it is about ``batch_size`` times a per-example rate (implicit's 0.01 is about
+20 at batch 2048). An SGD step costs about half an Adam step (no moments to gather and write
+back), but it learns less per epoch: see ``docs/speed.md``.
+
+A training step is written out by hand rather than left to autograd: one gather brings a
+batch's user, positive and negative rows, its loss and their gradients come from a few fused
+operations written into buffers kept from batch to batch (:class:`_BatchLoss`, :class:`_Scratch`),
+the duplicates of a row are summed without sorting (:class:`_RowSums`), the gradient is put on
+``.grad`` directly (autograd would copy it), and the lazy Adam gathers the touched rows of the
+factors and moments, runs torch's fused Adam kernel on them and writes them back
+(:class:`_LazyAdam`). The updates are SparseAdam's (or SGD's) on autograd's gradients, to float
+rounding. At ML-1M sizes an epoch is memory traffic: with Adam each step reads and writes the
+~3,700 touched rows (of ~9,700) of the factors and of both moments several times, which is its floor.
 
 Sampling, all in torch, seeded by a local ``torch.Generator`` (global RNG state is untouched):
 each epoch shuffles every positive ``(u, i)`` pair of the training matrix once and draws
@@ -50,7 +58,6 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.adam import adam
 
 from ..gan import BestCheckpoint, LossTrainer
 from .base import Recommender, Validation
@@ -73,16 +80,19 @@ class BPR(Recommender):
 
     def __init__(self, factors: int = 64, lr: float = 1e-3, reg: float = 1e-4, epochs: int = 50,
                  batch_size: int = 4096, neg_per_pos: int = 1, item_bias: bool = False, eval_every: int = 0,
-                 patience: int | None = None, seed: int = 0, device: str = "cpu"):
+                 patience: int | None = None, optimizer: str = "adam", seed: int = 0, device: str = "cpu"):
         self.factors, self.lr, self.reg, self.epochs = factors, lr, reg, epochs
         self.batch_size, self.neg_per_pos, self.item_bias = batch_size, neg_per_pos, item_bias
         self.eval_every, self.patience, self.seed, self.device = eval_every, patience, seed, device
+        self.optimizer = optimizer
 
     # -- training ---------------------------------------------------------------------------------
     def _fit(self, X: sp.csr_matrix, progress=None, valid: Validation | None = None) -> None:
         if self.factors < 1 or self.epochs < 0 or self.batch_size < 1 or self.neg_per_pos < 1:
             raise ValueError(f"{self.name}: factors, batch_size and neg_per_pos must be >= 1 and epochs >= 0, "
                              f"got {self.get_params()}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"{self.name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         select = valid is not None and self.eval_every > 0
         if select:
             check_can_score(self, valid)
@@ -92,7 +102,7 @@ class BPR(Recommender):
         P = torch.randn(n_users, self.factors, generator=gen, device=dev) * _INIT_STD
         Q = torch.randn(n_items, self.factors, generator=gen, device=dev) * _INIT_STD
         net = _Factors(P, Q, torch.zeros(n_items, 1, device=dev), self.item_bias)
-        opt = _LazyAdam([p for p in net.parameters() if p.requires_grad], lr=self.lr)
+        opt = OPTIMIZERS[self.optimizer]([p for p in net.parameters() if p.requires_grad], lr=self.lr)
         task = _Epochs(self, net, X, gen)
         trainer = LossTrainer(net, task, opt, self.epochs, name=self.name)
         best = None
@@ -151,7 +161,9 @@ class _Epochs:
         self.pos_i = torch.from_numpy(X.indices.astype(np.int64)).to(dev)  # (nnz,)
         self.model, self.net, self.gen, self.n_items = model, net, gen, X.shape[1]
         self.steps_per_epoch = math.ceil(len(self.pos_u) / model.batch_size)
-        self.sums = (_RowSums(net.W), _RowSums(net.b) if model.item_bias else None)
+        rows = _RowSums if model.optimizer == "adam" else _RowList
+        self.sums = (rows(net.W), rows(net.b) if model.item_bias else None)
+        self.scratch = _Scratch()  # the batch's gathered rows and their gradients, reused batch to batch
         self.u = self.i = self.j = None  # this epoch's pairs in shuffled order (nnz,), (nnz,), (nnz, n)
 
     def loss(self, step: int) -> torch.Tensor:
@@ -160,7 +172,7 @@ class _Epochs:
             self._new_epoch()
         batch = slice(k * B, (k + 1) * B)
         return _BatchLoss.apply(net.W, net.b, self.u[batch], self.i[batch], self.j[batch], net.n_users,
-                                float(self.model.reg), self.sums)
+                                float(self.model.reg), self.sums, self.scratch)
 
     def _new_epoch(self) -> None:
         # the same random stream as one randint per batch: the draws are consumed in order
@@ -168,6 +180,34 @@ class _Epochs:
         order = torch.randperm(len(self.pos_u), generator=self.gen, device=dev)  # (nnz,)
         self.u, self.i = self.pos_u[order], self.pos_i[order]
         self.j = torch.randint(self.n_items, (len(order), self.model.neg_per_pos), generator=self.gen, device=dev)
+
+
+class _Scratch:
+    """Work tensors kept from batch to batch: ``get(name, m, like)`` is the first ``m`` rows of
+    one buffer shaped like ``like`` past its first dimension (grown when too small). On CPU a
+    batch-sized tensor allocated afresh costs an extra pass (the allocator hands back new pages)."""
+
+    def __init__(self):
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name, m: int, like: torch.Tensor) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or len(buf) < m or buf.shape[1:] != like.shape[1:] or buf.dtype != like.dtype:
+            buf = self.buffers[name] = torch.empty(m, *like.shape[1:], dtype=like.dtype, device=like.device)
+        return buf[:m]
+
+
+class _RowList:
+    """Hands per-example row gradients of a ``table`` (n_rows, d) over as they are: an uncoalesced
+    sparse tensor storing one row per appearance (what :class:`_RowSGD` adds up in one pass)."""
+
+    def __init__(self, table: torch.Tensor):
+        self.shape = table.shape
+
+    def __call__(self, *parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``parts``: pairs ``(idx, vals)``, rows ``vals`` (m, d) belonging to table rows ``idx`` (m,)."""
+        idx, vals = parts[0] if len(parts) == 1 else (torch.cat(p) for p in zip(*parts))
+        return torch.sparse_coo_tensor(idx[None], vals, self.shape, check_invariants=False)
 
 
 class _RowSums:
@@ -180,6 +220,7 @@ class _RowSums:
         self.shape = table.shape
         self.touched = torch.zeros(table.shape[0], dtype=torch.bool, device=table.device)  # (n_rows,)
         self.slot = torch.zeros(table.shape[0], dtype=torch.long, device=table.device)  # row -> its stored row
+        self.scratch = _Scratch()  # the summed rows (valid until the next call: the step consumes them first)
 
     def __call__(self, *parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """``parts``: pairs ``(idx, vals)``, rows ``vals`` (m, d) belonging to table rows ``idx`` (m,)."""
@@ -188,10 +229,9 @@ class _RowSums:
         rows = self.touched.nonzero()[:, 0]  # (r,), sorted
         self.touched[rows] = False
         self.slot[rows] = torch.arange(len(rows), device=rows.device)
-        vals0 = parts[0][1]
-        summed = torch.zeros(len(rows), *self.shape[1:], dtype=vals0.dtype, device=vals0.device)  # (r, d)
-        for idx, vals in parts:
-            summed.index_add_(0, self.slot[idx], vals)
+        summed = self.scratch.get("summed", len(rows), parts[0][1]).zero_()  # (r, d)
+        for idx, vals in parts:  # scatter_add_ with a broadcast index: index_add_ takes a slower path
+            summed.scatter_add_(0, self.slot[idx][:, None].expand_as(vals), vals)
         return torch.sparse_coo_tensor(rows[None], summed, self.shape, is_coalesced=True, check_invariants=False)
 
 
@@ -199,6 +239,29 @@ def _sq(x: torch.Tensor) -> torch.Tensor:
     """Sum of squares (a dot product: no temporary)."""
     flat = x.reshape(-1)
     return torch.dot(flat, flat)
+
+
+def _row_grads(rows: torch.Tensor, B: int, dz: torch.Tensor, dz_sum: torch.Tensor, c: float,
+               grad: torch.Tensor, diff: torch.Tensor | None) -> torch.Tensor:
+    """The loss's gradient for every gathered row, written into ``grad`` (B (2 + n), d) in the
+    layout of ``rows``: the user rows ``p_u``, then the positives ``q_i``, then the negatives
+    ``q_j`` (B n of them, a pair's n in a row). ``dz`` (B, n) is d loss / d (x_ui - x_uj),
+    ``dz_sum`` (B, 1) its sum over a pair's negatives, ``c`` the L2 slope of one appearance (a
+    negative's is ``c / n``); with one negative, ``diff`` (B, d) is ``q_i - q_j``."""
+    n = dz.shape[1]
+    pu, qi, qj = rows[:B], rows[B:2 * B], rows[2 * B:].view(B, n, -1)
+    g_pu, g_qi, g_qj = grad[:B], grad[B:2 * B], grad[2 * B:].view(B, n, -1)
+    # the L2 terms first, then the ranking terms added in place
+    if n == 1:
+        torch.mul(rows, c, out=grad)
+        g_pu.addcmul_(diff, dz)  # dz (q_i - q_j)
+    else:
+        torch.mul(rows[:2 * B], c, out=grad[:2 * B])
+        torch.mul(qj, c / n, out=g_qj)
+        g_pu.addcmul_(qi, dz_sum).sub_(torch.bmm(dz[:, None, :], qj)[:, 0])  # sum_n dz (q_i - q_j) (B, d)
+    g_qi.addcmul_(pu, dz_sum)
+    g_qj.addcmul_(dz[..., None], pu[:, None, :], value=-1.0)
+    return grad
 
 
 class _BatchLoss(torch.autograd.Function):
@@ -210,18 +273,24 @@ class _BatchLoss(torch.autograd.Function):
 
     ``W`` stacks the user rows and then the item rows (item ``i`` is row ``n_users + i``).
     ``forward`` needs no autograd graph (a few fused row operations instead of embedding lookups
-    and their backward); ``backward`` hands back the row gradients of ``W`` (and of ``b`` when
-    ``sums`` has a second entry: the item bias is trained) as sparse tensors storing each touched
-    row once, which is what :class:`_LazyAdam` updates."""
+    and their backward); ``backward`` puts the row gradients of ``W`` (and of ``b`` when ``sums``
+    has a second entry: the item bias is trained) on their ``.grad`` as sparse tensors, shaped by
+    ``sums``: each touched row once (:class:`_RowSums`, for :class:`_LazyAdam`) or one row per
+    appearance (:class:`_RowList`, for :class:`_RowSGD`)."""
 
     @staticmethod
-    def forward(ctx, W, b, u, i, j, n_users: int, reg: float, sums: tuple):
+    def forward(ctx, W, b, u, i, j, n_users: int, reg: float, sums: tuple, scratch: _Scratch):
         B, n = j.shape
-        i_row, j_row = i + n_users, j.reshape(-1) + n_users  # rows of W (B,), (B n,)
-        pu, qi = F.embedding(u, W), F.embedding(i_row, W)  # (B, d), (B, d)
-        qj = F.embedding(j_row, W).reshape(B, n, -1)  # (B, n, d)
-        z = torch.linalg.vecdot(pu, qi)[:, None] - torch.linalg.vecdot(pu[:, None, :], qj)  # x_ui - x_uj (B, n)
-        sq = _sq(pu) + _sq(qi) + _sq(qj) / n
+        idx = torch.cat([u, i + n_users, j.reshape(-1) + n_users])  # rows of W: users, positives, negatives
+        rows = torch.index_select(W, 0, idx, out=scratch.get("rows", len(idx), W))  # (B (2 + n), d), one gather
+        pu, qi, qj = rows[:B], rows[B:2 * B], rows[2 * B:].view(B, n, -1)  # (B, d), (B, d), (B, n, d)
+        diff = None
+        if n == 1:  # x_ui - x_uj = <p_u, q_i - q_j>, through kept (B, d) buffers
+            diff = torch.sub(qi, qj[:, 0], out=scratch.get("diff", B, W))
+            z = torch.mul(diff, pu, out=scratch.get("prod", B, W)).sum(1, keepdim=True)  # (B, 1)
+        else:
+            z = torch.linalg.vecdot(pu, qi)[:, None] - torch.linalg.vecdot(pu[:, None, :], qj)  # (B, n)
+        sq = _sq(rows) if n == 1 else _sq(rows[:2 * B]) + _sq(qj) / n
         if sums[1] is not None:
             bi, bj = F.embedding(i, b)[:, 0], F.embedding(j, b)[..., 0]  # (B,), (B, n)
             z = z + (bi[:, None] - bj)
@@ -230,24 +299,26 @@ class _BatchLoss(torch.autograd.Function):
         # d loss / d z (B, n) and its sum over a pair's negatives (B, 1); c: the L2 slope per appearance
         dz = torch.sigmoid(-z).mul_(-1.0 / (B * n))
         dz_sum, c = dz.sum(1, keepdim=True), 2.0 * reg / B
-        d_q = dz[:, 0, None] * qj[:, 0] if n == 1 else (dz[..., None] * qj).sum(1)  # (B, d)
-        d_pu = torch.addcmul(d_q.neg_().add_(pu, alpha=c), qi, dz_sum)  # (B, d)
-        d_qi = torch.addcmul(qi * c, pu, dz_sum)  # (B, d)
-        d_qj = torch.addcmul(qj * (c / n), dz[..., None], pu[:, None, :], value=-1.0)  # (B, n, d)
-        grads = [sums[0]((u, d_pu), (i_row, d_qi), (j_row, d_qj.reshape(B * n, -1))), None]
+        grads = [sums[0]((idx, _row_grads(rows, B, dz, dz_sum, c, scratch.get("grad", len(idx), W), diff))), None]
         if sums[1] is not None:
             grads[1] = sums[1]((i, torch.add(dz_sum, bi[:, None], alpha=c)),
                                (j.reshape(-1), torch.add(-dz, bj, alpha=c / n).reshape(B * n, 1)))
-        ctx.grads = grads
+        ctx.tables, ctx.grads = (W, b), grads
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
+        # the row gradients go onto the tables' .grad here rather than through autograd's
+        # accumulation, which copies every sparse gradient it is handed (one more pass per step)
         grads, ctx.grads = ctx.grads, None
-        for g in grads:
-            if g is not None:
+        scaled = grad_loss.device.type != "cpu" or grad_loss.item() != 1.0  # the loop never scales its loss
+        for table, g in zip(ctx.tables, grads):
+            if g is None:
+                continue
+            if scaled:
                 g._values().mul_(grad_loss)  # in place: the tensors are this batch's own
-        return (*grads, None, None, None, None, None, None)
+            table.grad = g if table.grad is None else table.grad + g
+        return (None,) * 9
 
 
 class _LazyAdam(torch.optim.Optimizer):
@@ -257,11 +328,11 @@ class _LazyAdam(torch.optim.Optimizer):
     kernel on them (one pass instead of one per elementwise operation) and writes them back.
     SparseAdam adds ``eps`` to ``sqrt(v)`` before the bias correction, the fused kernel after it,
     so the kernel gets ``eps / sqrt(1 - beta2 ** step)``: the same update.
-    Gradients must be sparse tensors storing each touched row once, as :class:`_BatchLoss` gives
-    (autograd's hand-over drops their "coalesced" flag but keeps the rows)."""
+    Gradients must be sparse tensors storing each touched row once, as :class:`_BatchLoss` gives."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        self.scratch = _Scratch()  # kept buffers for the gathered rows (not state: nothing to save)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -271,15 +342,41 @@ class _LazyAdam(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if not state:  # step: a host count; the kernel reads (and advances) its own copy
+                if not state:  # step: a host count; the kernel reads its own copy
                     state.update(step=0, step_t=torch.zeros((), dtype=torch.float32, device=p.device),
                                  exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
                 state["step"] += 1
+                state["step_t"].add_(1)
                 rows, g = p.grad._indices()[0], p.grad._values()  # (r,), (r, d)
                 tables = (p, state["exp_avg"], state["exp_avg_sq"])
-                p_r, m_r, v_r = (F.embedding(rows, t) for t in tables)  # (r, d) each
-                adam([p_r], [g.contiguous()], [m_r], [v_r], [], [state["step_t"]], fused=True, amsgrad=False,
-                     beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
-                     eps=eps / math.sqrt(1 - beta2 ** state["step"]), maximize=False)
+                p_r, m_r, v_r = (torch.index_select(t, 0, rows, out=self.scratch.get((id(p), k), len(rows), t))
+                                 for k, t in enumerate(tables))  # (r, d) each
+                # the kernel torch.optim.Adam(fused=True) runs, called directly (its Python wrapper
+                # costs about as much as the kernel at these sizes)
+                torch._fused_adam_([p_r], [g.contiguous()], [m_r], [v_r], [], [state["step_t"]], amsgrad=False,
+                                   beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=0.0,
+                                   eps=eps / math.sqrt(1 - beta2 ** state["step"]), maximize=False)
                 for table, r in zip(tables, (p_r, m_r, v_r)):
                     table.index_copy_(0, rows, r)
+
+
+class _RowSGD(torch.optim.Optimizer):
+    """Plain SGD on sparse row gradients, ``p[rows] -= lr * g`` for every stored row in one pass
+    (a row stored twice moves by the sum: the step on the summed gradient); untouched rows stay."""
+
+    def __init__(self, params, lr: float = 0.05):
+        super().__init__(params, {"lr": lr})
+        self.scratch = _Scratch()  # a kept buffer for -lr g
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                rows, g = p.grad._indices()[0], p.grad._values()  # (m,), (m, d): g[k] belongs to row rows[k]
+                step = torch.mul(g, -group["lr"], out=self.scratch.get(id(p), len(g), g))
+                p.scatter_add_(0, rows[:, None].expand_as(step), step)  # index_add_ with alpha is slower
+
+
+OPTIMIZERS = {"adam": _LazyAdam, "sgd": _RowSGD}  # BPR's ``optimizer`` -> the class that updates the rows
