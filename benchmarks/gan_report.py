@@ -107,8 +107,11 @@ def comparison() -> list[str]:
                      f"| {fmt(best['test']['recall@20'])} | | | {params(best)} | {r['seeds']} |")
         for m in gan_rows:
             margin, v = verdict(rows[m], best)
-            if rows[m]["params"].get("epochs") == 0:
+            if rows[m]["params"].get("epochs") == 0 and rows[m]["params"].get("rank") is None:
                 v += " (epoch 0 chosen: this is plain EASE, the GAN part unused)"
+            elif rows[m]["params"].get("epochs") == 0:
+                v += (f" (epoch 0 chosen: this is the rank-{rows[m]['params']['rank']} ridge start, "
+                      "the GAN part unused)")
             if r["split"] != "predefined" and "params_by_seed" not in rows[m]:
                 v += "; not re-measured: later seeds reused seed 0's tuning, whose pairs overlap their test"
             lines.append(f"| {name} | {GANS[m]} | {fmt(rows[m]['test']['ndcg@20'])} "
