@@ -242,3 +242,27 @@ def test_low_rank_action_conditional_runs_and_excludes_the_target_history():
 def test_bad_rank_is_one_clear_error(ds, rank):
     with pytest.raises(ValueError, match=r"rank must be None .* integer from 1 to the number of items \(45\)"):
         EASEGAN(rank=rank, **SMALL).fit(ds)
+
+
+def _baselines_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "feedgan_baselines_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "baselines.py")
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_labels_a_low_rank_epoch_zero_apart_from_plain_ease():
+    bench = _baselines_script()
+    dense = {"model": "easegan", "params": {"epochs": 0, "l2": 200.0}}
+    low = {"model": "easegan", "params": {"epochs": 0, "l2": 200.0, "rank": 256}}
+    assert bench.is_plain_ease(dense) and not bench.is_plain_ease(low)  # the low-rank start is not EASE
+    assert "rank-256 ridge start" in bench._leader_name(low) and "plain EASE" in bench._leader_name(dense)
+    # the Gowalla ablation gets the same generator as the GAN it is compared with
+    gow = bench.GAN_OVERRIDES["gowalla"]
+    same = ("rank", "lr_g", "epochs", "batch_size")
+    assert {k: gow["easegan"][1][k] for k in same} == {k: gow["easegan-noD"][1][k] for k in same}
