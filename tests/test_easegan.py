@@ -113,16 +113,22 @@ def test_action_task_drops_only_the_target_part():
     assert torch.equal(b["mask"], b["real"])  # s_neg = 0: only observed targets are judged
 
 
-def test_action_conditional_epoch_zero_is_stacked_ease_plus_conversion():
+def _likes_from_views():
+    """60 users, 30 items, views and likes, split on likes."""
     from feedgan.data.dataset import DataConfig, prepare
     from feedgan.data.schema import validate
-    from feedgan.rec.baselines import EASE
 
     rng = np.random.default_rng(0)
     n = 1500
     log = pd.DataFrame({"user": rng.integers(0, 60, n), "item": rng.integers(0, 30, n),
                         "action": rng.choice(["view", "like"], n, p=[0.7, 0.3])})
-    ds = prepare(validate(log), DataConfig(split="random", target_action="like", seed=0))
+    return prepare(validate(log), DataConfig(split="random", target_action="like", seed=0))
+
+
+def test_action_conditional_epoch_zero_is_stacked_ease_plus_conversion():
+    from feedgan.rec.baselines import EASE
+
+    ds = _likes_from_views()
     small = {k: v for k, v in SMALL.items() if k not in ("epochs", "l2")}
     m = EASEGAN(l2=5.0, epochs=0, **small).fit(ds, aux={"view": 0.5})
     stacked = EASE(l2=5.0).fit(ds, aux={"view": 0.5})
@@ -216,14 +222,7 @@ def test_low_rank_selection_keeps_epoch_zero_when_training_hurts(ds):
 
 
 def test_low_rank_action_conditional_runs_and_excludes_the_target_history():
-    from feedgan.data.dataset import DataConfig, prepare
-    from feedgan.data.schema import validate
-
-    rng = np.random.default_rng(0)
-    n = 1500
-    log = pd.DataFrame({"user": rng.integers(0, 60, n), "item": rng.integers(0, 30, n),
-                        "action": rng.choice(["view", "like"], n, p=[0.7, 0.3])})
-    ds = prepare(validate(log), DataConfig(split="random", target_action="like", seed=0))
+    ds = _likes_from_views()
     small = {k: v for k, v in SMALL.items() if k not in ("epochs", "l2")}
     m = EASEGAN(l2=5.0, rank=6, epochs=2, **small).fit(ds, aux={"view": 0.5})
     assert m.P_.shape == (ds.n_items, 6) and m.D_.shape == (1, ds.n_items) and m.best_epoch_ in (0, 1, 2)
