@@ -176,7 +176,8 @@ def _fused_adam_step(opt: torch.optim.Optimizer, found_inf: Tensor) -> bool:
     matters for small models. Returns False, having done nothing, unless every parameter has a
     dense gradient and its state, on one device and dtype, with no hooks, amsgrad or tensor
     hyperparameters."""
-    if (not hasattr(torch, "_fused_adam_") or type(opt) is not torch.optim.Adam or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+    if (not hasattr(torch, "_fused_adam_") or type(opt) is not torch.optim.Adam
+            or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
             or _optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks):
         return False
     for group in opt.param_groups:

@@ -293,8 +293,7 @@ class EASEGAN(Recommender):
 
     def _keep(self, G: ActionItemItem) -> None:
         """The learned arrays of a trained generator (``B_``, or ``P_`` and ``Q_``; ``D_``)."""
-        for stale in ("B_", "P_", "Q_"):  # a refit may switch between the dense and the low-rank form
-            self.__dict__.pop(stale, None)
+        self._forget_generator()
         if isinstance(G.items, LowRankItemItem):  # row-major, as load() gives them back: the BLAS
             # products that score them then round the same way after a save and load
             self.P_ = np.ascontiguousarray(G.items.left.detach().numpy())  # (n_items, r)
@@ -302,6 +301,11 @@ class EASEGAN(Recommender):
         else:
             self.B_ = G.items.dense().numpy()  # (n_items, n_items)
         self.D_ = G.aux_weight.detach().clone().numpy()  # (n_aux, n_items)
+
+    def _forget_generator(self) -> None:
+        """Drop ``B_`` / ``P_`` / ``Q_``: a refit or load may switch between the dense and low-rank form."""
+        for stale in ("B_", "P_", "Q_"):
+            self.__dict__.pop(stale, None)
 
     def _aux_names(self) -> list[str]:
         return list(self.aux_) if self.target_ is not None else []
@@ -340,8 +344,7 @@ class EASEGAN(Recommender):
         return {**{k: self.__dict__[k] for k in keep}, "D_": self.D_}
 
     def _set_state(self, state):
-        for stale in ("B_", "P_", "Q_"):
-            self.__dict__.pop(stale, None)
+        self._forget_generator()
         for k in ("B_", "P_", "Q_"):
             if k in state:
                 setattr(self, k, np.array(state[k], dtype=np.float32))

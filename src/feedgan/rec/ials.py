@@ -205,9 +205,10 @@ def _batches(sorted_counts: np.ndarray, d: int):
     start, n = 0, len(sorted_counts)
     cap = max(1, BATCH_FLOATS // (d * d))
     while start < n:
+        window = sorted_counts[start:start + cap]                      # a batch takes at most cap rows
         # (k + 1) rows padded to the (k + 1)-th row's length: non-decreasing in k, so a search finds the most that fit
-        floats = np.arange(1, n - start + 1) * np.maximum(1, sorted_counts[start:]) * d
-        similar = np.searchsorted(sorted_counts[start:], PAD_RATIO * max(sorted_counts[start], PAD_FLOOR), side="right")
+        floats = np.arange(1, len(window) + 1) * np.maximum(1, window) * d
+        similar = np.searchsorted(window, PAD_RATIO * max(window[0], PAD_FLOOR), side="right")
         take = min(cap, int(similar), max(1, int(np.searchsorted(floats, BATCH_FLOATS, side="right"))))
         yield slice(start, start + take)
         start += take
